@@ -75,16 +75,17 @@ def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor) -> torch.Tenso
 def exponential_kernel(decay: float, dtype=torch.float64, device=None, cutoff: float = 1e-6):
     """kappa[k] = decay^k for k >= 0 until it falls below ``cutoff``, and its central difference.
 
-    Returns ``(kappa, kappa_dot)``, both [K]; ``kappa_dot[k] = (kappa[k+1] - kappa[k-1]) / 2``
-    with kappa[-1] = 0 (the derivative of kappa in its argument).
+    Returns ``(kappa, kappa_dot)``: kappa [K] for k = 0..K-1; kappa_dot [K+1] for k = -1..K-1,
+    ``kappa_dot[k] = (kappa[k+1] - kappa[k-1]) / 2`` with kappa = 0 for k < 0 (the derivative of
+    kappa in its argument; nonzero at k = -1, where the central difference sees the jump at 0).
     """
     if not (0.0 < decay < 1.0):
         raise ConfigError(f"loss.decay={decay!r}: must lie in (0, 1)")
     length = int(math.ceil(math.log(cutoff) / math.log(decay))) + 1
     kappa = torch.pow(torch.tensor(decay, dtype=torch.float64), torch.arange(length, dtype=torch.float64))
-    after = torch.cat([kappa[1:], kappa.new_zeros(1)])
-    before = torch.cat([kappa.new_zeros(1), kappa[:-1]])
-    return kappa.to(dtype=dtype, device=device), ((after - before) / 2).to(dtype=dtype, device=device)
+    padded = torch.cat([kappa.new_zeros(2), kappa, kappa.new_zeros(1)])  # k = -2..K
+    kappa_dot = (padded[2:] - padded[:-2]) / 2  # k = -1..K-1
+    return kappa.to(dtype=dtype, device=device), kappa_dot.to(dtype=dtype, device=device)
 
 
 def _causal_filter(signal: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -100,12 +101,13 @@ def filtered_spike_train(spikes, times, kappa, kappa_dot) -> torch.Tensor:
     """kappa * S with a first-order dependence on spike times, [B, T+K-1, O].
 
     Its value is ``sum_t S[t] kappa[tau - t]``; its derivative in ``times[t]`` is
-    ``-kappa_dot[tau - t]`` (moving a spike later delays its trace).
+    ``-kappa_dot[tau - t]`` (moving a spike later delays its trace), tau >= t - 1.
     """
     filtered = _causal_filter(spikes, kappa)
     if times is not None and times.requires_grad:
         shift = times - times.detach()  # zero value, unit derivative
-        filtered = filtered - _causal_filter(shift, kappa_dot)
+        # kappa_dot starts at k = -1: the filtered index is one ahead of tau
+        filtered = filtered - _causal_filter(shift, kappa_dot)[:, 1:]
     return filtered
 
 

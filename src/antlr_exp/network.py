@@ -153,8 +153,8 @@ def decide(output_spikes: torch.Tensor, decision: str) -> torch.Tensor:
     """Predicted class per sample, int64 [B]; -1 where no output neuron fired.
 
     ``most_spike``: most output spikes; ties go to the earlier first spike, then the lower index.
-    ``earliest_spike``: earliest first spike; ties go to more spikes in the simulated window,
-    then the lower index.
+    ``earliest_spike``: earliest first spike; ties go to the lower index (a rule that an early
+    stop of the simulation cannot change).
     """
     if decision not in DECISIONS:
         raise ConfigError(f"decision={decision!r}: accepted are {', '.join(DECISIONS)}")
@@ -164,7 +164,7 @@ def decide(output_spikes: torch.Tensor, decision: str) -> torch.Tensor:
     if decision == "most_spike":
         score = counts * (steps + 1) - first
     else:
-        score = (steps - first) * (steps + 1) + counts
+        score = steps - first
     prediction = score.argmax(dim=1)
     silent = counts.sum(dim=1) == 0
     return torch.where(silent, torch.full_like(prediction, -1), prediction)

@@ -1,0 +1,82 @@
+"""Bad inputs raise errors that name the value and what is accepted."""
+
+import pytest
+import torch
+
+from antlr_exp.errors import ConfigError, InputError
+from antlr_exp.losses import count_loss, latency_loss, spike_train_loss
+from antlr_exp.network import SpikingNetwork, decide
+from antlr_exp.neuron import NeuronParams
+
+
+@pytest.mark.parametrize(
+    "kwargs,pattern",
+    [
+        ({"alpha_I": -0.5}, r"alpha_I=-0\.5.*\[0, 1\]"),
+        ({"alpha_V": 1.5}, r"alpha_V=1\.5.*\[0, 1\]"),
+        ({"theta": 0.0}, r"theta=0\.0.*> 0"),
+        ({"beta_V": "big"}, r"beta_V='big'.*'auto' or a number"),
+        ({"beta_bias": -1.0}, r"beta_bias=-1\.0"),
+        ({"surrogate": "relu"}, r"surrogate='relu'.*exponential"),
+        ({"vstar_min": -0.01}, r"vstar_min=-0\.01"),
+    ],
+)
+def test_bad_neuron_parameters(kwargs, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        NeuronParams(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "sizes,steps,rule,pattern",
+    [
+        ([784, 0, 10], 100, "antlr", r"sizes=\[784, 0, 10\]"),
+        ([784], 100, "antlr", r"sizes=\[784\]"),
+        ([4, 2], 0, "antlr", r"num_steps=0"),
+        ([4, 2], 10, "slayer", r"method='slayer'.*activation, activation_rnn, timing, antlr"),
+    ],
+)
+def test_bad_network_config(sizes, steps, rule, pattern):
+    with pytest.raises(ConfigError, match=pattern):
+        SpikingNetwork(sizes, steps, rule=rule)
+
+
+def test_bad_lambda():
+    with pytest.raises(ConfigError, match=r"lambda_tim=nan"):
+        SpikingNetwork([4, 2], 10, lambda_tim=float("nan"))
+
+
+def test_wrong_input_shapes():
+    net = SpikingNetwork([6, 3, 2], 10)
+    with pytest.raises(InputError, match=r"\(2, 10, 5\).*5 input neurons.*expects 6"):
+        net(torch.zeros(2, 10, 5))
+    with pytest.raises(InputError, match=r"\(2, 12, 6\).*12 steps.*num_steps=10"):
+        net(torch.zeros(2, 12, 6))
+    with pytest.raises(InputError, match=r"\(10, 6\)"):
+        net(torch.zeros(10, 6))
+    with pytest.raises(InputError, match=r"\(2, 10, 2, 2, 2\).*8 input neurons"):
+        net(torch.zeros(2, 10, 2, 2, 2))
+
+
+def test_nan_and_inf_input():
+    net = SpikingNetwork([6, 2], 10)
+    x = torch.zeros(1, 10, 6)
+    x[0, 3, 2] = float("nan")
+    with pytest.raises(InputError, match="NaN"):
+        net(x)
+    x[0, 3, 2] = float("inf")
+    with pytest.raises(InputError, match="inf"):
+        net(x)
+
+
+def test_bad_loss_inputs_and_decision():
+    s = torch.zeros(2, 5, 3)
+    with pytest.raises(InputError, match=r"target_counts has shape \(2, 4\).*\(2, 3\)"):
+        count_loss(s, torch.zeros(2, 4))
+    with pytest.raises(InputError, match=r"target_spikes has shape"):
+        spike_train_loss(s, s, torch.zeros(2, 6, 3))
+    with pytest.raises(InputError, match=r"labels has shape \(3,\)"):
+        latency_loss(s, s, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ConfigError, match=r"decay=1\.5"):
+        spike_train_loss(s, s, s, decay=1.5)
+    with pytest.raises(ConfigError, match=r"decision='first'.*most_spike, earliest_spike"):
+        decide(s, "first")

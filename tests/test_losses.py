@@ -1,0 +1,157 @@
+"""dL/dS and dL/dt_hat of every loss against the closed forms of Table 1 (float64)."""
+
+import math
+
+import pytest
+import torch
+
+from antlr_exp.errors import ConfigError
+from antlr_exp.losses import (
+    check_rule_loss,
+    count_loss,
+    count_targets,
+    latency_loss,
+    no_spike_count_term,
+    no_spike_weight_penalty,
+    spike_train_loss,
+)
+from antlr_exp.network import SpikingNetwork
+
+
+def leaf_outputs(batch=3, steps=30, outputs=4, rate=0.15, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    spikes = (torch.rand(batch, steps, outputs, generator=g, dtype=torch.float64) < rate).double()
+    times = spikes * torch.arange(steps, dtype=torch.float64).view(1, -1, 1)
+    return spikes.requires_grad_(), times.requires_grad_()
+
+
+def test_count_loss_gradient_closed_form():
+    spikes, times = leaf_outputs()
+    target = count_targets(torch.tensor([0, 3, 1]), 4, n_true=2.0, n_false=0.0).double()
+    loss = count_loss(spikes, target)
+    grad_s, = torch.autograd.grad(loss, spikes)
+    batch, steps = spikes.shape[:2]
+    counts = spikes.detach().sum(dim=1)
+    expected_loss = ((counts - target) ** 2).sum() / steps / batch
+    assert abs(float(loss.detach()) - float(expected_loss)) < 1e-12
+    expected = (2 * (counts - target) / steps / batch).unsqueeze(1).expand_as(spikes)
+    torch.testing.assert_close(grad_s, expected)
+
+
+def test_count_targets():
+    t = count_targets(torch.tensor([2, 0]), 3, n_true=10, n_false=0)
+    assert t.tolist() == [[0, 0, 10], [10, 0, 0]]
+
+
+def test_spike_train_loss_gradients_closed_form():
+    spikes, times = leaf_outputs(seed=1)
+    g = torch.Generator().manual_seed(2)
+    target = (torch.rand(spikes.shape, generator=g, dtype=torch.float64) < 0.1).double()
+    decay = 0.9
+    loss = spike_train_loss(spikes, times, target, decay=decay)
+    grad_s, grad_t = torch.autograd.grad(loss, [spikes, times])
+    batch, steps, outputs = spikes.shape
+    horizon = steps + 200  # tau runs past T until kappa is negligible
+
+    def kappa(k):
+        return decay**k if k >= 0 else 0.0
+
+    def kappa_dot(k):
+        return (kappa(k + 1) - kappa(k - 1)) / 2
+
+    s, tgt = spikes.detach(), target
+    expected_loss = 0.0
+    for b in range(batch):
+        for o in range(outputs):
+            d = [
+                sum((s[b, t, o] - tgt[b, t, o]).item() * kappa(tau - t) for t in range(steps)) for tau in range(horizon)
+            ]
+            expected_loss += sum(v * v for v in d)
+            for t in range(steps):
+                es = 2 * sum(kappa(tau - t) * d[tau] for tau in range(horizon)) / batch
+                et = -2 * sum(kappa_dot(tau - t) * d[tau] for tau in range(horizon)) / batch
+                assert abs(float(grad_s[b, t, o]) - es) < 1e-9
+                assert abs(float(grad_t[b, t, o]) - et) < 1e-9
+    assert abs(float(loss) - expected_loss / batch) < 1e-6 * max(1.0, expected_loss)
+
+
+def test_latency_loss_gradients_closed_form():
+    spikes, times = leaf_outputs(batch=4, rate=0.1, seed=3)
+    with torch.no_grad():
+        spikes[1, :, 2] = 0  # a silent output neuron
+        times[1, :, 2] = 0
+    labels = torch.tensor([0, 2, 1, 3])
+    beta = 1.0 / 6.0
+    loss = latency_loss(spikes, times, labels, beta=beta)
+    grad_s, grad_t = torch.autograd.grad(loss, [spikes, times], allow_unused=True)
+    assert grad_s is None or float(grad_s.abs().max()) == 0.0
+    batch, steps, outputs = spikes.shape
+    expected_loss = 0.0
+    for b in range(batch):
+        first = []
+        for o in range(outputs):
+            fired = torch.nonzero(spikes[b, :, o].detach()).flatten()
+            first.append(int(fired[0]) if fired.numel() else steps)
+        z = [math.exp(-beta * f) for f in first]
+        p = [v / sum(z) for v in z]
+        expected_loss += -math.log(p[labels[b]])
+        for o in range(outputs):
+            for t in range(steps):
+                expected = 0.0
+                if first[o] < steps and t == first[o]:
+                    expected = -beta * (p[o] - (1.0 if o == labels[b] else 0.0)) / batch
+                assert abs(float(grad_t[b, t, o]) - expected) < 1e-12
+    assert abs(float(loss) - expected_loss / batch) < 1e-12
+
+
+def test_no_spike_count_term_gradient():
+    spikes, _ = leaf_outputs(batch=3, rate=0.0)
+    with torch.no_grad():
+        spikes[0, 4, 1] = 1.0  # sample 0: target neuron 1 fired once
+        spikes[2, 4, 0] = spikes[2, 9, 0] = 1.0  # sample 2: target neuron 0 fired twice
+    labels = torch.tensor([1, 2, 0])  # sample 1: target neuron 2 silent
+    lam = 0.1
+    term = no_spike_count_term(spikes, labels, lam)
+    (grad,) = torch.autograd.grad(term, spikes)
+    assert abs(float(term) - lam / 3) < 1e-15
+    expected = torch.zeros_like(grad)
+    expected[1, :, 2] = -2 * lam / 3
+    torch.testing.assert_close(grad, expected)
+
+
+def test_no_spike_weight_penalty_gradient():
+    torch.manual_seed(0)
+    net = SpikingNetwork([5, 4, 2], 10).double()
+    hidden = torch.zeros(4, 10, 4, dtype=torch.float64)
+    hidden[0, 3, 0] = hidden[1, 3, 0] = hidden[2, 1, 1] = 1  # neuron 0 silent on 2/4, neuron 1 on 3/4
+    output = torch.zeros(4, 10, 2, dtype=torch.float64)
+    output[:, 5, 1] = 1  # output 0 always silent
+    out = type("Out", (), {"spikes": [hidden, output]})()
+    p = 100.0
+    no_spike_weight_penalty(net, out, p).backward()
+    frac_hidden = torch.tensor([0.5, 0.75, 1.0, 1.0], dtype=torch.float64)
+    torch.testing.assert_close(net.layers[0].weight.grad, (-(p / 5) * frac_hidden).unsqueeze(1).expand(4, 5))
+    torch.testing.assert_close(
+        net.layers[1].weight.grad, (-(p / 4) * torch.tensor([1.0, 0.0], dtype=torch.float64)).unsqueeze(1).expand(2, 4)
+    )
+    assert net.layers[0].bias.grad is None or float(net.layers[0].bias.grad.abs().max()) == 0
+
+
+@pytest.mark.parametrize(
+    "rule,loss",
+    [("timing", "count"), ("activation", "latency"), ("activation_rnn", "latency")],
+)
+def test_impossible_rule_loss_pairs_raise(rule, loss):
+    with pytest.raises(ConfigError, match=f"method={rule}.*loss={loss}"):
+        check_rule_loss(rule, loss)
+
+
+def test_possible_pairs_pass_and_unknown_names_raise():
+    for rule in ("activation", "activation_rnn", "timing", "antlr"):
+        check_rule_loss(rule, "spike_train")
+    check_rule_loss("antlr", "count")
+    check_rule_loss("antlr", "latency")
+    with pytest.raises(ConfigError, match="loss='mse'.*count, spike_train, latency"):
+        check_rule_loss("antlr", "mse")
+    with pytest.raises(ConfigError, match="lambda_tim=0"):
+        check_rule_loss("antlr", "latency", lambda_act=1.0, lambda_tim=0.0)
