@@ -53,7 +53,9 @@ def spike_times_to_dense(spike_times: torch.Tensor, num_steps: int) -> torch.Ten
     Returns:
         float32 tensor ``[..., T, D]`` with out[..., t, d] = 1 exactly when neuron d fires at t.
     """
-    steps = torch.arange(num_steps).view(num_steps, 1)
-    times = spike_times.unsqueeze(-2).to(torch.int64)
-    fires = (times == steps) & (spike_times != SILENT).unsqueeze(-2)
-    return fires.to(torch.float32)
+    *leading, num_neurons = spike_times.shape
+    flat = spike_times.reshape(-1, num_neurons)
+    dense = torch.zeros(flat.shape[0], num_steps, num_neurons)
+    sample, neuron = (flat != SILENT).nonzero(as_tuple=True)
+    dense[sample, flat[sample, neuron].to(torch.int64), neuron] = 1.0
+    return dense.reshape(*leading, num_steps, num_neurons)

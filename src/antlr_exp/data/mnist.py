@@ -16,7 +16,6 @@ import os
 from pathlib import Path
 
 import torch
-import torchvision
 from torch.utils.data import Dataset
 
 from antlr_exp.data.common import (
@@ -62,6 +61,8 @@ def _missing_message(root: Path, missing: list[str], extra: str = "") -> str:
 def _download(root: Path, missing: list[str]) -> None:
     """Fetch the MNIST files with torchvision into a staging folder inside ``root`` and move the
     missing ones into ``root/MNIST/raw`` only after the whole download succeeded."""
+    import torchvision  # imported on first use: importing torchvision takes seconds
+
     created = [folder for folder in (root, *root.parents) if not folder.exists()]
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -88,6 +89,8 @@ def _download(root: Path, missing: list[str]) -> None:
 
 def _read_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 [N, 28, 28] and labels int64 [N] of one split, checked for consistency."""
+    import torchvision  # imported on first use: importing torchvision takes seconds
+
     split = "train" if train else "t10k"
     try:
         dataset = torchvision.datasets.MNIST(str(root), train=train, download=False)

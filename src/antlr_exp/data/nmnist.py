@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tonic
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
@@ -133,6 +132,8 @@ def read_recording(path: str | os.PathLike) -> np.ndarray:
         DatasetCorruptError: empty file, size not a multiple of 5, or a coordinate outside 0..33.
         DatasetNotFoundError: the file cannot be opened.
     """
+    import tonic  # imported on first use: importing tonic takes seconds
+
     try:
         size = os.path.getsize(path)
     except OSError as error:
@@ -169,6 +170,8 @@ def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int,
         bool array [T, 2, 34, 34] indexed (step, polarity, y, x): True where at least one event
         fell. Exactly T frames, empty where the recording has no events.
     """
+    import tonic  # imported on first use: importing tonic takes seconds
+
     end_us = num_steps * bin_us
     keep = events["t"] < end_us
     if first_saccade_only:
@@ -209,6 +212,8 @@ def _tonic_location(root: Path) -> Path:
 
 def _tonic_names(train: bool) -> tuple[str, str]:
     """(archive file name, extracted folder name) of a tonic N-MNIST split."""
+    import tonic  # imported on first use: importing tonic takes seconds
+
     cls = tonic.datasets.NMNIST
     return (cls.train_filename, cls.train_folder) if train else (cls.test_filename, cls.test_folder)
 
@@ -226,6 +231,8 @@ def _tonic_present(root: Path, train: bool) -> bool:
 
 def _tonic_recordings(root: Path, train: bool) -> list[Recording]:
     """The recordings tonic.datasets.NMNIST lists for one split (which must be present)."""
+    import tonic  # imported on first use: importing tonic takes seconds
+
     dataset = tonic.datasets.NMNIST(save_to=str(root), train=train)
     folder = _tonic_location(root) / _tonic_names(train)[1]
     recordings = []
@@ -252,6 +259,8 @@ def _not_found_message(root: Path, missing: list[str], extra: str = "") -> str:
 
 def _download(root: Path, split: str) -> None:
     """Download one split with tonic into a staging folder, then move it into ``root/NMNIST``."""
+    import tonic  # imported on first use: importing tonic takes seconds
+
     train = SPLIT_FOLDERS[split]
     location = _tonic_location(root)
     created = [folder for folder in (location, root, *root.parents) if not folder.exists()]
@@ -347,6 +356,8 @@ class FrameStore:
 
 def _cache_key(split: str, recordings: list[Recording], num_steps: int, bin_us: int,
                first_saccade_only: bool) -> str:
+    import tonic  # imported on first use: importing tonic takes seconds
+
     payload = {
         "format": CACHE_FORMAT,
         "tonic": tonic.__version__,
