@@ -1,0 +1,85 @@
+"""``antlr-train``: the Hydra entry point and nothing more.
+
+Configs live in the repository's ``conf/``; ``antlr-train --help`` lists the groups. A user error
+(an unknown group option, a bad value, an impossible rule/loss pair, missing data) prints one line
+to stderr and exits with status 2, before any training starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import OverrideType, ValueType
+from omegaconf import DictConfig
+
+from .config import CONF_DIR
+from .errors import ConfigError
+from .train import USER_ERRORS, run
+
+PROG = "antlr-train"
+
+
+def _fail(error: Exception) -> None:
+    message = " ".join(str(error).split())  # one line, whatever the message's layout
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def group_options(group: str) -> list:
+    """Options of a config group of ``conf/``: its YAML files, subfolders included (``paper/mnist_antlr``)."""
+    folder = CONF_DIR / group
+    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+
+
+def check_group_choices(arguments: list) -> None:
+    """Name an unknown option of one of our groups in one line, before Hydra prints its own
+    multi-line report. Hydra's groups (``hydra/...``) and anything unparsable are left to Hydra."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    parser = OverridesParser.create()
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        try:
+            override = parser.parse_override(argument)
+        except Exception:
+            continue
+        if override.type != OverrideType.CHANGE or override.key_or_group not in groups:
+            continue
+        if override.value_type == ValueType.ELEMENT:
+            values = [override.value()]
+        elif override.value_type in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+            values = list(override.sweep_string_iterator())
+        else:
+            continue
+        options = group_options(override.key_or_group)
+        for value in values:
+            if value is not None and str(value) not in options:
+                shown = [o for o in options if "/" not in o]  # paper/* are chosen automatically
+                raise ConfigError(
+                    f"{override.key_or_group}={value} is not accepted; accepted values: {', '.join(shown)}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _train(cfg: DictConfig):
+    try:
+        summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+    except USER_ERRORS as error:
+        _fail(error)
+    metric = cfg.optimized_metric
+    return summary.get(metric) if metric else None
+
+
+def main() -> None:
+    try:
+        check_group_choices(sys.argv[1:])
+    except ConfigError as error:
+        _fail(error)
+    _train()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,377 @@
+"""Typed schemas for the Hydra configs in ``conf/`` and the checks run before any data is read.
+
+The schemas give every key its type and nothing else: all values, defaults included, live in the
+YAML files of ``conf/`` (one source of truth). Each group option pulls its schema in through its
+defaults list (``- /schema/method/antlr@_here_``), so a misspelt key (``method.lamda_act=2``), a
+key the chosen option does not have (``method=timing method.lambda_act=2``) or a value of the
+wrong type (``trainer.max_steps=ten``) fails at composition instead of being ignored.
+
+``validate(cfg)`` then checks what types cannot: names, rule/loss/task pairings, ranges. It raises
+``ConfigError`` with one line naming the key, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from .errors import ConfigError
+from .losses import check_rule_loss
+from .network import DECISIONS
+from .neuron import NeuronParams
+
+#: The folder holding the Hydra configs (the repository's ``conf/``).
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+#: What each task's items carry as target, and so which losses it can be trained with.
+TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
+LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
+DEVICES = ("auto", "cpu", "cuda")
+LOGGERS = ("csv", "wandb")
+WANDB_MODES = ("offline", "online", "disabled")
+MONITOR_MODES = ("min", "max")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas (types only; values are in conf/)
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+
+
+@dataclass
+class AntlrMethodConfig(MethodConfig):
+    lambda_act: float = MISSING
+    lambda_tim: float = MISSING
+
+
+@dataclass
+class TimingMethodConfig(MethodConfig):
+    no_spike_penalty: float = MISSING  # p of the no-spike weight penalty
+
+
+@dataclass
+class LossConfig:
+    name: str = MISSING
+    decision: str = MISSING  # the decision the reported accuracy uses
+
+
+@dataclass
+class CountLossConfig(LossConfig):
+    n_true: float = MISSING
+    n_false: float = MISSING
+
+
+@dataclass
+class SpikeTrainLossConfig(LossConfig):
+    decay: float = MISSING
+
+
+@dataclass
+class LatencyLossConfig(LossConfig):
+    beta: float = MISSING
+    lambda_ns: float = MISSING  # weight of the no-spike count term; 0 turns it off
+
+
+@dataclass
+class MatchingOptions:
+    num_inputs: int = MISSING
+    num_outputs: int = MISSING
+    input_spikes: int = MISSING
+    target_spikes: int = MISSING
+
+
+@dataclass
+class MnistOptions:
+    t_max: int = MISSING
+
+
+@dataclass
+class NmnistOptions:
+    first_saccade_only: bool = MISSING
+    bin_us: int = MISSING
+    cache_dir: Optional[str] = MISSING
+
+
+@dataclass
+class TaskConfig:
+    name: str = MISSING
+    num_steps: int = MISSING
+    hidden_sizes: List[int] = MISSING
+
+
+@dataclass
+class MatchingTaskConfig(TaskConfig):
+    options: MatchingOptions = field(default_factory=MatchingOptions)
+
+
+@dataclass
+class MnistTaskConfig(TaskConfig):
+    options: MnistOptions = field(default_factory=MnistOptions)
+
+
+@dataclass
+class NmnistTaskConfig(TaskConfig):
+    options: NmnistOptions = field(default_factory=NmnistOptions)
+
+
+@dataclass
+class NeuronConfig:
+    alpha_I: float = MISSING
+    alpha_V: float = MISSING
+    beta_I: float = MISSING
+    beta_V: Any = MISSING  # "auto" or a number
+    beta_bias: Any = MISSING  # "auto" or a number
+    theta: float = MISSING
+    surrogate: str = MISSING
+    surrogate_a: float = MISSING
+    surrogate_b: float = MISSING
+    vstar_min: float = MISSING
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = MISSING
+    lr: float = MISSING
+    betas: List[float] = MISSING
+    weight_decay: float = MISSING
+    grad_clip_value: Optional[float] = MISSING  # every gradient element clipped to [-v, v]
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: Optional[int] = MISSING
+    max_steps: Optional[int] = MISSING
+    batch_size: int = MISSING
+    test_batch_size: int = MISSING
+    val_every_n_steps: Optional[int] = MISSING  # None: validate at the end of every epoch
+    lr_decay_epochs: Optional[int] = MISSING  # None: constant learning rate
+    lr_decay_factor: float = MISSING
+    monitor: str = MISSING  # validation metric that picks the best checkpoint
+    monitor_mode: str = MISSING
+    progress_bar: bool = MISSING
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    project: str = MISSING
+    entity: Optional[str] = MISSING
+    mode: str = MISSING
+    group: Optional[str] = MISSING
+    run_name: Optional[str] = MISSING
+    tags: List[str] = MISSING
+
+
+@dataclass
+class DataConfig:
+    root: Optional[str] = MISSING
+    download: bool = MISSING
+    limit_train: Optional[int] = MISSING
+    limit_test: Optional[int] = MISSING
+
+
+@dataclass
+class Config:
+    task: Any = MISSING
+    method: Any = MISSING
+    loss: Any = MISSING
+    logger: Any = MISSING
+    neuron: NeuronConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    data: DataConfig = MISSING
+    seed: int = MISSING
+    single_spike: bool = MISSING
+    device: str = MISSING
+    resume: bool = MISSING
+    evaluate: Optional[str] = MISSING  # checkpoint to evaluate instead of training
+    optimized_metric: Optional[str] = MISSING  # summary key a sweeper (Optuna) optimises
+
+
+def register_configs() -> None:
+    """Put the schemas in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    for group, name, node in (
+        ("method", "activation", MethodConfig),
+        ("method", "activation_rnn", MethodConfig),
+        ("method", "timing", TimingMethodConfig),
+        ("method", "antlr", AntlrMethodConfig),
+        ("loss", "count", CountLossConfig),
+        ("loss", "spike_train", SpikeTrainLossConfig),
+        ("loss", "latency", LatencyLossConfig),
+        ("task", "matching", MatchingTaskConfig),
+        ("task", "mnist", MnistTaskConfig),
+        ("task", "nmnist", NmnistTaskConfig),
+        ("logger", "csv", LoggerConfig),
+        ("logger", "wandb", WandbLoggerConfig),
+    ):
+        cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+register_configs()
+
+if not OmegaConf.has_resolver("if"):
+    # ${if:COND,A,B}: A when COND is true, else B (e.g. N-MNIST count targets under single_spike)
+    OmegaConf.register_new_resolver("if", lambda condition, then, otherwise: then if condition else otherwise)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks that types cannot express
+
+
+def _accepted(key: str, value: Any, accepted) -> None:
+    if value not in accepted:
+        raise ConfigError(f"{key}={value!r} is not accepted; accepted values: {', '.join(map(str, accepted))}")
+
+
+def _number(key: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False,
+            high_open: bool = False, optional: bool = False) -> None:
+    """``value`` must be a finite number in the interval (None too when ``optional``)."""
+    if value is None and optional:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+    if not ok:
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        extra = " or null" if optional else ""
+        raise ConfigError(f"{key}={value!r} is out of range; accepted: a number in {interval}{extra}")
+
+
+def _positive_int(key: str, value: Any, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        extra = " or null" if optional else ""
+        raise ConfigError(f"{key}={value!r} is not accepted; accepted: an integer >= 1{extra}")
+
+
+def neuron_params(cfg: DictConfig) -> NeuronParams:
+    """The engine's NeuronParams from ``cfg.neuron`` and ``cfg.single_spike`` (validated there)."""
+    return NeuronParams(**OmegaConf.to_container(cfg.neuron, resolve=True), single_spike=bool(cfg.single_spike))
+
+
+def rule_kwargs(cfg: DictConfig) -> dict:
+    """Keyword arguments of SpikingNetwork for the gradient rule of ``cfg.method``."""
+    kwargs = {"rule": cfg.method.name}
+    for key in ("lambda_act", "lambda_tim"):
+        if key in cfg.method:
+            kwargs[key] = float(cfg.method[key])
+    return kwargs
+
+
+def metric_names(cfg: DictConfig, split: str) -> tuple:
+    """Metrics a run records for ``split`` (what ``trainer.monitor`` and ``optimized_metric`` may name)."""
+    names = ["loss"]
+    if TASK_TARGET_KIND[cfg.task.name] == "label":
+        names += ["accuracy", "accuracy_most_spike", "accuracy_earliest_spike"]
+    names += ["hidden_spikes_per_sample", "output_spikes_per_sample",
+              "hidden_spikes_to_decision_per_sample", "output_spikes_to_decision_per_sample"]
+    return tuple(f"{split}_{name}" for name in names)
+
+
+def _check_known_keys(node: DictConfig, path: str = "") -> None:
+    """Keys added with ``+key=value`` get past Hydra even on a typed node; refuse them here."""
+    schema = OmegaConf.get_type(node)
+    if dataclasses.is_dataclass(schema):
+        known = [f.name for f in dataclasses.fields(schema)]
+        for key in node.keys():
+            if key not in known:
+                raise ConfigError(f"{path}{key} is not a key of {path.rstrip('.') or 'the config'}; "
+                                  f"accepted keys: {', '.join(known)}")
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _check_known_keys(child, f"{path}{key}.")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed config; raise ConfigError (one line: key, value, accepted) on the first
+    problem. Reads no data and builds nothing heavy."""
+    _check_known_keys(cfg)
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"{missing[0]} has no value; set it, e.g. {missing[0]}=<value>")
+    task, method, loss, trainer = cfg.task, cfg.method, cfg.loss, cfg.trainer
+
+    _accepted("task", task.name, tuple(TASK_TARGET_KIND))
+    _accepted("device", cfg.device, DEVICES)
+    _accepted("logger", cfg.logger.name, LOGGERS)
+    if cfg.logger.name == "wandb":
+        _accepted("logger.mode", cfg.logger.mode, WANDB_MODES)
+    _accepted("loss.decision", loss.decision, DECISIONS)
+    _accepted("optimizer", cfg.optimizer.name, ("adam",))
+    check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
+    task_kind, loss_kind = TASK_TARGET_KIND[task.name], LOSS_TARGET_KIND[loss.name]
+    if task_kind != loss_kind:
+        fitting = [name for name, kind in LOSS_TARGET_KIND.items() if kind == task_kind]
+        raise ConfigError(
+            f"loss={loss.name} needs {loss_kind.replace('_', ' ')} targets but task={task.name} gives "
+            f"{task_kind.replace('_', ' ')} targets; accepted losses for task={task.name}: {', '.join(fitting)}"
+        )
+
+    for key in ("lambda_act", "lambda_tim"):
+        if key in method:
+            _number(f"method.{key}", method[key], low=0.0)
+    if "no_spike_penalty" in method:
+        _number("method.no_spike_penalty", method.no_spike_penalty, low=0.0)
+    if loss.name == "count":
+        _number("loss.n_true", loss.n_true, low=0.0)
+        _number("loss.n_false", loss.n_false, low=0.0)
+        if cfg.single_spike and max(loss.n_true, loss.n_false) > 1:
+            raise ConfigError(
+                f"loss.n_true={loss.n_true:g}, loss.n_false={loss.n_false:g} cannot be reached with "
+                f"single_spike=true (each neuron fires at most once); accepted: targets in [0, 1]"
+            )
+    elif loss.name == "spike_train":
+        _number("loss.decay", loss.decay, low=0.0, high=1.0, low_open=True, high_open=True)
+    else:
+        _number("loss.beta", loss.beta, low=0.0, low_open=True)
+        _number("loss.lambda_ns", loss.lambda_ns, low=0.0)
+
+    _positive_int("task.num_steps", task.num_steps)
+    if not task.hidden_sizes:
+        raise ConfigError("task.hidden_sizes=[] is not accepted; accepted: a list of integers >= 1, e.g. [800]")
+    for index, size in enumerate(task.hidden_sizes):
+        _positive_int(f"task.hidden_sizes[{index}]", size)
+    if task.name == "matching":
+        for key in ("num_inputs", "num_outputs"):
+            _positive_int(f"task.options.{key}", task.options[key])
+    neuron_params(cfg)  # the engine checks the neuron's values
+
+    for key in ("batch_size", "test_batch_size"):
+        _positive_int(f"trainer.{key}", trainer[key])
+    for key in ("max_epochs", "max_steps", "val_every_n_steps", "lr_decay_epochs"):
+        _positive_int(f"trainer.{key}", trainer[key], optional=True)
+    if trainer.max_epochs is None and trainer.max_steps is None:
+        raise ConfigError("trainer.max_epochs=null and trainer.max_steps=null: the run would never end; set one of them")
+    _number("trainer.lr_decay_factor", trainer.lr_decay_factor, low=0.0, high=1.0, low_open=True)
+    _accepted("trainer.monitor", trainer.monitor, metric_names(cfg, "val"))
+    _accepted("trainer.monitor_mode", trainer.monitor_mode, MONITOR_MODES)
+    _number("optimizer.lr", cfg.optimizer.lr, low=0.0, low_open=True)
+    _number("optimizer.weight_decay", cfg.optimizer.weight_decay, low=0.0)
+    _number("optimizer.grad_clip_value", cfg.optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
+    for key in ("limit_train", "limit_test"):
+        _positive_int(f"data.{key}", cfg.data[key], optional=True)
+
+    if cfg.optimized_metric is not None:
+        _accepted("optimized_metric", cfg.optimized_metric, metric_names(cfg, "val") + metric_names(cfg, "test"))
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is available here; accepted here: auto, cpu")
+    if cfg.resume and cfg.evaluate:
+        raise ConfigError(f"resume=true with evaluate={cfg.evaluate}: choose one (resume continues training)")

@@ -1,0 +1,202 @@
+"""The training loop end to end, in-process, on tiny fake data (seconds each)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from antlr_exp import checkpoint as ckpt
+from antlr_exp.config import validate
+from antlr_exp.data import load_task
+from antlr_exp.errors import ConfigError
+from antlr_exp.losses import latency_loss, no_spike_count_term
+from antlr_exp.network import decide
+from antlr_exp.train import Trainer, build_network, load_data, resolve_device, run
+from conftest import compose_config, tiny_overrides
+
+VALID = (
+    [("matching", m, "spike_train") for m in ("activation", "activation_rnn", "timing", "antlr")]
+    + [(t, m, "count") for t in ("mnist", "nmnist") for m in ("activation", "activation_rnn", "antlr")]
+    + [(t, m, "latency") for t in ("mnist", "nmnist") for m in ("timing", "antlr")]
+)
+SPIKE_KEYS = ("hidden_spikes_per_sample", "output_spikes_per_sample",
+              "hidden_spikes_to_decision_per_sample", "output_spikes_to_decision_per_sample")
+
+
+def read_metrics(run_dir):
+    with open(run_dir / "metrics.csv") as stream:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("task, method, loss", VALID)
+def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp_path):
+    summary = run(compose_config(*tiny_overrides(task, data_roots), f"method={method}", f"loss={loss}"), tmp_path)
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
+    assert (summary["task"], summary["method"], summary["loss"], summary["steps"]) == (task, method, loss, 2)
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [2.0]
+    assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
+    for split in ("test", "val"):
+        assert math.isfinite(summary[f"{split}_loss"])
+        for key in SPIKE_KEYS:
+            assert summary[f"{split}_{key}"] >= 0
+        for kind in ("hidden", "output"):
+            assert summary[f"{split}_{kind}_spikes_to_decision_per_sample"] <= summary[f"{split}_{kind}_spikes_per_sample"]
+    if task == "matching":
+        assert summary["test_accuracy"] is None
+    else:
+        for key in ("test_accuracy", "test_accuracy_most_spike", "test_accuracy_earliest_spike"):
+            assert 0.0 <= summary[key] <= 1.0
+        decision = {"count": "most_spike", "latency": "earliest_spike"}[loss]
+        assert summary["test_accuracy"] == summary[f"test_accuracy_{decision}"]
+
+
+@pytest.mark.parametrize("method", ["antlr", "timing"])
+def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tmp_path):
+    cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=4), f"method={method}")
+    summary = run(cfg, tmp_path)
+    data = load_task("mnist", root=str(data_roots["mnist"]), limit_train=16, limit_test=8, num_steps=30)
+    net = build_network(cfg, data)
+    net.load_state_dict(ckpt.load(tmp_path / "checkpoints" / "best.pt")["model"])
+    inputs = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
+    with torch.no_grad():
+        out = net(inputs)
+    loss = latency_loss(out.output_spikes, out.output_times, labels, beta=1 / 6)
+    if method == "antlr":  # the paper's no-spike count term is part of ANTLR's loss...
+        loss = loss + no_spike_count_term(out.output_spikes, labels, lambda_ns=0.1)
+    # ...while the timing rule's no-spike weight penalty is not reported
+    assert summary["test_loss"] == pytest.approx(float(loss), rel=1e-5)
+    assert summary["test_hidden_spikes_per_sample"] == pytest.approx(float(out.spikes[0].sum()) / len(labels))
+    assert summary["test_output_spikes_per_sample"] == pytest.approx(float(out.spikes[1].sum()) / len(labels))
+    for decision in ("most_spike", "earliest_spike"):
+        expected = float((decide(out.output_spikes, decision) == labels).float().mean())
+        assert summary[f"test_accuracy_{decision}"] == pytest.approx(expected)
+
+
+def test_best_validation_checkpoint_is_the_one_tested(tmp_path):
+    # matching: train, val and test are the same problem, so the test loss must equal the best validation loss
+    cfg = compose_config(*tiny_overrides("matching", {}, steps=12), "trainer.val_every_n_steps=3", "optimizer.lr=0.05")
+    summary = run(cfg, tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [row["step"] for row in rows] == [3, 6, 9, 12]
+    best = min(rows, key=lambda row: row["val_loss"])
+    assert summary["best_step"] == best["step"] and summary["val_loss"] == pytest.approx(best["val_loss"])
+    assert summary["test_loss"] == pytest.approx(best["val_loss"], rel=1e-6)
+
+
+def test_same_seed_repeats_and_another_seed_differs(data_roots, tmp_path):
+    overrides = tiny_overrides("mnist", data_roots, steps=3)
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        run(compose_config(*overrides, f"seed={seed}"), tmp_path / name)
+        runs[name] = ckpt.load(tmp_path / name / "checkpoints" / "last.pt")["model"]
+    assert all(torch.equal(runs["a"][k], runs["b"][k]) for k in runs["a"])
+    assert not torch.equal(runs["a"]["layers.0.weight"], runs["c"]["layers.0.weight"])
+
+
+class Killed(Exception):
+    """Stands for the process dying right after a checkpoint was written."""
+
+
+def _kill_after_checkpoints(monkeypatch, count):
+    original, written = ckpt.save_atomic, []
+
+    def save_then_die(payload, path):
+        original(payload, path)
+        if path.name == ckpt.LAST:
+            written.append(path)
+            if len(written) == count:
+                raise Killed
+
+    monkeypatch.setattr(ckpt, "save_atomic", save_then_die)
+
+
+@pytest.mark.parametrize("kill_after", [1, 2])
+def test_resume_after_kill_matches_uninterrupted_run(kill_after, data_roots, tmp_path, monkeypatch):
+    # 24 samples in batches of 8: 3 steps per epoch, 3 epochs; checkpoints every 2 steps, so
+    # the kills fall in the middle of epochs 1 and 2; the learning rate halves after epoch 2.
+    overrides = [*tiny_overrides("mnist", data_roots), "data.limit_train=24", "trainer.max_steps=null",
+                 "trainer.max_epochs=3", "trainer.val_every_n_steps=2", "trainer.lr_decay_epochs=2",
+                 "trainer.lr_decay_factor=0.5"]
+    full = run(compose_config(*overrides), tmp_path / "full")
+
+    with monkeypatch.context() as patch:
+        _kill_after_checkpoints(patch, kill_after)
+        with pytest.raises(Killed):
+            run(compose_config(*overrides), tmp_path / "killed")
+    assert not (tmp_path / "killed" / "summary.json").exists()
+    assert len(read_metrics(tmp_path / "killed")) == kill_after
+    torch.manual_seed(1234)  # whatever the process did meanwhile must not matter
+    resumed = run(compose_config(*overrides, "resume=true"), tmp_path / "killed")
+
+    strip = lambda rows: [{k: v for k, v in row.items() if k != "time_s"} for row in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "killed")) == strip(read_metrics(tmp_path / "full"))
+    assert [row["step"] for row in read_metrics(tmp_path / "full")] == [2, 4, 6, 8, 9]
+    assert [row["lr"] for row in read_metrics(tmp_path / "full")] == [1e-3, 1e-3, 1e-3, 5e-4, 5e-4]
+    for name in ("last.pt", "best.pt"):
+        a = ckpt.load(tmp_path / "full" / "checkpoints" / name)["model"]
+        b = ckpt.load(tmp_path / "killed" / "checkpoints" / name)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    drop = ("train_time_s",)
+    assert {k: v for k, v in resumed.items() if k not in drop} == {k: v for k, v in full.items() if k not in drop}
+
+
+def test_resume_needs_the_same_run(data_roots, tmp_path):
+    with pytest.raises(ConfigError, match="resume=true but .*last.pt does not exist"):
+        run(compose_config(*tiny_overrides("matching", data_roots), "resume=true"), tmp_path)
+    run(compose_config(*tiny_overrides("matching", data_roots)), tmp_path)
+    with pytest.raises(ConfigError, match="method.name='antlr' but this command gives method.name='timing'"):
+        run(compose_config(*tiny_overrides("matching", data_roots), "method=timing", "resume=true"), tmp_path)
+
+
+def test_learning_rate_steps_down_every_lr_decay_epochs(data_roots, tmp_path):
+    overrides = [*tiny_overrides("mnist", data_roots), "trainer.max_steps=null", "trainer.max_epochs=3",
+                 "trainer.lr_decay_epochs=1", "trainer.lr_decay_factor=0.5"]
+    run(compose_config(*overrides), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert [row["epoch"] for row in rows] == [1, 2, 3]
+    assert [row["lr"] for row in rows] == pytest.approx([1e-3, 5e-4, 2.5e-4])
+
+
+def test_gradients_are_clipped_element_wise(data_roots, tmp_path):
+    cfg = compose_config(*tiny_overrides("mnist", data_roots), "method=activation", "optimizer.grad_clip_value=1e-4")
+    validate(cfg)
+    torch.manual_seed(0)
+    data = load_data(cfg)
+    trainer = Trainer(cfg, tmp_path, data, resolve_device("cpu"))
+    inputs, labels = (torch.stack(x) for x in zip(*[data.train[i] for i in range(8)]))
+    trainer._train_step(inputs, labels)
+    grads = torch.cat([p.grad.flatten() for p in trainer.net.parameters()])
+    assert grads.abs().max() == pytest.approx(1e-4)  # some element was clipped, none is beyond
+
+
+def test_single_spike_caps_spikes_per_neuron(data_roots, tmp_path):
+    summary = run(compose_config(*tiny_overrides("nmnist", data_roots), "method=activation", "single_spike=true"),
+                  tmp_path)
+    assert summary["test_hidden_spikes_per_sample"] <= 32 and summary["test_output_spikes_per_sample"] <= 10
+
+
+def test_evaluate_mode_reproduces_the_test_metrics(data_roots, tmp_path):
+    trained = run(compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=timing"), tmp_path / "train")
+    # evaluate= takes task, network, method and loss from the checkpoint: nothing to repeat but data.root
+    evaluated = run(compose_config(f"evaluate={tmp_path / 'train'}", f"data.root={data_roots['mnist']}",
+                                   "data.limit_test=8"), tmp_path / "eval")
+    assert evaluated["method"] == "timing" and evaluated["evaluated_checkpoint"].endswith("best.pt")
+    for key, value in trained.items():
+        if key.startswith("test_"):
+            assert evaluated[key] == pytest.approx(value), key
+    with pytest.raises(ConfigError, match="evaluate="):
+        run(compose_config(f"evaluate={tmp_path / 'nothing'}"), tmp_path / "eval2")
