@@ -93,8 +93,14 @@ def tiny_overrides(task: str, data_roots: dict, steps: int = 2) -> list:
     return overrides
 
 
-def run_cli(args: list, cwd: Path, timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
-    """``antlr-train ARGS`` in a subprocess, one thread (the tests' runs are tiny)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", HYDRA_FULL_ERROR="0", WANDB_SILENT="true")
-    return subprocess.run([str(ANTLR_TRAIN), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout, **kwargs)
+def cli_env() -> dict:
+    """Environment of the CLI subprocesses: one thread (the tests' runs are tiny), quiet wandb."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_SILENT="true")
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def run_cli(args: list, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """``antlr-train ARGS`` in a subprocess."""
+    return subprocess.run([str(ANTLR_TRAIN), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
+                          timeout=timeout)

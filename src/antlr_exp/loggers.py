@@ -57,7 +57,7 @@ class WandbLog:
             tags=list(settings.tags),
             dir=str(run_dir),
             config=OmegaConf.to_container(cfg, resolve=True),
-            id=run_id or wandb.util.generate_id(),
+            id=run_id,  # None: a fresh run; on resume the killed run's id
             resume="allow",
             reinit="finish_previous",
         )
