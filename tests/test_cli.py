@@ -1,0 +1,107 @@
+"""``antlr-train`` as users run it: subprocesses, real run folders, real kills."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from antlr_exp import checkpoint as ckpt
+from conftest import ANTLR_TRAIN, cli_env, run_cli, tiny_overrides
+
+
+def test_run_writes_the_run_folder(tmp_path):
+    result = run_cli([*tiny_overrides("matching", {}), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "run"
+    summary = json.loads((run / "summary.json").read_text())
+    for key in ("test_accuracy", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample", "test_loss"):
+        assert key in summary
+    assert (run / ".hydra" / "config.yaml").is_file() and (run / "metrics.csv").is_file()
+    assert (run / "checkpoints" / "last.pt").is_file()
+
+
+def test_outputs_go_under_outputs_of_the_working_directory(tmp_path):
+    result = run_cli(tiny_overrides("matching", {}), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [summary] = (tmp_path / "outputs" / "matching" / "antlr").glob("*/summary.json")
+    assert json.loads(summary.read_text())["steps"] == 2
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["method=foo"], ["method=foo", "activation, activation_rnn, antlr, timing"]),
+    (["method=timing", "loss=count"], ["method=timing", "loss=count", "activation, activation_rnn, antlr"]),
+    (["task=mnist", "data.root=/nonexistent/mnist"], ["MNIST not found", "/nonexistent/mnist"]),
+])
+def test_user_errors_are_one_line_with_exit_code_2(arguments, words, tmp_path):
+    result = run_cli([*arguments, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("antlr-train: error: ")
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_misspelt_key_fails_without_traceback(tmp_path):
+    result = run_cli(["trainer.max_step=3"], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "max_step" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.csv"))
+
+
+def _rows(path):
+    with open(path) as stream:
+        return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(stream)]
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    overrides = [*tiny_overrides("matching", {}, steps=100), "trainer.val_every_n_steps=10"]
+    full = tmp_path / "full"
+    assert run_cli([*overrides, f"hydra.run.dir={full}"], cwd=tmp_path).returncode == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={killed}"], cwd=tmp_path, env=cli_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = killed / "checkpoints" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    done_before = ckpt.load(last)["state"]["step"]
+    assert 0 < done_before < 100 and not (killed / "summary.json").exists()
+
+    result = run_cli([*overrides, f"hydra.run.dir={killed}", "resume=true"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _rows(killed / "metrics.csv") == _rows(full / "metrics.csv")
+    a, b = (ckpt.load(d / "checkpoints" / "best.pt")["model"] for d in (full, killed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    summaries = [json.loads((d / "summary.json").read_text()) for d in (full, killed)]
+    for summary in summaries:
+        summary.pop("train_time_s")
+    assert summaries[0] == summaries[1]
+
+
+def test_wandb_offline_one_run_per_multirun_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = run_cli(["-m", "logger=wandb", "method=activation,antlr", *tiny_overrides("matching", {}),
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_ids = set()
+    for job, method in (("0", "activation"), ("1", "antlr")):
+        [record] = (sweep / job / "wandb").glob("offline-run-*/run-*.wandb")
+        run_ids.add(record.stem)
+        content = record.read_bytes()  # the run's records; keys and config values are stored as text
+        for text in (b"val_loss", b"test_loss", b"test_output_spikes_per_sample", f'"{method}"'.encode()):
+            assert text in content, text
+        assert (b'"lambda_act"' in content) == (method == "antlr")
+        log = (record.parent / "logs" / "debug.log").read_text()
+        assert "got exitcode: 0" in log
+    assert len(run_ids) == 2
