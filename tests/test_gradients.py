@@ -8,6 +8,7 @@ from antlr_exp.losses import count_loss, spike_train_loss
 from antlr_exp.network import SpikingNetwork
 from antlr_exp.neuron import NeuronParams
 from antlr_exp.reference import reference_forward
+from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from timing_oracle import direct_timing_gradients, interpolated_network_times, single_neuron_times
 
 
@@ -276,3 +277,24 @@ def test_float32_matches_float64_in_forward_and_gradient():
         assert torch.equal(a.float(), b)
     for a, b in zip(net64.parameters(), net32.parameters()):
         torch.testing.assert_close(b.grad.double(), a.grad, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("single_spike", [False, True])
+@pytest.mark.parametrize("rule", ["activation", "activation_rnn", "timing", "antlr"])
+def test_cpp_kernels_and_pytorch_path_agree(rule, single_spike, monkeypatch, kernel_path):
+    if kernel_path != "cpp":
+        pytest.skip("compares the two paths once")
+    sizes, steps = [12, 20, 15, 4], 40
+    x = random_spikes((3, steps, 12), 0.15, seed=1)
+    target = random_spikes((3, steps, 4), 0.05, seed=2)
+    results = []
+    for mode in ("auto", "python"):
+        monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
+        net = make_net(sizes, steps, rule, single_spike)
+        out = net(x)
+        spike_train_loss(out.output_spikes, out.output_times, target).backward()
+        results.append(([s.detach() for s in out.spikes], grads(net)))
+    for a, b in zip(results[0][0], results[1][0]):
+        assert torch.equal(a, b)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

@@ -72,7 +72,7 @@ def test_spike_train_loss_gradients_closed_form():
                 et = -2 * sum(kappa_dot(tau - t) * d[tau] for tau in range(horizon)) / batch
                 assert abs(float(grad_s[b, t, o]) - es) < 1e-9
                 assert abs(float(grad_t[b, t, o]) - et) < 1e-9
-    assert abs(float(loss) - expected_loss / batch) < 1e-6 * max(1.0, expected_loss)
+    assert abs(float(loss.detach()) - expected_loss / batch) < 1e-6 * max(1.0, expected_loss)
 
 
 def test_latency_loss_gradients_closed_form():

@@ -32,16 +32,18 @@ from dataclasses import dataclass
 from typing import NamedTuple, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, InputError
+from .kernels import cpp_kernels
 from .neuron import NeuronParams
 from .surrogate import SURROGATES
 
 RULES = ("activation", "activation_rnn", "timing", "antlr")
 
 #: Inputs whose fraction of nonzero entries is below this use the event-driven product.
-SPARSE_DENSITY = 0.05
+SPARSE_DENSITY = 0.1
 
 
 @dataclass(frozen=True)
@@ -81,48 +83,64 @@ class LIFState(NamedTuple):
 
 
 class SynapticInput(NamedTuple):
-    """Presynaptic spikes as given to the matrix product, kept for the weight gradient."""
+    """Presynaptic spikes as given to the matrix product, kept for the weight gradient.
 
-    dense: Optional[torch.Tensor]  # [T*B, N_in] time-major rows, or None when sparse
-    rows: Optional[torch.Tensor]  # sparse: row index t*B + b of every nonzero
-    cols: Optional[torch.Tensor]  # sparse: presynaptic neuron of every nonzero
-    values: Optional[torch.Tensor]  # sparse: value of every nonzero (None when all are 1)
+    Rows are time-major, ``row = t * B + b``. Dense: ``dense`` [T*B, N_in]. Event-driven: one
+    entry per nonzero, sorted by row, with CSR offsets ``row_offsets`` [T*B + 1].
+    """
+
+    dense: Optional[torch.Tensor]
+    rows: Optional[torch.Tensor]
+    cols: Optional[torch.Tensor]
+    values: Optional[torch.Tensor]  # None when every nonzero is 1
+    row_offsets: Optional[torch.Tensor]
 
 
 def _flatten_input(spikes_in: torch.Tensor) -> SynapticInput:
-    """Time-major view of spikes [B, T, N_in], dense or as a list of events."""
+    """Time-major form of spikes [B, T, N_in]: dense rows, or the list of events when sparse."""
     batch, steps, n_in = spikes_in.shape
-    nonzero = int(torch.count_nonzero(spikes_in))
-    if nonzero < SPARSE_DENSITY * spikes_in.numel():
-        b, t, i = spikes_in.nonzero(as_tuple=True)
-        values = spikes_in[b, t, i]
+    time_major = spikes_in.transpose(0, 1)
+    ext = cpp_kernels() if spikes_in.device.type == "cpu" else None
+    if ext is not None:
+        found = ext.csr_events(time_major, SPARSE_DENSITY)
+        if len(found) > 1:
+            offsets, rows, cols, values, all_ones = found
+            return SynapticInput(None, rows, cols, None if bool(all_ones) else values, offsets)
+    elif int(torch.count_nonzero(spikes_in)) < SPARSE_DENSITY * spikes_in.numel():
+        t, b, i = time_major.nonzero(as_tuple=True)  # lexicographic: sorted by row t*B + b
+        values = time_major[t, b, i]
         if bool((values == 1).all()):
             values = None
-        return SynapticInput(None, t * batch + b, i, values)
-    dense = spikes_in.transpose(0, 1).reshape(steps * batch, n_in)
-    return SynapticInput(dense, None, None, None)
+        rows = t * batch + b
+        counts = torch.bincount(rows, minlength=steps * batch)
+        offsets = torch.zeros(steps * batch + 1, dtype=torch.int64, device=spikes_in.device)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return SynapticInput(None, rows, i, values, offsets)
+    return SynapticInput(time_major.reshape(steps * batch, n_in), None, None, None, None)
 
 
-def synaptic_input(inp: SynapticInput, weight: torch.Tensor, rows_total: int) -> torch.Tensor:
-    """sum_i w_ji S_i[t] for every row, shape [T*B, N_out]."""
+def synaptic_input(inp: SynapticInput, weight: torch.Tensor) -> torch.Tensor:
+    """sum_i w_ji S_i[row] for every row, shape [T*B, N_out]."""
     if inp.dense is not None:
         return inp.dense @ weight.t()
-    out = torch.zeros(rows_total, weight.shape[0], dtype=weight.dtype, device=weight.device)
-    gathered = weight.t()[inp.cols]
-    if inp.values is not None:
-        gathered = gathered * inp.values.unsqueeze(1)
-    return out.index_add_(0, inp.rows, gathered)
+    return F.embedding_bag(
+        inp.cols, weight.t(), inp.row_offsets, mode="sum", per_sample_weights=inp.values, include_last_offset=True
+    )
 
 
 def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int) -> torch.Tensor:
     """sum over rows of grad_rows[row, j] * S[row, i], shape [N_out, N_in]."""
     if inp.dense is not None:
         return grad_rows.t() @ inp.dense
-    gathered = grad_rows[inp.rows]
-    if inp.values is not None:
-        gathered = gathered * inp.values.unsqueeze(1)
-    grad_t = torch.zeros(n_in, grad_rows.shape[1], dtype=grad_rows.dtype, device=grad_rows.device)
-    return grad_t.index_add_(0, inp.cols, gathered).t()
+    order = torch.argsort(inp.cols, stable=True)
+    counts = torch.bincount(inp.cols, minlength=n_in)
+    offsets = torch.zeros(n_in + 1, dtype=torch.int64, device=grad_rows.device)
+    torch.cumsum(counts, 0, out=offsets[1:])
+    values = inp.values[order] if inp.values is not None else None
+    grad_t = F.embedding_bag(
+        inp.rows[order], grad_rows, offsets, mode="sum", per_sample_weights=values, include_last_offset=True
+    )
+    return grad_t.t()
 
 
 def simulate_lif(
@@ -142,8 +160,9 @@ def simulate_lif(
         keep_current: also return the currents I[t] (needed by the ``activation_rnn`` backward).
 
     Returns:
-        ``(potential [T,B,N], keep [T,B,N], state, current or None)`` where ``keep = 1 - S``
-        (float, in the spike-restricted sense when ``single_spike``).
+        ``(potential [T,B,N], spikes [T,B,N], times [T,B,N], state, current or None)``; spikes
+        are 0/1 floats (after the single-spike restriction when ``single_spike``), times are
+        ``t * S`` with t counted from the start of this call.
     """
     steps, batch, n = drive.shape
     dtype, device = drive.dtype, drive.device
@@ -155,6 +174,9 @@ def simulate_lif(
             torch.ones(batch, n, dtype=dtype, device=device),
             torch.ones(batch, n, dtype=dtype, device=device) if params.single_spike else None,
         )
+    ext = cpp_kernels() if device.type == "cpu" else None
+    if ext is not None:
+        return _simulate_lif_cpp(ext, drive, bias, params, state, keep_current)
     alpha_I, alpha_V = float(params.alpha_I), float(params.alpha_V)
     beta_I, beta_V, theta = float(params.beta_I), float(params.beta_V), float(params.theta)
     if beta_I != 1.0:
@@ -185,11 +207,44 @@ def simulate_lif(
             allowed.mul_(below)
         previous_keep = keep[t]
     final = LIFState(current, previous_v.clone(), previous_keep.clone(), allowed)
-    return potential, keep, final, current_all
+    spikes = keep.neg_().add_(1.0)
+    times = spikes * torch.arange(steps, dtype=dtype, device=device).view(steps, 1, 1)
+    return potential, spikes, times, final, current_all
+
+
+def _simulate_lif_cpp(ext, drive, bias, params, state: LIFState, keep_current: bool):
+    """simulate_lif through the fused C++ kernel (same arithmetic, one pass over [T, B*N])."""
+    steps, batch, n = drive.shape
+    flat = lambda x: x.reshape(batch * n)  # noqa: E731
+    bias_term = (bias.detach() * float(params.beta_bias)).to(drive.dtype).expand(batch, n)
+    empty = drive.new_empty(0)
+    potential, spikes, times, current, last_v, keep, allowed, currents = ext.lif_forward(
+        drive.reshape(steps, batch * n).contiguous(),
+        flat(bias_term),
+        flat(state.current),
+        flat(state.potential),
+        flat(state.keep),
+        flat(state.allowed) if state.allowed is not None else empty,
+        float(params.alpha_I),
+        float(params.alpha_V),
+        float(params.beta_I),
+        float(params.beta_V),
+        float(params.theta),
+        keep_current,
+    )
+    shape = (steps, batch, n)
+    final = LIFState(
+        current.view(batch, n),
+        last_v.view(batch, n),
+        keep.view(batch, n),
+        allowed.view(batch, n) if state.allowed is not None else None,
+    )
+    currents = currents.view(shape) if keep_current else None
+    return potential.view(shape), spikes.view(shape), times.view(shape), final, currents
 
 
 def _adjoint_srm(grad_v: torch.Tensor, keep: torch.Tensor, params: NeuronParams):
-    """Reverse-time sums over spike-free windows for injected dL/dV (no reset paths).
+    """Reverse-time sums over spike-free windows for injected dL/dV (no reset paths), PyTorch path.
 
     Args:
         grad_v: dL/dV[t], [T, B, N]; keep: 1 - S[t], [T, B, N].
@@ -239,13 +294,6 @@ def surrogate_derivative(potential: torch.Tensor, params: NeuronParams) -> torch
     return fn(potential - float(params.theta), float(params.surrogate_a), float(params.surrogate_b))
 
 
-def spike_derivative_of_time(potential: torch.Tensor, keep: torch.Tensor, params: NeuronParams) -> torch.Tensor:
-    """V*[t] = V[t] - (1 - S[t-1]) V[t-1], clamped to >= vstar_min; [T, B, N]."""
-    previous = torch.zeros_like(potential)
-    previous[1:] = potential[:-1] * keep[:-1]
-    return (potential - previous).clamp_(min=float(params.vstar_min))
-
-
 def allowed_mask(spikes: torch.Tensor) -> torch.Tensor:
     """Single-spike mode: 1 at steps where the neuron has not fired before, [T, B, N]."""
     fired_before = torch.cumsum(spikes, dim=0) - spikes
@@ -259,78 +307,100 @@ class SpikingLinearFunction(torch.autograd.Function):
     def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig):
         batch, steps, n_in = spikes_in.shape
         inp = _flatten_input(spikes_in)
-        drive = synaptic_input(inp, weight, steps * batch).view(steps, batch, -1)
-        potential, keep, _, current = simulate_lif(
+        drive = synaptic_input(inp, weight).view(steps, batch, -1)
+        potential, spikes, times, _, current = simulate_lif(
             drive, bias, params, keep_current=rule.rule == "activation_rnn"
-        )
-        spikes = 1.0 - keep  # time-major [T, B, N]
-        step_index = torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(steps, 1, 1)
-        times = spikes * step_index
+        )  # time-major [T, B, N]
         ctx.params, ctx.rule, ctx.shape = params, rule, (batch, steps, n_in)
         ctx.has_times_in = times_in is not None
+        ctx.input_layout = tuple(x is not None for x in inp)
         ctx.save_for_backward(
-            *(x if x is not None else torch.empty(0) for x in inp),
-            weight,
-            potential,
-            keep,
-            current if current is not None else torch.empty(0),
+            *(x for x in inp if x is not None), weight, potential, spikes, *((current,) if current is not None else ())
         )
-        ctx.sparse = inp.dense is None
-        ctx.has_values = inp.values is not None
         return spikes.transpose(0, 1), times.transpose(0, 1)
 
     @staticmethod
     def backward(ctx, grad_spikes, grad_times):
-        dense, rows, cols, values, weight, potential, keep, current = ctx.saved_tensors
-        inp = SynapticInput(
-            None if ctx.sparse else dense,
-            rows if ctx.sparse else None,
-            cols if ctx.sparse else None,
-            values if ctx.has_values else None,
-        )
+        saved = list(ctx.saved_tensors)
+        inp = SynapticInput(*(saved.pop(0) if present else None for present in ctx.input_layout))
+        weight, potential, spikes = saved[:3]
+        current = saved[3] if len(saved) > 3 else None
         params, rule = ctx.params, ctx.rule
         batch, steps, n_in = ctx.shape
-        spikes = 1.0 - keep
-        grad_s = _time_major(grad_spikes, potential)
-        grad_t = _time_major(grad_times, potential)
-        allowed = allowed_mask(spikes) if params.single_spike else None
-
-        if rule.rule == "activation_rnn":
-            lam_v, lam_i = _adjoint_rnn(grad_s, potential, current, keep, allowed, params)
-        else:
-            grad_v = dv_from_rule(grad_s, grad_t, potential, keep, allowed, params, rule)
-            lam_v, lam_i = _adjoint_srm(grad_v, keep, params)
-
-        kernel_scale = float(params.beta_I) * float(params.beta_V)
-        g = lam_i * kernel_scale  # dL/d(synaptic input), [T, B, N]
-        g_rows = g.view(steps * batch, -1)
+        grad_s = _time_major(grad_spikes)
+        grad_t = _time_major(grad_times)
+        want_h = ctx.has_times_in and ctx.needs_input_grad[1] and rule.tim_weight != 0.0
+        g, h, lam_v_sum = adjoint(grad_s, grad_t, potential, spikes, current, params, rule, want_h)
+        g_rows = g.view(steps * batch, -1)  # dL/d(synaptic input) per row
         grad_weight = weight_gradient(inp, g_rows, n_in) if ctx.needs_input_grad[2] else None
-        grad_bias = lam_v.sum(dim=(0, 1)) * float(params.beta_bias) if ctx.needs_input_grad[3] else None
+        grad_bias = lam_v_sum.view(batch, -1).sum(dim=0) * float(params.beta_bias) if ctx.needs_input_grad[3] else None
 
         grad_spikes_in = grad_times_in = None
         if ctx.needs_input_grad[0] and rule.act_weight != 0.0:
             grad_spikes_in = (g_rows @ weight).view(steps, batch, n_in).transpose(0, 1)
-        if ctx.has_times_in and ctx.needs_input_grad[1] and rule.tim_weight != 0.0:
-            h = timing_kernel_sum(g, lam_v, keep, params)
-            h_in = (h.view(steps * batch, -1) @ weight).view(steps, batch, n_in).transpose(0, 1)
-            # only steps where the presynaptic neuron fired carry a spike time
-            grad_times_in = h_in * _presynaptic_spikes(inp, batch, steps, n_in, h_in)
+        if want_h:
+            h_rows = h.view(steps * batch, -1)
+            grad_times_in = _times_gradient_at_events(inp, h_rows, weight, batch, steps, n_in)
         return grad_spikes_in, grad_times_in, grad_weight, grad_bias, None, None
 
 
-def _time_major(grad: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    if grad is None:
-        return torch.zeros_like(like)
-    return grad.transpose(0, 1).contiguous()
+def adjoint(grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig, want_h: bool):
+    """Backward of one layer's rule from dL/dS and dL/dt_hat [T, B, N] (either may be None).
+
+    Returns ``(G, H, lam_V summed over t)``: G [T, B, N] = dL/d(synaptic input), H [T, B, N]
+    the timing-kernel sum for the layer below (None unless ``want_h``), and [B*N] sums of
+    lam_V over time (for the bias gradient).
+    """
+    steps, batch, n = potential.shape
+    kernel_scale = float(params.beta_I) * float(params.beta_V)
+    ext = cpp_kernels() if potential.device.type == "cpu" else None
+    if ext is not None:
+        flat = lambda x: x.view(steps, batch * n) if x is not None else potential.new_empty(0)  # noqa: E731
+        single = bool(params.single_spike)
+        if rule.rule == "activation_rnn":
+            g, h, lam_v_sum = ext.rnn_adjoint(
+                flat(potential), flat(spikes), flat(current), flat(surrogate_derivative(potential, params)),
+                flat(grad_s), float(params.alpha_I), float(params.alpha_V), float(params.beta_V), single,
+                kernel_scale,
+            )
+        else:
+            dv_act = None
+            if rule.act_weight != 0.0 and grad_s is not None:
+                dv_act = surrogate_derivative(potential, params).mul_(grad_s)
+                if rule.act_weight != 1.0:
+                    dv_act.mul_(rule.act_weight)
+            g, h, lam_v_sum = ext.srm_adjoint(
+                flat(potential), flat(spikes), flat(dv_act), flat(grad_t), float(params.alpha_I),
+                float(params.alpha_V), rule.tim_weight, float(params.vstar_min), single, kernel_scale, want_h,
+            )
+        return g.view(steps, batch, n), (h.view(steps, batch, n) if want_h else None), lam_v_sum
+    keep = 1.0 - spikes
+    allowed = allowed_mask(spikes) if params.single_spike else None
+    if rule.rule == "activation_rnn":
+        lam_v, lam_i = _adjoint_rnn(
+            grad_s if grad_s is not None else torch.zeros_like(potential), potential, current, keep, allowed, params
+        )
+    else:
+        grad_v = dv_from_rule(grad_s, grad_t, potential, keep, allowed, params, rule)
+        lam_v, lam_i = _adjoint_srm(grad_v, keep, params)
+    g = lam_i.mul_(kernel_scale)
+    h = timing_kernel_sum(g, lam_v, spikes, params) if want_h else None
+    return g, h, lam_v.sum(dim=0).view(-1)
 
 
-def _presynaptic_spikes(inp: SynapticInput, batch, steps, n_in, like) -> torch.Tensor:
-    """Presynaptic spikes as [B, T, N_in] (0/1), rebuilt from the saved input."""
+def _time_major(grad: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if grad is None else grad.transpose(0, 1).contiguous()
+
+
+def _times_gradient_at_events(inp: SynapticInput, h_rows, weight, batch, steps, n_in) -> torch.Tensor:
+    """dL/dt_hat_i[t] = sum_j w_ji H_j[t] at the presynaptic spikes (0 elsewhere), [B, T, N_in]."""
     if inp.dense is not None:
-        return (inp.dense.view(steps, batch, n_in) != 0).to(like.dtype).transpose(0, 1)
-    mask = torch.zeros(steps * batch, n_in, dtype=like.dtype, device=like.device)
-    mask[inp.rows, inp.cols] = 1.0
-    return mask.view(steps, batch, n_in).transpose(0, 1)
+        full = (h_rows @ weight) * (inp.dense != 0)
+        return full.view(steps, batch, n_in).transpose(0, 1)
+    at_events = (h_rows[inp.rows] * weight.t()[inp.cols]).sum(dim=1)
+    out = torch.zeros(steps * batch * n_in, dtype=h_rows.dtype, device=h_rows.device)
+    out[inp.rows * n_in + inp.cols] = at_events
+    return out.view(steps, batch, n_in).transpose(0, 1)
 
 
 def dv_from_rule(grad_s, grad_t, potential, keep, allowed, params: NeuronParams, rule: RuleConfig):
@@ -338,28 +408,37 @@ def dv_from_rule(grad_s, grad_t, potential, keep, allowed, params: NeuronParams,
 
     activation part: ``sigma(V[t]) dL/dS[t]`` (times ``allowed`` in single-spike mode: a neuron
     that already fired cannot spike, so its S does not depend on V);
-    timing part: ``-dL/dt_hat[t] / V*[t]`` at spike steps.
+    timing part: ``-dL/dt_hat[t] / V*[t]`` at spike steps, computed at the spikes only.
     """
-    grad_v = torch.zeros_like(potential)
-    if rule.act_weight != 0.0:
-        sigma = surrogate_derivative(potential, params)
+    if rule.act_weight != 0.0 and grad_s is not None:
+        grad_v = surrogate_derivative(potential, params).mul_(grad_s)
         if allowed is not None:
-            sigma = sigma * allowed
-        grad_v.addcmul_(sigma, grad_s, value=rule.act_weight)
-    if rule.tim_weight != 0.0:
-        spikes = 1.0 - keep
-        vstar = spike_derivative_of_time(potential, keep, params)
-        grad_v.addcmul_(spikes * grad_t, vstar.reciprocal_(), value=-rule.tim_weight)
+            grad_v.mul_(allowed)
+        if rule.act_weight != 1.0:
+            grad_v.mul_(rule.act_weight)
+    else:
+        grad_v = torch.zeros_like(potential)
+    if rule.tim_weight != 0.0 and grad_t is not None:
+        t, b, n = (keep == 0).nonzero(as_tuple=True)
+        v_now = potential[t, b, n]
+        earlier = (t - 1).clamp(min=0)
+        v_before = torch.where(t > 0, potential[earlier, b, n] * keep[earlier, b, n], torch.zeros_like(v_now))
+        vstar = (v_now - v_before).clamp_(min=float(params.vstar_min))
+        grad_v.index_put_((t, b, n), grad_t[t, b, n] / vstar * -rule.tim_weight, accumulate=True)
     return grad_v
 
 
-def timing_kernel_sum(g: torch.Tensor, lam_v: torch.Tensor, keep: torch.Tensor, params: NeuronParams):
-    """H[t] = sum_{t_a in W(t)} dL/dV[t_a] * d eps[t_a - t]/d t_hat (central difference), [T, B, N]."""
+def timing_kernel_sum(g: torch.Tensor, lam_v: torch.Tensor, spikes: torch.Tensor, params: NeuronParams):
+    """H[t] = sum_{t_a in W(t)} dL/dV[t_a] * d eps[t_a - t]/d t_hat (central difference), [T, B, N].
+
+    H[t] = (( 1 - S[t]) G[t+1] - alpha_I G[t] - beta_I beta_V alpha_V lam_V[t]) / 2.
+    """
     alpha_I, alpha_V = float(params.alpha_I), float(params.alpha_V)
     kernel_scale = float(params.beta_I) * float(params.beta_V)
-    later = torch.zeros_like(g)
-    later[:-1] = g[1:] * keep[:-1]
-    return (later - alpha_I * g - (kernel_scale * alpha_V) * lam_v) * 0.5
+    h = torch.mul(g, -0.5 * alpha_I)
+    h.add_(lam_v, alpha=-0.5 * kernel_scale * alpha_V)
+    h[:-1].add_(g[1:], alpha=0.5).addcmul_(g[1:], spikes[:-1], value=-0.5)
+    return h
 
 
 class SpikingLinear(nn.Module):
@@ -401,9 +480,9 @@ class SpikingLinear(nn.Module):
         """Forward without autograd for a chunk of steps; returns ``(spikes [B,T,N], state)``."""
         batch, steps, _ = spikes_in.shape
         inp = _flatten_input(spikes_in.to(self.weight.dtype))
-        drive = synaptic_input(inp, self.weight, steps * batch).view(steps, batch, -1)
-        _, keep, state, _ = simulate_lif(drive, self.bias, self.params, state)
-        return (1.0 - keep).transpose(0, 1), state
+        drive = synaptic_input(inp, self.weight).view(steps, batch, -1)
+        _, spikes, _, state, _ = simulate_lif(drive, self.bias.detach(), self.params, state)
+        return spikes.transpose(0, 1), state
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, rule={self.rule.rule}"

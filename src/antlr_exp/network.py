@@ -93,7 +93,9 @@ class SpikingNetwork(nn.Module):
             )
         if not torch.is_floating_point(flat):
             flat = flat.to(self.layers[0].weight.dtype)
-        if not bool(torch.isfinite(flat).all()):
+        # the sum is NaN or inf whenever an entry is (and costs one cheap pass); the exact test
+        # runs only then, since a huge finite input could overflow the sum alone
+        if not bool(torch.isfinite(flat.sum())) and not bool(torch.isfinite(flat).all()):
             bad = "NaN" if bool(torch.isnan(flat).any()) else "inf"
             raise InputError(f"input contains {bad} values: spikes must be finite (0/1)")
         return flat

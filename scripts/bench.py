@@ -1,0 +1,302 @@
+#!/usr/bin/env python
+"""Time one full training step (forward, loss, backward, clipping, Adam) per rule, side by side.
+
+Shapes (paper section 4):
+  mnist   784-800-10,       T=100, batch 16, latency-coded input, ~150 input spikes per sample
+  nmnist  2x34x34-800-10,   T=300, batch 16, binary event frames, ~3,000 nonzeros per sample
+
+Weights start at 5x PyTorch's default so that the layers fire as in training (about 170 hidden
+spikes per sample on the MNIST shape, 630 on N-MNIST); every row uses the same weights.
+
+Rows: the engine with each rule (activation and activation_rnn with the count loss 1/0,
+timing with the latency loss and the no-spike weight penalty, antlr with latency + no-spike
+count term); (a) the per-time-step autograd reference of the tests (activation rule, count
+loss); (b) snntorch's ``Synaptic`` neuron (reset to zero) unrolled with BPTT, count loss
+(skipped with a message if snntorch is absent: ``pip install -e .[bench]``).
+
+Rows are timed round-robin in one process (load from other processes falls on all rows
+alike); each row's peak resident memory is measured in a fresh subprocess of its own. Prints
+ms/iteration (median), peak memory and the ratio of every row to the antlr row; ``--json PATH``
+writes them.
+
+    python scripts/bench.py                 # both shapes
+    python scripts/bench.py --shapes mnist --iters 20 --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+SHAPES = {
+    "mnist": {"sizes": [784, 800, 10], "frame": None, "steps": 100, "batch": 16, "spikes_per_sample": 150, "t_max": 24},
+    "nmnist": {"sizes": [2312, 800, 10], "frame": (2, 34, 34), "steps": 300, "batch": 16, "spikes_per_sample": 3000, "t_max": 300},
+}
+ENGINE_METHODS = ("activation", "activation_rnn", "timing", "antlr")
+#: weights start at PyTorch's default times this, so that the hidden and output layers fire as
+#: they do in training (at 1x the hidden layer is silent on these inputs); every row uses it.
+WEIGHT_SCALE = 5.0
+BASELINES = ("reference", "snntorch")
+
+
+def make_batch(shape: dict, seed: int = 0):
+    """Input spikes [B, T, N] (each input neuron fires at most once) and labels [B]."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    batch, steps, n_in = shape["batch"], shape["steps"], shape["sizes"][0]
+    x = torch.zeros(batch, steps, n_in)
+    for b in range(batch):
+        neurons = torch.randperm(n_in, generator=g)[: shape["spikes_per_sample"]]
+        times = torch.randint(0, shape["t_max"], (neurons.numel(),), generator=g)
+        x[b, times, neurons] = 1.0
+    labels = torch.randint(0, shape["sizes"][-1], (batch,), generator=g)
+    if shape["frame"] is not None:
+        x = x.view(batch, steps, *shape["frame"])
+    return x, labels
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _scale_weights(weights) -> None:
+    import torch
+
+    with torch.no_grad():
+        for w in weights:
+            w.mul_(WEIGHT_SCALE)
+
+
+def engine_step_fn(method: str, shape: dict, x, labels):
+    import torch
+
+    from antlr_exp.losses import count_loss, count_targets, latency_loss, no_spike_count_term, no_spike_weight_penalty
+    from antlr_exp.network import SpikingNetwork
+
+    torch.manual_seed(0)
+    net = SpikingNetwork(shape["sizes"], shape["steps"], rule=method)
+    _scale_weights([l.weight for l in net.layers])
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    targets = count_targets(labels, shape["sizes"][-1], 1.0, 0.0)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = net(x)
+        if method in ("activation", "activation_rnn"):
+            loss = count_loss(out.output_spikes, targets)
+        elif method == "timing":
+            loss = latency_loss(out.output_spikes, out.output_times, labels)
+            loss = loss + no_spike_weight_penalty(net, out, 100.0)
+        else:
+            loss = latency_loss(out.output_spikes, out.output_times, labels) + no_spike_count_term(
+                out.output_spikes, labels, 0.1
+            )
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def reference_step_fn(shape: dict, x, labels):
+    import torch
+
+    from antlr_exp.losses import count_loss, count_targets
+    from antlr_exp.network import SpikingNetwork
+    from antlr_exp.reference import reference_forward
+
+    torch.manual_seed(0)
+    net = SpikingNetwork(shape["sizes"], shape["steps"], rule="activation")
+    _scale_weights([l.weight for l in net.layers])
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    targets = count_targets(labels, shape["sizes"][-1], 1.0, 0.0)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        spikes, _ = reference_forward(
+            flat, [l.weight for l in net.layers], [l.bias for l in net.layers], net.params, reset_paths=False
+        )
+        count_loss(spikes[-1], targets).backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def snntorch_step_fn(shape: dict, x, labels):
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from antlr_exp.losses import count_loss, count_targets
+
+    torch.manual_seed(0)
+    sizes = shape["sizes"]
+    linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+    neurons = nn.ModuleList(snn.Synaptic(alpha=0.99, beta=0.99, reset_mechanism="zero") for _ in linears)
+    _scale_weights([l.weight for l in linears])
+    params = list(linears.parameters())
+    opt = torch.optim.Adam(params, lr=1e-3)
+    targets = count_targets(labels, sizes[-1], 1.0, 0.0)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        states = [neuron.init_synaptic() for neuron in neurons]
+        out_spikes = []
+        for t in range(flat.shape[1]):
+            s = flat[:, t]
+            for index, (linear, neuron) in enumerate(zip(linears, neurons)):
+                syn, mem = states[index]
+                s, syn, mem = neuron(linear(s), syn, mem)
+                states[index] = (syn, mem)
+            out_spikes.append(s)
+        count_loss(torch.stack(out_spikes, dim=1), targets).backward()
+        torch.nn.utils.clip_grad_value_(params, 1.0)
+        opt.step()
+
+    return step
+
+
+def build_step(shape_name: str, method: str):
+    """A zero-argument training step for one row, or a string saying why the row is skipped."""
+    shape = SHAPES[shape_name]
+    x, labels = make_batch(shape)
+    if method in ENGINE_METHODS:
+        return engine_step_fn(method, shape, x, labels)
+    if method == "reference":
+        return reference_step_fn(shape, x, labels)
+    try:
+        return snntorch_step_fn(shape, x, labels)
+    except ImportError:
+        return "snntorch is not installed (pip install -e '.[bench]')"
+
+
+def time_rows(shape_name: str, methods, iters: int, max_seconds: float) -> dict:
+    """Median ms per step of every row, the rows timed round-robin in this one process.
+
+    Interleaving the rows spreads any load from other processes over all of them, so the
+    ratios stay meaningful on a shared machine. A row stops after ``max_seconds`` of its own
+    time (at least 2 timed steps).
+    """
+    import torch
+
+    steps = {m: build_step(shape_name, m) for m in methods}
+    results = {m: {"skipped": fn} for m, fn in steps.items() if isinstance(fn, str)}
+    live = {m: fn for m, fn in steps.items() if not isinstance(fn, str)}
+    for fn in live.values():
+        fn()  # warm-up
+    times = {m: [] for m in live}
+    spent = {m: 0.0 for m in live}
+    for _ in range(iters):
+        for m, fn in live.items():
+            if spent[m] > max_seconds and len(times[m]) >= 2:
+                continue
+            t0 = time.perf_counter()
+            fn()
+            elapsed = time.perf_counter() - t0
+            times[m].append(elapsed)
+            spent[m] += elapsed
+    for m, ts in times.items():
+        ts.sort()
+        results[m] = {"ms_per_iter": 1000.0 * ts[len(ts) // 2], "ms_min": 1000.0 * ts[0], "iters": len(ts),
+                      "threads": torch.get_num_threads()}
+    return {m: results[m] for m in methods}
+
+
+def measure_memory(shape_name: str, method: str) -> dict:
+    """Peak resident memory of a fresh process that sets up one row and runs 2 steps."""
+    step = build_step(shape_name, method)
+    if isinstance(step, str):
+        return {"skipped": step}
+    base = rss_mb()
+    step()
+    step()
+    return {"peak_rss_mb": peak_rss_mb(), "setup_rss_mb": base}
+
+
+def run_memory(shape: str, method: str) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory-worker", shape, method]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES))
+    parser.add_argument("--iters", type=int, default=10, help="timed steps per row (median reported)")
+    parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a row after this much of its own time (at least 2 steps)")
+    parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
+    parser.add_argument("--json", help="write the results to this path")
+    parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from antlr_exp.runtime import tune_malloc
+
+    tune_malloc()  # every row, engine and baselines alike
+    if args.threads:
+        torch.set_num_threads(args.threads)
+        os.environ["BENCH_THREADS"] = str(args.threads)
+    elif os.environ.get("BENCH_THREADS"):
+        torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
+    if args.memory_worker:
+        print(json.dumps(measure_memory(*args.memory_worker)))
+        return 0
+
+    results = {}
+    for shape in args.shapes:
+        rows = time_rows(shape, args.methods, args.iters, args.max_seconds)
+        if not args.no_memory:
+            for method in args.methods:
+                if "ms_per_iter" in rows[method]:
+                    rows[method].update(run_memory(shape, method))
+        results[shape] = rows
+        _print_table(shape, rows)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"shapes": {k: SHAPES[k] for k in args.shapes}, "threads": torch.get_num_threads(),
+                       "results": results}, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _print_table(shape: str, rows: dict) -> None:
+    s = SHAPES[shape]
+    print(f"\n{shape}: {'x'.join(map(str, s['frame'])) if s['frame'] else s['sizes'][0]}-"
+          f"{'-'.join(map(str, s['sizes'][1:]))}, T={s['steps']}, batch {s['batch']}, "
+          f"~{s['spikes_per_sample']} input spikes/sample")
+    ref = rows.get("antlr", {}).get("ms_per_iter")
+    print(f"{'method':<16}{'ms/iter':>10}{'/ antlr':>10}{'peak RSS MB':>13}{'step MB':>10}")
+    for method, r in rows.items():
+        if "ms_per_iter" not in r:
+            print(f"{method:<16}  {r.get('skipped') or r.get('error')}")
+            continue
+        ratio = f"{r['ms_per_iter'] / ref:.1f}x" if ref else "-"
+        peak = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
+        step_mb = f"{r['peak_rss_mb'] - r['setup_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
+        print(f"{method:<16}{r['ms_per_iter']:>10.1f}{ratio:>10}{peak:>13}{step_mb:>10}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Optional fused C++ kernels for the LIF time recurrences (CPU).
+
+Compiled on first use with ``torch.utils.cpp_extension`` (gcc and ninja; about a minute once,
+then cached in torch's extension folder). Where they cannot be built, the layer uses its plain
+PyTorch path, which computes the same numbers (the tests check both) and is the path on CUDA.
+
+``ANTLR_EXP_KERNELS``: ``auto`` (default: C++ if it builds), ``python`` (never build), or
+``cpp`` (fail loudly if it does not build).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+_SOURCE = Path(__file__).with_name("csrc") / "lif_kernels.cpp"
+_MODES = ("auto", "python", "cpp")
+_state = {"tried": False, "module": None, "error": None}
+
+
+def kernel_mode() -> str:
+    mode = os.environ.get("ANTLR_EXP_KERNELS", "auto")
+    if mode not in _MODES:
+        raise ValueError(f"ANTLR_EXP_KERNELS={mode!r}: accepted are {', '.join(_MODES)}")
+    return mode
+
+
+def cpp_kernels():
+    """The compiled module, or None where the PyTorch path is to be used."""
+    mode = kernel_mode()
+    if mode == "python":
+        return None
+    if not _state["tried"]:
+        _state["tried"] = True
+        try:
+            _state["module"] = _build()
+        except Exception as exc:  # compiler, ninja or headers missing
+            _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            if mode == "cpp":
+                raise RuntimeError(f"ANTLR_EXP_KERNELS=cpp but the C++ kernels did not build: {_state['error']}") from exc
+            warnings.warn(
+                f"antlr_exp: C++ kernels unavailable ({_state['error']}); using the PyTorch path (slower on CPU)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    return _state["module"]
+
+
+def _build():
+    import logging
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "No CUDA runtime" notice
+    from torch.utils import cpp_extension
+
+    bin_dir = os.path.dirname(sys.executable)  # ninja from PyPI lives beside the interpreter
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+    return cpp_extension.load(
+        name="antlr_exp_lif_kernels_v5",
+        sources=[str(_SOURCE)],
+        extra_cflags=["-O3"],
+        verbose=False,
+    )
+
