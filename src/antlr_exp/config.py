@@ -2,7 +2,7 @@
 
 The schemas give every key its type and nothing else: all values, defaults included, live in the
 YAML files of ``conf/`` (one source of truth). Each group option pulls its schema in through its
-defaults list (``- /schema/method/antlr@_here_``), so a misspelt key (``method.lamda_act=2``), a
+defaults list (``- /schema_method_antlr@_here_``), so a misspelt key (``method.lamda_act=2``), a
 key the chosen option does not have (``method=timing method.lambda_act=2``) or a value of the
 wrong type (``trainer.max_steps=ten``) fails at composition instead of being ignored.
 
@@ -220,7 +220,7 @@ def register_configs() -> None:
         ("logger", "csv", LoggerConfig),
         ("logger", "wandb", WandbLoggerConfig),
     ):
-        cs.store(group=f"schema/{group}", name=name, node=node)
+        cs.store(name=f"schema_{group}_{name}", node=node)
 
 
 register_configs()
