@@ -178,7 +178,11 @@ class TrainState:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path, data: TaskData, device: torch.device):
+    """One run's network, optimizer, state and loggers. ``resume_from``: a ``last.pt`` payload to
+    continue from. ``run_log`` stays None until ``open_log()`` (tests drive single steps without)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, data: TaskData, device: torch.device,
+                 resume_from: Optional[dict] = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.data = data
@@ -199,6 +203,16 @@ class Trainer:
         self.state = TrainState()
         self.best_model = None
         self.batches_per_epoch = math.ceil(len(data.train) / self.settings.batch_size)
+        self.wandb_run_id = None
+        self.run_log: Optional[RunLog] = None
+        if resume_from is not None:
+            self.restore(resume_from)
+
+    def open_log(self) -> RunLog:
+        """metrics.csv (rewritten from the history on resume) and, with logger=wandb, the wandb run."""
+        self.run_log = RunLog(self.cfg, self.run_dir, self.state.history, self.wandb_run_id)
+        self.wandb_run_id = self.run_log.wandb_run_id
+        return self.run_log
 
     # -- checkpoints --------------------------------------------------------------------------
 
@@ -213,7 +227,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "state": asdict(self.state),
             "best_model": self.best_model,
-            "wandb_run_id": self.run_log.wandb_run_id,
+            "wandb_run_id": self.wandb_run_id,
         }
 
     def restore(self, payload: dict) -> None:
@@ -226,6 +240,7 @@ class Trainer:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.state = TrainState(**payload["state"])
         self.best_model = payload["best_model"]
+        self.wandb_run_id = payload["wandb_run_id"]
 
     def _save_best(self) -> None:
         self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
@@ -297,7 +312,8 @@ class Trainer:
     def fit(self) -> None:
         s, state = self.settings, self.state
         bar = tqdm(total=self._total_steps(), initial=state.step, disable=not s.progress_bar,
-                   desc=f"{self.cfg.task.name}/{self.cfg.method.name}", dynamic_ncols=True, leave=False)
+                   desc=f"{self.cfg.task.name}/{self.cfg.method.name}", dynamic_ncols=True, leave=False,
+                   mininterval=0.5)
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         while not self._done():
@@ -366,23 +382,21 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     device = resolve_device(cfg.device)
     torch.manual_seed(int(cfg.seed))
     data = load_data(cfg)
-    trainer = Trainer(cfg, run_dir, data, device)
+    trainer = Trainer(cfg, run_dir, data, device, resume_from)
     if resume_from is not None:
-        trainer.restore(resume_from)
         log.info("resuming %s at step %d (epoch %d)", run_dir, trainer.state.step, trainer.state.epoch)
     log.info("%s: network %s, %d training samples, run folder %s", cfg.method.name,
              "-".join(map(str, trainer.net.sizes)), len(data.train), run_dir)
-    trainer.run_log = RunLog(cfg, run_dir, trainer.state.history,
-                             resume_from.get("wandb_run_id") if resume_from else None)
+    run_log = trainer.open_log()
     failed = True
     try:
         trainer.fit()
         summary = trainer.test()
         write_json(summary, run_dir / SUMMARY_FILE)
-        trainer.run_log.summary(summary)
+        run_log.summary(summary)
         failed = False
     finally:
-        trainer.run_log.finish(failed=failed)
+        run_log.finish(failed=failed)
     return summary
 
 
