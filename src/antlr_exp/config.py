@@ -261,6 +261,17 @@ def _positive_int(key: str, value: Any, optional: bool = False) -> None:
         raise ConfigError(f"{key}={value!r} is not accepted; accepted: an integer >= 1{extra}")
 
 
+def flatten(container: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}, "c": [2]}`` -> ``{"a.b": 1, "c": (2,)}`` (lists become tuples)."""
+    flat = {}
+    for key, value in container.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
+    return flat
+
+
 def neuron_params(cfg: DictConfig) -> NeuronParams:
     """The engine's NeuronParams from ``cfg.neuron`` and ``cfg.single_spike`` (validated there)."""
     return NeuronParams(**OmegaConf.to_container(cfg.neuron, resolve=True), single_spike=bool(cfg.single_spike))

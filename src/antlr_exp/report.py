@@ -21,7 +21,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from . import config as _config  # noqa: F401  (registers the resolvers the saved configs use)
+from .config import flatten  # importing config also registers the resolvers saved configs use
 
 DEFAULT_METRICS = (
     "test_accuracy",
@@ -36,16 +36,6 @@ NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "data.root", "data.down
                  "trainer.progress_bar", "optimized_metric")
 
 
-def _flat(container: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in container.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value if not isinstance(value, list) else tuple(value)
-    return flat
-
-
 def load_jobs(paths) -> list:
     """``[(flat config, summary)]`` of every finished job below ``paths``, in folder order."""
     jobs = []
@@ -55,7 +45,7 @@ def load_jobs(paths) -> list:
             if not config_file.is_file():
                 continue
             config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
-            jobs.append((_flat(config), json.loads(summary_file.read_text())))
+            jobs.append((flatten(config), json.loads(summary_file.read_text())))
     return jobs
 
 

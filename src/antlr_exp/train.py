@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
-from .config import neuron_params, rule_kwargs, validate
+from .config import flatten, neuron_params, rule_kwargs, validate
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError
 from .loggers import RunLog
@@ -90,7 +90,8 @@ class Objective:
     def __init__(self, cfg: DictConfig, num_outputs: int):
         self.loss_cfg = cfg.loss
         self.num_outputs = num_outputs
-        self.no_spike_penalty = cfg.method.get("no_spike_penalty", 0.0)
+        # only the timing method has the key: the penalty is its remedy for silent neurons
+        self.no_spike_penalty = cfg.method.no_spike_penalty if "no_spike_penalty" in cfg.method else None
 
     def loss(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
         """Scalar batch mean; ``targets`` are labels [B] or target spike trains [B, T, O]."""
@@ -107,7 +108,7 @@ class Objective:
 
     def penalty(self, net: SpikingNetwork, out: NetworkOutput) -> Optional[torch.Tensor]:
         """The timing rule's no-spike weight penalty (only its gradient matters), or None."""
-        if self.no_spike_penalty > 0:
+        if self.no_spike_penalty:
             return no_spike_weight_penalty(net, out, p=self.no_spike_penalty)
         return None
 
@@ -131,20 +132,10 @@ def write_json(payload: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _flat(container: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in container.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
     """A resumed run must be the run that was killed: same config, up to RESUMABLE_CHANGES."""
-    current = _flat(OmegaConf.to_container(cfg, resolve=True))
-    before = _flat(saved)
+    current = flatten(OmegaConf.to_container(cfg, resolve=True))
+    before = flatten(saved)
     headline = ("task.name", "method.name", "loss.name", "seed", "single_spike")
     keys = sorted(set(current) | set(before), key=lambda k: (k not in headline, k))
     for key in keys:
