@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from antlr_exp import checkpoint as ckpt
-from antlr_exp.config import validate
+from antlr_exp.config import metric_names, validate
 from antlr_exp.data import load_task
 from antlr_exp.errors import ConfigError
 from antlr_exp.losses import latency_loss, no_spike_count_term
@@ -42,11 +42,13 @@ def one_thread():
 
 @pytest.mark.parametrize("task, method, loss", VALID)
 def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp_path):
-    summary = run(compose_config(*tiny_overrides(task, data_roots), f"method={method}", f"loss={loss}"), tmp_path)
+    cfg = compose_config(*tiny_overrides(task, data_roots), f"method={method}", f"loss={loss}")
+    summary = run(cfg, tmp_path)
+    assert set(metric_names(cfg, "test")) <= set(summary)  # what the config checks accept is recorded
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert (summary["task"], summary["method"], summary["loss"], summary["steps"]) == (task, method, loss, 2)
     rows = read_metrics(tmp_path)
-    assert [row["step"] for row in rows] == [2.0]
+    assert [row["step"] for row in rows] == [2.0] and set(metric_names(cfg, "val")) <= set(rows[0])
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()
     for split in ("test", "val"):
         assert math.isfinite(summary[f"{split}_loss"])

@@ -24,6 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
 from .losses import check_rule_loss
+from .metrics import metric_names as split_metric_names
 from .network import DECISIONS
 from .neuron import NeuronParams
 
@@ -288,12 +289,7 @@ def rule_kwargs(cfg: DictConfig) -> dict:
 
 def metric_names(cfg: DictConfig, split: str) -> tuple:
     """Metrics a run records for ``split`` (what ``trainer.monitor`` and ``optimized_metric`` may name)."""
-    names = ["loss"]
-    if TASK_TARGET_KIND[cfg.task.name] == "label":
-        names += ["accuracy", "accuracy_most_spike", "accuracy_earliest_spike"]
-    names += ["hidden_spikes_per_sample", "output_spikes_per_sample",
-              "hidden_spikes_to_decision_per_sample", "output_spikes_to_decision_per_sample"]
-    return tuple(f"{split}_{name}" for name in names)
+    return split_metric_names(split, has_labels=TASK_TARGET_KIND[cfg.task.name] == "label")
 
 
 def _check_known_keys(node: DictConfig, path: str = "") -> None:

@@ -25,6 +25,15 @@ _SPIKE_KEYS = {
 }
 
 
+def metric_names(split: str, has_labels: bool) -> tuple:
+    """The names ``SplitMeter.compute(split)`` returns, in its order."""
+    names = ["loss"]
+    if has_labels:
+        names += ["accuracy", *(f"accuracy_{decision}" for decision in DECISIONS)]
+    names += list(_SPIKE_KEYS.values())
+    return tuple(f"{split}_{name}" for name in names)
+
+
 class SplitMeter:
     """Sums over the samples seen since the last ``reset``; ``compute`` gives the means."""
 
