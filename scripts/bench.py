@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -61,16 +60,23 @@ def make_batch(shape: dict, seed: int = 0):
     return x, labels
 
 
-def rss_mb() -> float:
+def _status_mb(key: str) -> float:
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1]) / 1024.0
     return float("nan")
 
 
+def rss_mb() -> float:
+    """Resident memory now (MB)."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident memory of this process image (MB). VmHWM, unlike getrusage's ru_maxrss,
+    does not carry over the parent's peak into a freshly started subprocess."""
+    return _status_mb("VmHWM")
 
 
 def _scale_weights(weights) -> None:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, InputError
-from .kernels import cpp_kernels
+from .kernels import SURROGATE_CODES, cpp_kernels
 from .neuron import NeuronParams
 from .surrogate import SURROGATES
 
@@ -364,14 +364,11 @@ def adjoint(grad_s, grad_t, potential, spikes, current, params: NeuronParams, ru
                 kernel_scale,
             )
         else:
-            dv_act = None
-            if rule.act_weight != 0.0 and grad_s is not None:
-                dv_act = surrogate_derivative(potential, params).mul_(grad_s)
-                if rule.act_weight != 1.0:
-                    dv_act.mul_(rule.act_weight)
             g, h, lam_v_sum = ext.srm_adjoint(
-                flat(potential), flat(spikes), flat(dv_act), flat(grad_t), float(params.alpha_I),
-                float(params.alpha_V), rule.tim_weight, float(params.vstar_min), single, kernel_scale, want_h,
+                flat(potential), flat(spikes), flat(grad_s), flat(grad_t), float(params.alpha_I),
+                float(params.alpha_V), float(params.theta), rule.act_weight, rule.tim_weight,
+                float(params.vstar_min), SURROGATE_CODES[params.surrogate], float(params.surrogate_a),
+                float(params.surrogate_b), single, kernel_scale, want_h,
             )
         return g.view(steps, batch, n), (h.view(steps, batch, n) if want_h else None), lam_v_sum
     keep = 1.0 - spikes

@@ -7,13 +7,94 @@
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
+#include <type_traits>
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <vector>
 
 namespace {
 
 constexpr int64_t kGrain = 2048;
+
+// exp(x) by Cody-Waite range reduction and a polynomial (float) or rational (double)
+// approximation of the classic Cephes form: within a few ulp of std::exp, and branch-free so
+// that loops calling it vectorize.
+inline float fast_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float t = x * 1.44269504088896341f;
+  const float n = static_cast<float>(static_cast<int32_t>(t + (t >= 0.0f ? 0.5f : -0.5f)));
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline double fast_exp(double x) {
+  x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+  const double t = x * 1.4426950408889634073599;
+  const int32_t ni = static_cast<int32_t>(t + (t >= 0.0 ? 0.5 : -0.5));  // |n| <= 1022
+  const double n = static_cast<double>(ni);
+  const double r = (x - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6;
+  const double rr = r * r;
+  const double px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
+  const double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
+                    2.00000000000000000009e0;
+  const double e = 1.0 + 2.0 * px / (qx - px);
+  const int64_t bits = static_cast<int64_t>(ni + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return e * scale;
+}
+
+// surrogate derivative sigma(u), u = V - theta; KIND numbered as in antlr_exp.kernels
+template <typename scalar_t, int KIND>
+inline scalar_t surrogate(scalar_t u, scalar_t a, scalar_t b) {
+  const scalar_t au = u < scalar_t(0) ? -u : u;
+  if constexpr (KIND == 0) {  // exponential
+    return a * fast_exp(-b * au);
+  } else if constexpr (KIND == 1) {  // fast_sigmoid
+    const scalar_t d = scalar_t(1) + b * au;
+    return a / (d * d);
+  } else if constexpr (KIND == 2) {  // triangle
+    const scalar_t v = scalar_t(1) - b * au;
+    return v > scalar_t(0) ? a * v : scalar_t(0);
+  } else {  // sigmoid
+    const scalar_t sg = scalar_t(1) / (scalar_t(1) + fast_exp(-b * u));
+    return scalar_t(4) * a * sg * (scalar_t(1) - sg);
+  }
+}
+
+// out[k] = w * sigma(V[k] - theta) * G[k] over one row: a tight loop that the compiler vectorizes
+template <typename scalar_t, int KIND>
+void surrogate_row(const scalar_t* __restrict V, const scalar_t* __restrict G, scalar_t* __restrict out, int64_t n,
+                   scalar_t theta, scalar_t a, scalar_t b, scalar_t w) {
+  for (int64_t k = 0; k < n; ++k) out[k] = w * surrogate<scalar_t, KIND>(V[k] - theta, a, b) * G[k];
+}
+
+template <typename scalar_t>
+using SurrogateRow = void (*)(const scalar_t*, const scalar_t*, scalar_t*, int64_t, scalar_t, scalar_t, scalar_t,
+                              scalar_t);
+
+template <typename scalar_t>
+SurrogateRow<scalar_t> surrogate_row_for(int kind) {
+  switch (kind) {
+    case 0: return surrogate_row<scalar_t, 0>;
+    case 1: return surrogate_row<scalar_t, 1>;
+    case 2: return surrogate_row<scalar_t, 2>;
+    default: return surrogate_row<scalar_t, 3>;
+  }
+}
 
 }  // namespace
 
@@ -50,61 +131,81 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_t
     scalar_t* kp = keep_f.data_ptr<scalar_t>();
     scalar_t* al = single ? allowed_f.data_ptr<scalar_t>() : nullptr;
     // Each thread owns a block of neurons and walks time outside, neurons inside (contiguous).
-    at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t t = 0; t < T; ++t) {
-        const scalar_t* xt = x + t * M;
-        scalar_t* Vt = V + t * M;
-        scalar_t* St = S + t * M;
-        scalar_t* TMt = TM + t * M;
-        const scalar_t tf = static_cast<scalar_t>(t);
-        scalar_t* It = Iall ? Iall + t * M : nullptr;
-        for (int64_t m = begin; m < end; ++m) {
-          const scalar_t i = aI * kp[m] * cur[m] + bI * xt[m];
-          const scalar_t v = aV * kp[m] * pot[m] + bV * i + bias[m];
-          scalar_t s = v >= th ? scalar_t(1) : scalar_t(0);
-          if (single) {
-            s *= al[m];
-            al[m] *= (scalar_t(1) - s);
+    auto run = [&](auto single_tag, auto store_tag) {
+      constexpr bool SINGLE = decltype(single_tag)::value;
+      constexpr bool STORE_I = decltype(store_tag)::value;
+      at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+        scalar_t* __restrict c = cur + begin;
+        scalar_t* __restrict p = pot + begin;
+        scalar_t* __restrict kk = kp + begin;
+        scalar_t* __restrict a = SINGLE ? al + begin : nullptr;
+        const scalar_t* __restrict bb = bias + begin;
+        const int64_t n = end - begin;
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t row = t * M + begin;
+          const scalar_t* __restrict xt = x + row;
+          scalar_t* __restrict Vt = V + row;
+          scalar_t* __restrict St = S + row;
+          scalar_t* __restrict TMt = TM + row;
+          const scalar_t tf = static_cast<scalar_t>(t);
+          for (int64_t k = 0; k < n; ++k) {
+            const scalar_t i = aI * kk[k] * c[k] + bI * xt[k];
+            const scalar_t v = aV * kk[k] * p[k] + bV * i + bb[k];
+            scalar_t s = v >= th ? scalar_t(1) : scalar_t(0);
+            if constexpr (SINGLE) {
+              s *= a[k];
+              a[k] *= (scalar_t(1) - s);
+            }
+            c[k] = i;
+            p[k] = v;
+            kk[k] = scalar_t(1) - s;
+            Vt[k] = v;
+            St[k] = s;
+            TMt[k] = s * tf;
+            if constexpr (STORE_I) Iall[row + k] = i;
           }
-          cur[m] = i;
-          pot[m] = v;
-          kp[m] = scalar_t(1) - s;
-          Vt[m] = v;
-          St[m] = s;
-          TMt[m] = s * tf;
-          if (It) It[m] = i;
         }
-      }
-    });
+      });
+    };
+    using T_ = std::true_type;
+    using F_ = std::false_type;
+    if (single) {
+      keep_current ? run(T_{}, T_{}) : run(T_{}, F_{});
+    } else {
+      keep_current ? run(F_{}, T_{}) : run(F_{}, F_{});
+    }
   });
   return {potential, spikes, times, current_f, potential_f, keep_f, allowed_f, currents};
 }
 
 // Reverse-time adjoint of the SRM-based rules with dL/dV formed on the fly:
-//   dv[t]    = dv_act[t] * allowed[t] + tim_w * S[t] * (-dL/dt[t] / V*[t])
+//   dv[t]    = act_w * sigma(V[t]) * dL/dS[t] * allowed[t] + tim_w * S[t] * (-dL/dt[t] / V*[t])
 //   lam_V[t] = dv[t] + alpha_V (1 - S[t]) lam_V[t+1]
 //   lam_I[t] = lam_V[t] + alpha_I (1 - S[t]) lam_I[t+1]
-// dv_act = lambda_act * sigma(V) * dL/dS is computed by the caller with torch's vectorized ops;
-// allowed[t] (single-spike mode) is 1 up to the neuron's first spike. dv_act / grad_t may be
+// allowed[t] (single-spike mode) is 1 up to the neuron's first spike. grad_s / grad_t may be
 // empty (no gradient of that kind).
 // Returns {G [T,M] = kernel_scale * lam_I, H [T,M] (only if want_h, else empty), sum_t lam_V [M]} with
 //   H[t] = ((1 - S[t]) G[t+1] - alpha_I G[t] - kernel_scale alpha_V lam_V[t]) / 2.
-std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor spikes, torch::Tensor dv_act,
-                                       torch::Tensor grad_t, double alpha_I, double alpha_V, double tim_w,
-                                       double vstar_min, bool single, double kernel_scale, bool want_h) {
+std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor spikes, torch::Tensor grad_s,
+                                       torch::Tensor grad_t, double alpha_I, double alpha_V, double theta,
+                                       double act_w, double tim_w, double vstar_min, int64_t surrogate_kind,
+                                       double surrogate_a, double surrogate_b, bool single, double kernel_scale,
+                                       bool want_h) {
   const int64_t T = potential.size(0), M = potential.size(1);
-  const bool has_s = dv_act.numel() > 0;
+  const bool has_s = grad_s.numel() > 0 && act_w != 0.0;
   const bool has_t = grad_t.numel() > 0 && tim_w != 0.0;
   auto g_out = torch::empty_like(potential);
   auto h_out = want_h ? torch::empty_like(potential) : torch::empty({0}, potential.options());
   auto lam_v_sum = torch::empty({M}, potential.options());
-  auto da = has_s ? dv_act.contiguous() : dv_act;
+  auto gs = has_s ? grad_s.contiguous() : grad_s;
   auto gt = has_t ? grad_t.contiguous() : grad_t;
   AT_DISPATCH_FLOATING_TYPES(potential.scalar_type(), "srm_adjoint", [&] {
     const scalar_t aI = alpha_I, aV = alpha_V, tw = tim_w, vmin = vstar_min, c = kernel_scale;
+    const scalar_t th = theta, aw = act_w, sa = surrogate_a, sb = surrogate_b;
+    const auto sigma_row = surrogate_row_for<scalar_t>(static_cast<int>(surrogate_kind));
     const scalar_t* V = potential.data_ptr<scalar_t>();
     const scalar_t* S = spikes.data_ptr<scalar_t>();
-    const scalar_t* DA = has_s ? da.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* GS = has_s ? gs.data_ptr<scalar_t>() : nullptr;
     const scalar_t* GT = has_t ? gt.data_ptr<scalar_t>() : nullptr;
     scalar_t* G = g_out.data_ptr<scalar_t>();
     scalar_t* H = want_h ? h_out.data_ptr<scalar_t>() : nullptr;
@@ -118,31 +219,63 @@ std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor sp
             if (S[t * M + m] != scalar_t(0) && first_spike[m - begin] == T) first_spike[m - begin] = t;
       }
       std::vector<scalar_t> next_v(n, scalar_t(0)), next_i(n, scalar_t(0)), sum_v(n, scalar_t(0));
+      std::vector<scalar_t> dv(n, scalar_t(0));
+      scalar_t* __restrict nv = next_v.data();
+      scalar_t* __restrict ni = next_i.data();
+      scalar_t* __restrict sv = sum_v.data();
+      scalar_t* __restrict d = dv.data();
       for (int64_t t = T - 1; t >= 0; --t) {
-        const int64_t row = t * M;
-        for (int64_t m = begin; m < end; ++m) {
-          const int64_t idx = row + m;
-          const int64_t k = m - begin;
-          const scalar_t s = S[idx];
-          scalar_t dv = 0;
-          if (has_s && (!single || t <= first_spike[k])) dv = DA[idx];
-          if (has_t && s != scalar_t(0)) {
-            scalar_t before = 0;
-            if (t > 0) before = V[idx - M] * (scalar_t(1) - S[idx - M]);
-            scalar_t vstar = V[idx] - before;
-            if (vstar < vmin) vstar = vmin;
-            dv -= tw * GT[idx] / vstar;
+        const int64_t row = t * M + begin;
+        const scalar_t* __restrict St = S + row;
+        // 1. activation part (vectorized surrogate), masked after the first spike in single-spike mode
+        if (has_s) {
+          sigma_row(V + row, GS + row, d, n, th, sa, sb, aw);
+          if (single) {
+            for (int64_t k = 0; k < n; ++k) d[k] = t <= first_spike[k] ? d[k] : scalar_t(0);
           }
-          const scalar_t keep = scalar_t(1) - s;
-          const scalar_t g_later = c * next_i[k];  // G[t+1] (0 at the last step)
-          const scalar_t lv = dv + aV * keep * next_v[k];
-          const scalar_t li = lv + aI * keep * next_i[k];
-          next_v[k] = lv;
-          next_i[k] = li;
-          sum_v[k] += lv;
-          const scalar_t g = c * li;
-          G[idx] = g;
-          if (H) H[idx] = scalar_t(0.5) * (keep * g_later - aI * g - c * aV * lv);
+        } else {
+          std::fill(d, d + n, scalar_t(0));
+        }
+        // 2. timing part at the spikes only
+        if (has_t) {
+          const scalar_t* Vt = V + row;
+          const scalar_t* GTt = GT + row;
+          for (int64_t k = 0; k < n; ++k) {
+            if (St[k] != scalar_t(0)) {
+              scalar_t before = 0;
+              if (t > 0) before = Vt[k - M] * (scalar_t(1) - St[k - M]);
+              scalar_t vstar = Vt[k] - before;
+              if (vstar < vmin) vstar = vmin;
+              d[k] -= tw * GTt[k] / vstar;
+            }
+          }
+        }
+        // 3. the recurrence over the spike-free windows (branch-free, vectorized)
+        scalar_t* __restrict Gt = G + row;
+        if (H) {
+          scalar_t* __restrict Ht = H + row;
+          for (int64_t k = 0; k < n; ++k) {
+            const scalar_t keep = scalar_t(1) - St[k];
+            const scalar_t g_later = c * ni[k];  // G[t+1] (0 at the last step)
+            const scalar_t lv = d[k] + aV * keep * nv[k];
+            const scalar_t li = lv + aI * keep * ni[k];
+            nv[k] = lv;
+            ni[k] = li;
+            sv[k] += lv;
+            const scalar_t g = c * li;
+            Gt[k] = g;
+            Ht[k] = scalar_t(0.5) * (keep * g_later - aI * g - c * aV * lv);
+          }
+        } else {
+          for (int64_t k = 0; k < n; ++k) {
+            const scalar_t keep = scalar_t(1) - St[k];
+            const scalar_t lv = d[k] + aV * keep * nv[k];
+            const scalar_t li = lv + aI * keep * ni[k];
+            nv[k] = lv;
+            ni[k] = li;
+            sv[k] += lv;
+            Gt[k] = c * li;
+          }
         }
       }
       for (int64_t m = begin; m < end; ++m) LVS[m] = sum_v[m - begin];
