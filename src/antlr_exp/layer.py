@@ -167,13 +167,7 @@ def simulate_lif(
     steps, batch, n = drive.shape
     dtype, device = drive.dtype, drive.device
     if state is None:
-        zeros = torch.zeros(batch, n, dtype=dtype, device=device)
-        state = LIFState(
-            zeros,
-            zeros.clone(),
-            torch.ones(batch, n, dtype=dtype, device=device),
-            torch.ones(batch, n, dtype=dtype, device=device) if params.single_spike else None,
-        )
+        state = initial_state(batch, n, params, dtype, device)
     ext = cpp_kernels() if device.type == "cpu" else None
     if ext is not None:
         return _simulate_lif_cpp(ext, drive, bias, params, state, keep_current)
@@ -212,14 +206,44 @@ def simulate_lif(
     return potential, spikes, times, final, current_all
 
 
-def _simulate_lif_cpp(ext, drive, bias, params, state: LIFState, keep_current: bool):
-    """simulate_lif through the fused C++ kernel (same arithmetic, one pass over [T, B*N])."""
-    steps, batch, n = drive.shape
+def initial_state(batch: int, n: int, params: NeuronParams, dtype, device) -> LIFState:
+    """The state at rest (before step 0), each [B, N]."""
+    zeros = torch.zeros(batch, n, dtype=dtype, device=device)
+    ones = torch.ones(batch, n, dtype=dtype, device=device)
+    return LIFState(zeros, zeros.clone(), ones, ones.clone() if params.single_spike else None)
+
+
+def run_layer(inp: SynapticInput, weight, bias, params: NeuronParams, steps: int, batch: int,
+              state: Optional[LIFState] = None, keep_current: bool = False):
+    """The layer's synaptic input and LIF recurrence; same returns as :func:`simulate_lif`.
+
+    With the C++ kernels and sparse input, the input events feed the recurrence directly
+    and no [T, B, N] input tensor is formed.
+    """
+    ext = cpp_kernels() if weight.device.type == "cpu" else None
+    if ext is not None and inp.dense is None:
+        n = weight.shape[0]
+        if state is None:
+            state = initial_state(batch, n, params, weight.dtype, weight.device)
+        return _simulate_lif_cpp(ext, (inp, weight.detach()), bias, params, state, keep_current, steps, batch)
+    drive = synaptic_input(inp, weight).view(steps, batch, -1)
+    return simulate_lif(drive, bias, params, state, keep_current)
+
+
+def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: bool, steps=None, batch=None):
+    """simulate_lif through the fused C++ kernel (same arithmetic, one pass over [T, B*N]).
+
+    ``source`` is the drive [T, B, N], or ``(events, weight)`` for the event-driven kernel.
+    """
+    if isinstance(source, torch.Tensor):
+        steps, batch, n = source.shape
+        dtype = source.dtype
+    else:
+        n, dtype = source[1].shape[0], source[1].dtype
     flat = lambda x: x.reshape(batch * n)  # noqa: E731
-    bias_term = (bias.detach() * float(params.beta_bias)).to(drive.dtype).expand(batch, n)
-    empty = drive.new_empty(0)
-    potential, spikes, times, current, last_v, keep, allowed, currents = ext.lif_forward(
-        drive.reshape(steps, batch * n).contiguous(),
+    bias_term = (bias.detach() * float(params.beta_bias)).to(dtype).expand(batch, n)
+    empty = torch.empty(0, dtype=dtype, device=bias.device)
+    common = (
         flat(bias_term),
         flat(state.current),
         flat(state.potential),
@@ -232,6 +256,13 @@ def _simulate_lif_cpp(ext, drive, bias, params, state: LIFState, keep_current: b
         float(params.theta),
         keep_current,
     )
+    if isinstance(source, torch.Tensor):
+        outputs = ext.lif_forward(source.reshape(steps, batch * n).contiguous(), *common)
+    else:
+        inp, weight = source
+        values = inp.values if inp.values is not None else empty
+        outputs = ext.lif_forward_events(inp.row_offsets, inp.cols, values, weight.t().contiguous(), steps, batch, *common)
+    potential, spikes, times, current, last_v, keep, allowed, currents = outputs
     shape = (steps, batch, n)
     final = LIFState(
         current.view(batch, n),
@@ -307,9 +338,8 @@ class SpikingLinearFunction(torch.autograd.Function):
     def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig):
         batch, steps, n_in = spikes_in.shape
         inp = _flatten_input(spikes_in)
-        drive = synaptic_input(inp, weight).view(steps, batch, -1)
-        potential, spikes, times, _, current = simulate_lif(
-            drive, bias, params, keep_current=rule.rule == "activation_rnn"
+        potential, spikes, times, _, current = run_layer(
+            inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn"
         )  # time-major [T, B, N]
         ctx.params, ctx.rule, ctx.shape = params, rule, (batch, steps, n_in)
         ctx.has_times_in = times_in is not None
@@ -477,8 +507,7 @@ class SpikingLinear(nn.Module):
         """Forward without autograd for a chunk of steps; returns ``(spikes [B,T,N], state)``."""
         batch, steps, _ = spikes_in.shape
         inp = _flatten_input(spikes_in.to(self.weight.dtype))
-        drive = synaptic_input(inp, self.weight).view(steps, batch, -1)
-        _, spikes, _, state, _ = simulate_lif(drive, self.bias.detach(), self.params, state)
+        _, spikes, _, state, _ = run_layer(inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state)
         return spikes.transpose(0, 1), state
 
     def extra_repr(self) -> str:

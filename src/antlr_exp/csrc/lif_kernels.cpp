@@ -98,29 +98,43 @@ SurrogateRow<scalar_t> surrogate_row_for(int kind) {
 
 }  // namespace
 
-// Forward recurrence over the steps of `drive` [T, M] (beta_I not applied).
+// Forward recurrence. The synaptic input of step t is either the row drive[t] [T, M] (beta_I not
+// applied) or, event-driven, sum over the events e of row (t, b) of values[e] * weight_t[cols[e], n]
+// for neuron m = b * N + n (row_offsets [T*B+1] in CSR form, weight_t [N_in, N] contiguous; values
+// empty when all are 1); then no drive tensor is ever formed.
 // state: current, potential, keep [M]; allowed [M] (single-spike mode) or an empty tensor.
 // Returns {potential [T,M], spikes [T,M], times [T,M] (= t * S), current_final, potential_final,
 //          keep_final, allowed_final, currents [T,M] (only if keep_current, else empty)}.
-std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_term, torch::Tensor current0,
-                                       torch::Tensor potential0, torch::Tensor keep0, torch::Tensor allowed0,
-                                       double alpha_I, double alpha_V, double beta_I, double beta_V, double theta,
-                                       bool keep_current) {
-  TORCH_CHECK(drive.dim() == 2 && drive.is_contiguous(), "drive must be contiguous [T, M]");
-  const int64_t T = drive.size(0), M = drive.size(1);
+std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor row_offsets, torch::Tensor cols,
+                                            torch::Tensor values, torch::Tensor weight_t, int64_t T, int64_t B,
+                                            torch::Tensor bias_term, torch::Tensor current0, torch::Tensor potential0,
+                                            torch::Tensor keep0, torch::Tensor allowed0, double alpha_I,
+                                            double alpha_V, double beta_I, double beta_V, double theta,
+                                            bool keep_current) {
+  const bool events = drive.numel() == 0;
+  const int64_t M = current0.numel();
+  const int64_t N = M / B;
   const bool single = allowed0.numel() > 0;
-  auto potential = torch::empty_like(drive);
-  auto spikes = torch::empty_like(drive);
-  auto times = torch::empty_like(drive);
-  auto currents = keep_current ? torch::empty_like(drive) : torch::empty({0}, drive.options());
+  auto opts = current0.options();
+  auto potential = torch::empty({T, M}, opts);
+  auto spikes = torch::empty({T, M}, opts);
+  auto times = torch::empty({T, M}, opts);
+  auto currents = keep_current ? torch::empty({T, M}, opts) : torch::empty({0}, opts);
   auto current_f = current0.contiguous().clone();
   auto potential_f = potential0.contiguous().clone();
   auto keep_f = keep0.contiguous().clone();
-  auto allowed_f = single ? allowed0.contiguous().clone() : torch::empty({0}, drive.options());
+  auto allowed_f = single ? allowed0.contiguous().clone() : torch::empty({0}, opts);
   auto bias_c = bias_term.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(drive.scalar_type(), "lif_forward", [&] {
+  auto drive_c = events ? drive : drive.contiguous();
+  auto wt = events ? weight_t.contiguous() : weight_t;
+  const bool has_values = values.numel() > 0;
+  AT_DISPATCH_FLOATING_TYPES(current0.scalar_type(), "lif_forward", [&] {
     const scalar_t aI = alpha_I, aV = alpha_V, bI = beta_I, bV = beta_V, th = theta;
-    const scalar_t* x = drive.data_ptr<scalar_t>();
+    const scalar_t* x = events ? nullptr : drive_c.data_ptr<scalar_t>();
+    const int64_t* off = events ? row_offsets.data_ptr<int64_t>() : nullptr;
+    const int64_t* cl = events ? cols.data_ptr<int64_t>() : nullptr;
+    const scalar_t* vl = events && has_values ? values.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* W = events ? wt.data_ptr<scalar_t>() : nullptr;
     const scalar_t* bias = bias_c.data_ptr<scalar_t>();
     scalar_t* V = potential.data_ptr<scalar_t>();
     scalar_t* S = spikes.data_ptr<scalar_t>();
@@ -141,9 +155,27 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_t
         scalar_t* __restrict a = SINGLE ? al + begin : nullptr;
         const scalar_t* __restrict bb = bias + begin;
         const int64_t n = end - begin;
+        std::vector<scalar_t> drive_row(events ? n : 0);
         for (int64_t t = 0; t < T; ++t) {
           const int64_t row = t * M + begin;
-          const scalar_t* __restrict xt = x + row;
+          const scalar_t* __restrict xt;
+          if (events) {  // gather this step's input events into the block's drive row
+            scalar_t* __restrict dr = drive_row.data();
+            std::fill(dr, dr + n, scalar_t(0));
+            for (int64_t b = begin / N; b * N < end; ++b) {
+              const int64_t lo = std::max(begin, b * N), hi = std::min(end, (b + 1) * N);
+              const int64_t r = t * B + b;
+              for (int64_t e = off[r]; e < off[r + 1]; ++e) {
+                const scalar_t* __restrict wcol = W + cl[e] * N + (lo - b * N);
+                scalar_t* __restrict dst = dr + (lo - begin);
+                const scalar_t val = vl ? vl[e] : scalar_t(1);
+                for (int64_t j = 0; j < hi - lo; ++j) dst[j] += val * wcol[j];
+              }
+            }
+            xt = dr;
+          } else {
+            xt = x + row;
+          }
           scalar_t* __restrict Vt = V + row;
           scalar_t* __restrict St = S + row;
           scalar_t* __restrict TMt = TM + row;
@@ -176,6 +208,29 @@ std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_t
     }
   });
   return {potential, spikes, times, current_f, potential_f, keep_f, allowed_f, currents};
+}
+
+std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_term, torch::Tensor current0,
+                                       torch::Tensor potential0, torch::Tensor keep0, torch::Tensor allowed0,
+                                       double alpha_I, double alpha_V, double beta_I, double beta_V, double theta,
+                                       bool keep_current) {
+  TORCH_CHECK(drive.dim() == 2, "drive must be [T, M]");
+  auto none = torch::empty({0}, drive.options().dtype(torch::kInt64));
+  return lif_forward_impl(drive, none, none, torch::empty({0}, drive.options()), torch::empty({0}, drive.options()),
+                          drive.size(0), 1, bias_term, current0, potential0, keep0, allowed0, alpha_I, alpha_V,
+                          beta_I, beta_V, theta, keep_current);
+}
+
+std::vector<torch::Tensor> lif_forward_events(torch::Tensor row_offsets, torch::Tensor cols, torch::Tensor values,
+                                              torch::Tensor weight_t, int64_t T, int64_t B, torch::Tensor bias_term,
+                                              torch::Tensor current0, torch::Tensor potential0, torch::Tensor keep0,
+                                              torch::Tensor allowed0, double alpha_I, double alpha_V, double beta_I,
+                                              double beta_V, double theta, bool keep_current) {
+  TORCH_CHECK(row_offsets.numel() == T * B + 1, "row_offsets must have T*B+1 entries");
+  TORCH_CHECK(weight_t.dim() == 2 && weight_t.size(1) * B == current0.numel(), "weight_t must be [N_in, N]");
+  return lif_forward_impl(torch::empty({0}, current0.options()), row_offsets, cols, values, weight_t, T, B, bias_term,
+                          current0, potential0, keep0, allowed0, alpha_I, alpha_V, beta_I, beta_V, theta,
+                          keep_current);
 }
 
 // Reverse-time adjoint of the SRM-based rules with dL/dV formed on the fly:
@@ -358,7 +413,11 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = x + (r / B) * st + (r % B) * sb;
         int64_t c = 0;
-        for (int64_t n = 0; n < N; ++n) c += row[n * sn] != scalar_t(0);
+        if (sn == 1) {
+          for (int64_t n = 0; n < N; ++n) c += row[n] != scalar_t(0);
+        } else {
+          for (int64_t n = 0; n < N; ++n) c += row[n * sn] != scalar_t(0);
+        }
         off[r + 1] = c;
       }
     });
@@ -380,14 +439,24 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = x + (r / B) * st + (r % B) * sb;
         int64_t k = off[r];
-        for (int64_t n = 0; n < N; ++n) {
-          const scalar_t v = row[n * sn];
-          if (v != scalar_t(0)) {
-            rw[k] = r;
-            cl[k] = n;
-            vl[k] = v;
-            ones = ones && (v == scalar_t(1));
-            ++k;
+        if (k == off[r + 1]) continue;  // an empty row
+        constexpr int64_t kBlock = 16;
+        for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+          const int64_t n1 = std::min(N, n0 + kBlock);
+          if (sn == 1) {  // skip all-zero blocks with a vectorizable test
+            bool any = false;
+            for (int64_t n = n0; n < n1; ++n) any |= row[n] != scalar_t(0);
+            if (!any) continue;
+          }
+          for (int64_t n = n0; n < n1; ++n) {
+            const scalar_t v = row[n * sn];
+            if (v != scalar_t(0)) {
+              rw[k] = r;
+              cl[k] = n;
+              vl[k] = v;
+              ones = ones && (v == scalar_t(1));
+              ++k;
+            }
           }
         }
       }
@@ -401,6 +470,7 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("csr_events", &csr_events, "nonzero spikes of [T, B, N] as CSR rows (or only their count when too dense)");
   m.def("lif_forward", &lif_forward, "LIF forward recurrence over [T, M]");
+  m.def("lif_forward_events", &lif_forward_events, "LIF forward recurrence fed by CSR input events");
   m.def("srm_adjoint", &srm_adjoint, "reverse adjoint of the SRM-based rules");
   m.def("rnn_adjoint", &rnn_adjoint, "reverse adjoint with reset paths (activation_rnn)");
 }
