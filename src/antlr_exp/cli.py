@@ -65,10 +65,15 @@ def check_group_choices(arguments: list) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _train(cfg: DictConfig):
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run(cfg, Path(HydraConfig.get().runtime.output_dir))
+        summary = run(cfg, run_dir)
     except USER_ERRORS as error:
         _fail(error)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; to continue from the last checkpoint, repeat the command with "
+              f"resume=true hydra.run.dir={run_dir}", file=sys.stderr)
+        sys.exit(130)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
 
