@@ -13,6 +13,7 @@ wrong type (``trainer.max_steps=ten``) fails at composition instead of being ign
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -321,6 +322,9 @@ def validate(cfg: DictConfig) -> None:
     _accepted("logger", cfg.logger.name, LOGGERS)
     if cfg.logger.name == "wandb":
         _accepted("logger.mode", cfg.logger.mode, WANDB_MODES)
+        if importlib.util.find_spec("wandb") is None:
+            raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
+                              "pip install 'antlr-exp[wandb]', or use logger=csv")
     _accepted("loss.decision", loss.decision, DECISIONS)
     _accepted("optimizer", cfg.optimizer.name, ("adam",))
     check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
