@@ -35,6 +35,8 @@ import time
 SHAPES = {
     "mnist": {"sizes": [784, 800, 10], "frame": None, "steps": 100, "batch": 16, "spikes_per_sample": 150, "t_max": 24},
     "nmnist": {"sizes": [2312, 800, 10], "frame": (2, 34, 34), "steps": 300, "batch": 16, "spikes_per_sample": 3000, "t_max": 300},
+    # seconds-long smoke test of the script itself (tests/test_bench.py); not a benchmark
+    "tiny": {"sizes": [40, 30, 4], "frame": None, "steps": 20, "batch": 4, "spikes_per_sample": 12, "t_max": 10},
 }
 ENGINE_METHODS = ("activation", "activation_rnn", "timing", "antlr")
 #: weights start at PyTorch's default times this, so that the hidden and output layers fire as
@@ -246,7 +248,7 @@ def run_memory(shape: str, method: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", default=["mnist", "nmnist"], choices=list(SHAPES))
     parser.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES))
     parser.add_argument("--iters", type=int, default=10, help="timed steps per row (median reported)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a row after this much of its own time (at least 2 steps)")
