@@ -96,6 +96,16 @@ SurrogateRow<scalar_t> surrogate_row_for(int kind) {
   }
 }
 
+// First spike step of each neuron m in [begin, end) of spikes [T, M] (T where it never fires).
+template <typename scalar_t>
+std::vector<int64_t> first_spikes(const scalar_t* S, int64_t T, int64_t M, int64_t begin, int64_t end) {
+  std::vector<int64_t> first(end - begin, T);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t m = begin; m < end; ++m)
+      if (S[t * M + m] != scalar_t(0) && first[m - begin] == T) first[m - begin] = t;
+  return first;
+}
+
 }  // namespace
 
 // Forward recurrence. The synaptic input of step t is either the row drive[t] [T, M] (beta_I not
@@ -267,12 +277,8 @@ std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor sp
     scalar_t* LVS = lam_v_sum.data_ptr<scalar_t>();
     at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
       const int64_t n = end - begin;
-      std::vector<int64_t> first_spike(single && has_s ? n : 0, T);
-      if (single && has_s) {
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t m = begin; m < end; ++m)
-            if (S[t * M + m] != scalar_t(0) && first_spike[m - begin] == T) first_spike[m - begin] = t;
-      }
+      const std::vector<int64_t> first_spike =
+          single && has_s ? first_spikes(S, T, M, begin, end) : std::vector<int64_t>();
       std::vector<scalar_t> next_v(n, scalar_t(0)), next_i(n, scalar_t(0)), sum_v(n, scalar_t(0));
       std::vector<scalar_t> dv(n, scalar_t(0));
       scalar_t* __restrict nv = next_v.data();
@@ -363,12 +369,7 @@ std::vector<torch::Tensor> rnn_adjoint(torch::Tensor potential, torch::Tensor sp
     scalar_t* LVS = lam_v_sum.data_ptr<scalar_t>();
     at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
       const int64_t n = end - begin;
-      std::vector<int64_t> first_spike(single ? n : 0, T);
-      if (single) {
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t m = begin; m < end; ++m)
-            if (S[t * M + m] != scalar_t(0) && first_spike[m - begin] == T) first_spike[m - begin] = t;
-      }
+      const std::vector<int64_t> first_spike = single ? first_spikes(S, T, M, begin, end) : std::vector<int64_t>();
       std::vector<scalar_t> next_v(n, scalar_t(0)), next_i(n, scalar_t(0)), sum_v(n, scalar_t(0));
       for (int64_t t = T - 1; t >= 0; --t) {
         const int64_t row = t * M;
