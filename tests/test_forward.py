@@ -154,3 +154,26 @@ def test_spike_counts_whole_window_and_to_decision():
     assert counts["output_spikes_to_decision"].tolist() == [1.0, 0.0]
     most = spike_counts(out, "most_spike")
     assert most["hidden_spikes_to_decision"].tolist() == [3.0, 1.0]
+
+
+def test_emitted_events_are_the_nonzero_spikes(kernel_path):
+    """The events a layer hands to the next one list exactly its spikes, sorted by row t*B + b."""
+    if kernel_path != "cpp":
+        pytest.skip("only the C++ kernels emit events")
+    steps = 30
+    torch.manual_seed(0)
+    net = SpikingNetwork([20, 40, 3], steps)
+    with torch.no_grad():
+        net.layers[0].weight.mul_(6.0)
+    x = (torch.rand(5, steps, 20, generator=torch.Generator().manual_seed(2)) < 0.1).float()
+    with torch.no_grad():
+        spikes, _, events = net.layers[0](x, None, None, emit_events=True)
+    assert 0 < spikes.mean() < 0.1  # sparse enough to be passed on as events
+    assert events is not None and events.values is None
+    b, t, n = spikes.nonzero(as_tuple=True)
+    rows = t * 5 + b
+    order = torch.argsort(rows * 40 + n)
+    assert torch.equal(events.rows, rows[order]) and torch.equal(events.cols, n[order])
+    counts = torch.bincount(rows, minlength=steps * 5)
+    assert torch.equal(events.row_offsets, torch.cat([torch.zeros(1, dtype=torch.int64), counts.cumsum(0)]))
+    assert events.rows.numel() > 20

@@ -37,7 +37,7 @@ def cpp_kernels():
         try:
             _state["module"] = _build()
         except Exception as exc:  # compiler, ninja or headers missing
-            _state["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+            _state["error"] = _summary(exc)
             if mode == "cpp":
                 raise RuntimeError(f"ANTLR_EXP_KERNELS=cpp but the C++ kernels did not build: {_state['error']}") from exc
             warnings.warn(
@@ -46,6 +46,14 @@ def cpp_kernels():
                 stacklevel=2,
             )
     return _state["module"]
+
+
+def _summary(exc: Exception) -> str:
+    """One line: the compiler's first error where there is one, else the exception's last line."""
+    text = "\n".join(str(e) for e in (exc, exc.__cause__) if e is not None)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if "error:" in line]
+    return f"{type(exc).__name__}: {(errors or lines or [''])[0 if errors else -1]}"
 
 
 def _build():
@@ -65,12 +73,15 @@ def _build():
     # -ffp-contract=off: no fused multiply-adds, so the arithmetic rounds as the PyTorch path does;
     # -fno-trapping-math lets the compiler if-convert the clamps and selects (a 7x faster surrogate
     # loop); neither changes any result
-    flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math"]
+    flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     flags += ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else []
+    # -fopenmp: at::parallel_for is an inline `#pragma omp parallel` under torch's OpenMP backend;
+    # the module links libgomp.so.1, which resolves to the copy torch has already loaded
     return cpp_extension.load(
-        name=f"antlr_exp_lif_kernels_v6_{capability.lower()}",
+        name=f"antlr_exp_lif_kernels_v7_{capability.lower()}",
         sources=[str(_SOURCE)],
         extra_cflags=flags,
+        extra_ldflags=["-fopenmp"],
         verbose=False,
     )
 

@@ -170,7 +170,7 @@ def simulate_lif(
         state = initial_state(batch, n, params, dtype, device)
     ext = cpp_kernels() if device.type == "cpu" else None
     if ext is not None:
-        return _simulate_lif_cpp(ext, drive, bias, params, state, keep_current)
+        return _simulate_lif_cpp(ext, drive, bias, params, state, keep_current)[:5]
     alpha_I, alpha_V = float(params.alpha_I), float(params.alpha_V)
     beta_I, beta_V, theta = float(params.beta_I), float(params.beta_V), float(params.theta)
     if beta_I != 1.0:
@@ -214,26 +214,31 @@ def initial_state(batch: int, n: int, params: NeuronParams, dtype, device) -> LI
 
 
 def run_layer(inp: SynapticInput, weight, bias, params: NeuronParams, steps: int, batch: int,
-              state: Optional[LIFState] = None, keep_current: bool = False):
-    """The layer's synaptic input and LIF recurrence; same returns as :func:`simulate_lif`.
+              state: Optional[LIFState] = None, keep_current: bool = False, emit_events: bool = False):
+    """The layer's synaptic input and LIF recurrence.
 
-    With the C++ kernels and sparse input, the input events feed the recurrence directly
-    and no [T, B, N] input tensor is formed.
+    Returns the five values of :func:`simulate_lif` and, sixth, the output spikes as a sparse
+    :class:`SynapticInput` for the next layer when ``emit_events`` and the C++ kernels produced
+    them (else None). With the C++ kernels and sparse input, the input events feed the
+    recurrence directly and no [T, B, N] input tensor is formed.
     """
     ext = cpp_kernels() if weight.device.type == "cpu" else None
-    if ext is not None and inp.dense is None:
+    if ext is not None:
         n = weight.shape[0]
         if state is None:
             state = initial_state(batch, n, params, weight.dtype, weight.device)
-        return _simulate_lif_cpp(ext, (inp, weight.detach()), bias, params, state, keep_current, steps, batch)
+        source = (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight).view(steps, batch, -1)
+        return _simulate_lif_cpp(ext, source, bias, params, state, keep_current, steps, batch, emit_events)
     drive = synaptic_input(inp, weight).view(steps, batch, -1)
-    return simulate_lif(drive, bias, params, state, keep_current)
+    return (*simulate_lif(drive, bias, params, state, keep_current), None)
 
 
-def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: bool, steps=None, batch=None):
+def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: bool, steps=None, batch=None,
+                      emit_events: bool = False):
     """simulate_lif through the fused C++ kernel (same arithmetic, one pass over [T, B*N]).
 
     ``source`` is the drive [T, B, N], or ``(events, weight)`` for the event-driven kernel.
+    Returns simulate_lif's five values and the output events (None unless ``emit_events``).
     """
     if isinstance(source, torch.Tensor):
         steps, batch, n = source.shape
@@ -257,12 +262,17 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         keep_current,
     )
     if isinstance(source, torch.Tensor):
-        outputs = ext.lif_forward(source.reshape(steps, batch * n).contiguous(), *common)
+        outputs = ext.lif_forward(source.reshape(steps, batch * n).contiguous(), *common, batch, emit_events)
     else:
         inp, weight = source
         values = inp.values if inp.values is not None else empty
-        outputs = ext.lif_forward_events(inp.row_offsets, inp.cols, values, weight.t().contiguous(), steps, batch, *common)
-    potential, spikes, times, current, last_v, keep, allowed, currents = outputs
+        outputs = ext.lif_forward_events(
+            inp.row_offsets, inp.cols, values, weight.t().contiguous(), steps, batch, *common, emit_events
+        )
+    potential, spikes, times, current, last_v, keep, allowed, currents, offsets, rows, cols = outputs
+    events = None
+    if emit_events and rows.numel() < SPARSE_DENSITY * spikes.numel():
+        events = SynapticInput(None, rows, cols, None, offsets)
     shape = (steps, batch, n)
     final = LIFState(
         current.view(batch, n),
@@ -271,7 +281,7 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         allowed.view(batch, n) if state.allowed is not None else None,
     )
     currents = currents.view(shape) if keep_current else None
-    return potential.view(shape), spikes.view(shape), times.view(shape), final, currents
+    return potential.view(shape), spikes.view(shape), times.view(shape), final, currents, events
 
 
 def _adjoint_srm(grad_v: torch.Tensor, keep: torch.Tensor, params: NeuronParams):
@@ -335,11 +345,13 @@ class SpikingLinearFunction(torch.autograd.Function):
     """Spikes and spike times of a fully connected LIF layer; the backward applies a rule."""
 
     @staticmethod
-    def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig):
+    def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig,
+                events_in: Optional[SynapticInput] = None, emit_events: bool = False):
         batch, steps, n_in = spikes_in.shape
-        inp = _flatten_input(spikes_in)
-        potential, spikes, times, _, current = run_layer(
-            inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn"
+        inp = events_in if events_in is not None else _flatten_input(spikes_in)
+        potential, spikes, times, _, current, events_out = run_layer(
+            inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn",
+            emit_events=emit_events,
         )  # time-major [T, B, N]
         ctx.params, ctx.rule, ctx.shape = params, rule, (batch, steps, n_in)
         ctx.has_times_in = times_in is not None
@@ -347,10 +359,10 @@ class SpikingLinearFunction(torch.autograd.Function):
         ctx.save_for_backward(
             *(x for x in inp if x is not None), weight, potential, spikes, *((current,) if current is not None else ())
         )
-        return spikes.transpose(0, 1), times.transpose(0, 1)
+        return spikes.transpose(0, 1), times.transpose(0, 1), events_out
 
     @staticmethod
-    def backward(ctx, grad_spikes, grad_times):
+    def backward(ctx, grad_spikes, grad_times, _grad_events=None):
         saved = list(ctx.saved_tensors)
         inp = SynapticInput(*(saved.pop(0) if present else None for present in ctx.input_layout))
         weight, potential, spikes = saved[:3]
@@ -371,7 +383,7 @@ class SpikingLinearFunction(torch.autograd.Function):
         if want_h:
             h_rows = h.view(steps * batch, -1)
             grad_times_in = _times_gradient_at_events(inp, h_rows, weight, batch, steps, n_in)
-        return grad_spikes_in, grad_times_in, grad_weight, grad_bias, None, None
+        return grad_spikes_in, grad_times_in, grad_weight, grad_bias, None, None, None, None
 
 
 def adjoint(grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig, want_h: bool):
@@ -471,8 +483,9 @@ def timing_kernel_sum(g: torch.Tensor, lam_v: torch.Tensor, spikes: torch.Tensor
 class SpikingLinear(nn.Module):
     """Fully connected LIF layer run over the whole window.
 
-    ``forward(spikes_in [B,T,N_in], times_in [B,T,N_in] or None) -> (spikes, times)``, both
-    [B, T, N_out]; ``times = t * S`` carries dL/dt_hat at spike steps in the backward.
+    ``forward(spikes_in [B,T,N_in], times_in [B,T,N_in] or None) -> (spikes, times, events)``,
+    spikes and times [B, T, N_out]; ``times = t * S`` carries dL/dt_hat at spike steps in the
+    backward.
     Weights start as PyTorch's default for ``nn.Linear``; biases at 0.
     """
 
@@ -494,20 +507,27 @@ class SpikingLinear(nn.Module):
     def out_features(self) -> int:
         return self.weight.shape[0]
 
-    def forward(self, spikes_in: torch.Tensor, times_in: Optional[torch.Tensor] = None):
+    def forward(self, spikes_in: torch.Tensor, times_in: Optional[torch.Tensor] = None,
+                events_in: Optional[SynapticInput] = None, emit_events: bool = False):
+        """``(spikes, times, events)``: events are the output spikes in sparse form for the next
+        layer (with ``emit_events`` on the C++ path, else None); ``events_in`` the same for the
+        input, which then is not scanned again."""
         if spikes_in.dim() != 3 or spikes_in.shape[2] != self.in_features:
             raise InputError(
                 f"spikes_in has shape {tuple(spikes_in.shape)}: expected [batch, steps, {self.in_features}]"
             )
         if spikes_in.dtype != self.weight.dtype:
             spikes_in = spikes_in.to(self.weight.dtype)
-        return SpikingLinearFunction.apply(spikes_in, times_in, self.weight, self.bias, self.params, self.rule)
+            events_in = None
+        return SpikingLinearFunction.apply(
+            spikes_in, times_in, self.weight, self.bias, self.params, self.rule, events_in, emit_events
+        )
 
     def simulate(self, spikes_in: torch.Tensor, state: Optional[LIFState] = None):
         """Forward without autograd for a chunk of steps; returns ``(spikes [B,T,N], state)``."""
         batch, steps, _ = spikes_in.shape
         inp = _flatten_input(spikes_in.to(self.weight.dtype))
-        _, spikes, _, state, _ = run_layer(inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state)
+        _, spikes, _, state, _, _ = run_layer(inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state)
         return spikes.transpose(0, 1), state
 
     def extra_repr(self) -> str:

@@ -115,9 +115,10 @@ class SpikingNetwork(nn.Module):
                 raise InputError("early_stop=True needs autograd off (use torch.no_grad()): gradients need every step")
             return self._simulate_until_all_fired(flat, chunk)
         spikes, times = [], []
-        s, t = flat, None
-        for layer in self.layers:
-            s, t = layer(s, t)
+        s, t, events = flat, None, None
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            s, t, events = layer(s, t, events, emit_events=index < last)
             spikes.append(s)
             times.append(t)
         return NetworkOutput(spikes, times, flat.shape[1])

@@ -1,6 +1,8 @@
 // Fused CPU kernels for the LIF time recurrences of antlr_exp.layer.
 //
 // Layout: every [T, M] tensor is time-major and contiguous, M = batch * neurons.
+// Built with -fopenmp: at::parallel_for is a header-inline `#pragma omp parallel` under torch's
+// OpenMP backend, and the libgomp.so.1 torch has already loaded serves this module too.
 // The math is exactly that of the PyTorch path in layer.py (simulate_lif, dv_from_rule,
 // _adjoint_srm, _adjoint_rnn); the tests compare both paths.
 
@@ -9,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <type_traits>
 #include <cmath>
 #include <cstdint>
@@ -114,13 +117,15 @@ std::vector<int64_t> first_spikes(const scalar_t* S, int64_t T, int64_t M, int64
 // empty when all are 1); then no drive tensor is ever formed.
 // state: current, potential, keep [M]; allowed [M] (single-spike mode) or an empty tensor.
 // Returns {potential [T,M], spikes [T,M], times [T,M] (= t * S), current_final, potential_final,
-//          keep_final, allowed_final, currents [T,M] (only if keep_current, else empty)}.
+//          keep_final, allowed_final, currents [T,M] (only if keep_current, else empty),
+//          and with emit_events the output spikes as CSR events over rows t*B + b:
+//          row_offsets [T*B+1], rows [nnz], cols [nnz] (else three empty tensors)}.
 std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor row_offsets, torch::Tensor cols,
                                             torch::Tensor values, torch::Tensor weight_t, int64_t T, int64_t B,
                                             torch::Tensor bias_term, torch::Tensor current0, torch::Tensor potential0,
                                             torch::Tensor keep0, torch::Tensor allowed0, double alpha_I,
                                             double alpha_V, double beta_I, double beta_V, double theta,
-                                            bool keep_current) {
+                                            bool keep_current, bool emit_events) {
   const bool events = drive.numel() == 0;
   const int64_t M = current0.numel();
   const int64_t N = M / B;
@@ -138,6 +143,13 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
   auto drive_c = events ? drive : drive.contiguous();
   auto wt = events ? weight_t.contiguous() : weight_t;
   const bool has_values = values.numel() > 0;
+  struct ChunkEvents {
+    int64_t begin;
+    std::vector<int64_t> neuron;       // spiking neurons m, in (t, m) order
+    std::vector<int64_t> end_of_step;  // events recorded up to and including step t
+  };
+  std::mutex chunks_mutex;
+  std::vector<ChunkEvents> chunks;
   AT_DISPATCH_FLOATING_TYPES(current0.scalar_type(), "lif_forward", [&] {
     const scalar_t aI = alpha_I, aV = alpha_V, bI = beta_I, bV = beta_V, th = theta;
     const scalar_t* x = events ? nullptr : drive_c.data_ptr<scalar_t>();
@@ -166,6 +178,8 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
         const scalar_t* __restrict bb = bias + begin;
         const int64_t n = end - begin;
         std::vector<scalar_t> drive_row(events ? n : 0);
+        ChunkEvents found{begin, {}, {}};
+        if (emit_events) found.end_of_step.resize(T);
         for (int64_t t = 0; t < T; ++t) {
           const int64_t row = t * M + begin;
           const scalar_t* __restrict xt;
@@ -206,6 +220,21 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
             TMt[k] = s * tf;
             if constexpr (STORE_I) Iall[row + k] = i;
           }
+          if (emit_events) {  // this step's spikes of the block, skipping empty runs of 16
+            for (int64_t k0 = 0; k0 < n; k0 += 16) {
+              const int64_t k1 = std::min(n, k0 + 16);
+              bool any = false;
+              for (int64_t k = k0; k < k1; ++k) any |= St[k] != scalar_t(0);
+              if (!any) continue;
+              for (int64_t k = k0; k < k1; ++k)
+                if (St[k] != scalar_t(0)) found.neuron.push_back(begin + k);
+            }
+            found.end_of_step[t] = static_cast<int64_t>(found.neuron.size());
+          }
+        }
+        if (emit_events) {
+          std::lock_guard<std::mutex> lock(chunks_mutex);
+          chunks.push_back(std::move(found));
         }
       });
     };
@@ -217,30 +246,60 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
       keep_current ? run(F_{}, T_{}) : run(F_{}, F_{});
     }
   });
-  return {potential, spikes, times, current_f, potential_f, keep_f, allowed_f, currents};
+  auto long_opts = opts.dtype(torch::kInt64);
+  torch::Tensor out_offsets = torch::empty({0}, long_opts), out_rows = out_offsets, out_cols = out_offsets;
+  if (emit_events) {
+    // blocks hold ascending neuron ranges, so concatenating them step by step sorts the events by
+    // (t, m) = (t, b, n), i.e. by row t*B + b
+    std::sort(chunks.begin(), chunks.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+    int64_t nnz = 0;
+    for (const auto& c : chunks) nnz += static_cast<int64_t>(c.neuron.size());
+    out_offsets = torch::zeros({T * B + 1}, long_opts);
+    out_rows = torch::empty({nnz}, long_opts);
+    out_cols = torch::empty({nnz}, long_opts);
+    int64_t* off = out_offsets.data_ptr<int64_t>();
+    int64_t* rw = out_rows.data_ptr<int64_t>();
+    int64_t* cl = out_cols.data_ptr<int64_t>();
+    int64_t k = 0;
+    for (int64_t t = 0; t < T; ++t) {
+      for (const auto& c : chunks) {
+        const int64_t first = t > 0 ? c.end_of_step[t - 1] : 0;
+        for (int64_t e = first; e < c.end_of_step[t]; ++e) {
+          const int64_t m = c.neuron[e];
+          const int64_t r = t * B + m / N;
+          rw[k] = r;
+          cl[k] = m % N;
+          ++off[r + 1];
+          ++k;
+        }
+      }
+    }
+    for (int64_t r = 0; r < T * B; ++r) off[r + 1] += off[r];
+  }
+  return {potential, spikes, times, current_f, potential_f, keep_f, allowed_f, currents, out_offsets, out_rows, out_cols};
 }
 
 std::vector<torch::Tensor> lif_forward(torch::Tensor drive, torch::Tensor bias_term, torch::Tensor current0,
                                        torch::Tensor potential0, torch::Tensor keep0, torch::Tensor allowed0,
                                        double alpha_I, double alpha_V, double beta_I, double beta_V, double theta,
-                                       bool keep_current) {
+                                       bool keep_current, int64_t B, bool emit_events) {
   TORCH_CHECK(drive.dim() == 2, "drive must be [T, M]");
   auto none = torch::empty({0}, drive.options().dtype(torch::kInt64));
   return lif_forward_impl(drive, none, none, torch::empty({0}, drive.options()), torch::empty({0}, drive.options()),
-                          drive.size(0), 1, bias_term, current0, potential0, keep0, allowed0, alpha_I, alpha_V,
-                          beta_I, beta_V, theta, keep_current);
+                          drive.size(0), B, bias_term, current0, potential0, keep0, allowed0, alpha_I, alpha_V,
+                          beta_I, beta_V, theta, keep_current, emit_events);
 }
 
 std::vector<torch::Tensor> lif_forward_events(torch::Tensor row_offsets, torch::Tensor cols, torch::Tensor values,
                                               torch::Tensor weight_t, int64_t T, int64_t B, torch::Tensor bias_term,
                                               torch::Tensor current0, torch::Tensor potential0, torch::Tensor keep0,
                                               torch::Tensor allowed0, double alpha_I, double alpha_V, double beta_I,
-                                              double beta_V, double theta, bool keep_current) {
+                                              double beta_V, double theta, bool keep_current, bool emit_events) {
   TORCH_CHECK(row_offsets.numel() == T * B + 1, "row_offsets must have T*B+1 entries");
   TORCH_CHECK(weight_t.dim() == 2 && weight_t.size(1) * B == current0.numel(), "weight_t must be [N_in, N]");
   return lif_forward_impl(torch::empty({0}, current0.options()), row_offsets, cols, values, weight_t, T, B, bias_term,
                           current0, potential0, keep0, allowed0, alpha_I, alpha_V, beta_I, beta_V, theta,
-                          keep_current);
+                          keep_current, emit_events);
 }
 
 // Reverse-time adjoint of the SRM-based rules with dL/dV formed on the fly:
