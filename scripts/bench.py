@@ -14,6 +14,7 @@ count term); (a) the per-time-step autograd reference of the tests (activation r
 loss); (b) snntorch's ``Synaptic`` neuron (reset to zero) unrolled with BPTT, count loss
 (skipped with a message if snntorch is absent: ``pip install -e .[bench]``).
 
+Every row steps with the same optimizer (fused Adam where available) and element-wise clipping.
 Rows are timed round-robin in one process (load from other processes falls on all rows
 alike); each row's peak resident memory is measured in a fresh subprocess of its own. Prints
 ms/iteration (median), peak memory and the ratio of every row to the antlr row; ``--json PATH``
@@ -81,6 +82,17 @@ def peak_rss_mb() -> float:
     return _status_mb("VmHWM")
 
 
+def make_adam(params, lr: float = 1e-3):
+    """Adam for every row alike: torch's fused kernel where this torch has it for the device."""
+    import torch
+
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, lr=lr)
+
+
 def _scale_weights(weights) -> None:
     import torch
 
@@ -98,7 +110,7 @@ def engine_step_fn(method: str, shape: dict, x, labels):
     torch.manual_seed(0)
     net = SpikingNetwork(shape["sizes"], shape["steps"], rule=method)
     _scale_weights([l.weight for l in net.layers])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = make_adam(net.parameters())
     targets = count_targets(labels, shape["sizes"][-1], 1.0, 0.0)
 
     def step():
@@ -130,7 +142,7 @@ def reference_step_fn(shape: dict, x, labels):
     torch.manual_seed(0)
     net = SpikingNetwork(shape["sizes"], shape["steps"], rule="activation")
     _scale_weights([l.weight for l in net.layers])
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    opt = make_adam(net.parameters())
     targets = count_targets(labels, shape["sizes"][-1], 1.0, 0.0)
     flat = x.reshape(x.shape[0], x.shape[1], -1)
 
@@ -159,7 +171,7 @@ def snntorch_step_fn(shape: dict, x, labels):
     neurons = nn.ModuleList(snn.Synaptic(alpha=0.99, beta=0.99, reset_mechanism="zero") for _ in linears)
     _scale_weights([l.weight for l in linears])
     params = list(linears.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = make_adam(params)
     targets = count_targets(labels, sizes[-1], 1.0, 0.0)
     flat = x.reshape(x.shape[0], x.shape[1], -1)
 

@@ -140,7 +140,9 @@ def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int) -> t
     grad_t = F.embedding_bag(
         inp.rows[order], grad_rows, offsets, mode="sum", per_sample_weights=values, include_last_offset=True
     )
-    return grad_t.t()
+    ext = cpp_kernels() if grad_t.device.type == "cpu" else None
+    # a contiguous [N_out, N_in] gradient spares autograd a copy into the parameter's layout
+    return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.t()
 
 
 def simulate_lif(
@@ -267,7 +269,7 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         inp, weight = source
         values = inp.values if inp.values is not None else empty
         outputs = ext.lif_forward_events(
-            inp.row_offsets, inp.cols, values, weight.t().contiguous(), steps, batch, *common, emit_events
+            inp.row_offsets, inp.cols, values, ext.transpose_contiguous(weight), steps, batch, *common, emit_events
         )
     potential, spikes, times, current, last_v, keep, allowed, currents, offsets, rows, cols = outputs
     events = None

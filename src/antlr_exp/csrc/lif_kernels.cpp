@@ -527,7 +527,33 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
   return out;
 }
 
+// A contiguous copy of the transpose of a 2-D tensor, in 32 x 32 tiles (cache-friendly).
+torch::Tensor transpose_contiguous(torch::Tensor x) {
+  TORCH_CHECK(x.dim() == 2, "transpose_contiguous expects a 2-D tensor");
+  const int64_t R = x.size(0), C = x.size(1);
+  const int64_t rs = x.stride(0), cs = x.stride(1);
+  auto out = torch::empty({C, R}, x.options());
+  constexpr int64_t kTile = 32;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "transpose_contiguous", [&] {
+    const scalar_t* src = x.data_ptr<scalar_t>();
+    scalar_t* dst = out.data_ptr<scalar_t>();
+    const int64_t tiles = (R + kTile - 1) / kTile;
+    at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t tr = begin; tr < end; ++tr) {
+        const int64_t r0 = tr * kTile, r1 = std::min(R, r0 + kTile);
+        for (int64_t c0 = 0; c0 < C; c0 += kTile) {
+          const int64_t c1 = std::min(C, c0 + kTile);
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = c0; c < c1; ++c) dst[c * R + r] = src[r * rs + c * cs];
+        }
+      }
+    });
+  });
+  return out;
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("transpose_contiguous", &transpose_contiguous, "contiguous transpose of a 2-D tensor, tiled");
   m.def("csr_events", &csr_events, "nonzero spikes of [T, B, N] as CSR rows (or only their count when too dense)");
   m.def("lif_forward", &lif_forward, "LIF forward recurrence over [T, M]");
   m.def("lif_forward_events", &lif_forward_events, "LIF forward recurrence fed by CSR input events");
