@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from .config import CONF_DIR
 from .errors import ConfigError
+from .runtime import tune_malloc
 from .train import USER_ERRORS, run
 
 PROG = "antlr-train"
@@ -79,6 +80,7 @@ def _train(cfg: DictConfig):
 
 
 def main() -> None:
+    tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
     try:
         check_group_choices(sys.argv[1:])
     except ConfigError as error:
