@@ -161,6 +161,7 @@ class TrainerConfig:
     monitor: str = MISSING  # validation metric that picks the best checkpoint
     monitor_mode: str = MISSING
     progress_bar: bool = MISSING
+    record_gradients: bool = MISSING  # save every step's flattened gradient (before clipping) to gradients.pt
 
 
 @dataclass

@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 #: Errors that are the user's to fix: the CLI prints their one-line message, no traceback.
 USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)
 SUMMARY_FILE = "summary.json"
+#: With trainer.record_gradients: every step's flattened gradient (after backward, before
+#: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
+GRADIENTS_FILE = "gradients.pt"
 #: Keys that may differ between a killed run and the command that resumes it.
 RESUMABLE_CHANGES = ("resume", "device", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
                      "data.root", "data.download", "logger")
@@ -197,6 +200,7 @@ class Trainer:
         self.batches_per_epoch = math.ceil(len(data.train) / self.settings.batch_size)
         self.wandb_run_id = None
         self.run_log: Optional[RunLog] = None
+        self.gradients: Optional[list] = [] if self.settings.record_gradients else None
         if resume_from is not None:
             self.restore(resume_from)
 
@@ -233,6 +237,9 @@ class Trainer:
         self.state = TrainState(**payload["state"])
         self.best_model = payload["best_model"]
         self.wandb_run_id = payload["wandb_run_id"]
+        recorded = self.run_dir / GRADIENTS_FILE
+        if self.gradients is not None and recorded.is_file():  # the rows up to the checkpoint's step
+            self.gradients = list(ckpt.load(recorded)[: self.state.step])
 
     def _save_best(self) -> None:
         self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
@@ -253,6 +260,10 @@ class Trainer:
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
+        if self.gradients is not None:
+            self.gradients.append(torch.cat([
+                (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
+                for p in self.net.parameters()]))
         if self.cfg.optimizer.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.cfg.optimizer.grad_clip_value)
         self.optimizer.step()
@@ -281,6 +292,9 @@ class Trainer:
             self.state.best_value, self.state.best_step, self.state.best_epoch = value, self.state.step, self.state.epoch
             self._save_best()
         self.run_log.log(row)
+        if self.gradients is not None:
+            ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
+                             self.run_dir / GRADIENTS_FILE)
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
 
     # -- the loop -----------------------------------------------------------------------------
