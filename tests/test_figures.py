@@ -1,0 +1,81 @@
+"""The figure drivers (scripts/fig6_matching.py, fig7_mnist.py, fig8_nmnist.py, lambda_sweep.py,
+same_loss.py) end to end at the tiny scale: each runs its sweep through ``antlr-train -m``,
+then the PNG and the markdown table must appear with the expected series."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = REPO / "scripts"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+sys.path.insert(0, str(SCRIPTS))
+import figures_common  # noqa: E402
+
+
+def run_driver(name: str, tmp_path: Path) -> Path:
+    out = tmp_path / "figures"
+    subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), "--scale", "tiny", "--out", str(out),
+                    "--sweep-root", str(tmp_path / "sweeps"), "--data", str(DATA)], cwd=REPO, check=True)
+    return out
+
+
+def check_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > 1000
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def needs(task: str):
+    return pytest.mark.skipif(not (DATA / task).is_dir(), reason=f"no {task} data at {DATA / task}")
+
+
+def test_read_table_roundtrip(tmp_path):
+    figures_common.write_table(tmp_path / "t.md", ["a", "b"], [[1, "x ± 2"], [3, "-"]], "preface\n")
+    assert figures_common.read_table(tmp_path / "t.md") == [{"a": "1", "b": "x ± 2"}, {"a": "3", "b": "-"}]
+
+
+def test_fig6_matching(tmp_path):
+    out = run_driver("fig6_matching", tmp_path)
+    check_png(out / "fig6_matching.png")
+    rows = figures_common.read_table(out / "fig6_matching.md")
+    assert sorted((r["target spikes"], r["method"]) for r in rows) == sorted(
+        (s, m) for s in ("1", "3") for m in ("activation", "timing", "antlr"))
+    assert all(r["n"] == "1" and r["iterations"] == "4" for r in rows)
+    assert all(float(r["loss of best checkpoint"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("name,task,settings", [
+    ("fig7_mnist", "mnist", ("(a) latency MNIST", "(b) single spike")),
+    ("fig8_nmnist", "nmnist", ("(a) N-MNIST", "(b) single spike")),
+])
+def test_accuracy_figures(tmp_path, name, task, settings):
+    if not (DATA / task).is_dir():
+        pytest.skip(f"no {task} data at {DATA / task}")
+    out = run_driver(name, tmp_path)
+    check_png(out / f"{name}.png")
+    rows = figures_common.read_table(out / f"{name}.md")
+    assert sorted((r["setting"], r["method"]) for r in rows) == sorted(
+        (s, m) for s in settings for m in ("activation", "timing", "antlr"))
+    for r in rows:
+        assert 0 <= float(r["test accuracy (%)"]) <= 100
+        assert float(r["hidden spikes to decision"]) >= 0
+
+
+@needs("mnist")
+def test_lambda_sweep(tmp_path):
+    out = run_driver("lambda_sweep", tmp_path)
+    check_png(out / "lambda_sweep.png")
+    rows = figures_common.read_table(out / "lambda_sweep.md")
+    assert [(r["method"], float(r["method.lambda_act"])) for r in rows] == [("antlr", 0.1), ("antlr", 1.0)]
+
+
+@needs("mnist")
+def test_same_loss(tmp_path):
+    out = run_driver("same_loss", tmp_path)
+    check_png(out / "same_loss.png")
+    rows = figures_common.read_table(out / "same_loss.md")
+    assert [r["method"] for r in rows] == ["activation", "antlr"]
