@@ -57,31 +57,44 @@ def _summary(exc: Exception) -> str:
 
 
 def _build():
+    import hashlib
     import logging
+    import time
 
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "No CUDA runtime" notice
+    import torch
     from torch.utils import cpp_extension
 
     bin_dir = os.path.dirname(sys.executable)  # ninja from PyPI lives beside the interpreter
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    import torch
-
-    # vector instructions only where this CPU has them; the name keeps builds for different
-    # CPUs apart in torch's extension cache
+    # vector instructions only where this CPU has them
     capability = torch.backends.cpu.get_cpu_capability()
     # -ffp-contract=off: no fused multiply-adds, so the arithmetic rounds as the PyTorch path does;
     # -fno-trapping-math lets the compiler if-convert the clamps and selects (a 7x faster surrogate
-    # loop); neither changes any result
+    # loop); neither changes any result. -fopenmp: at::parallel_for is an inline `#pragma omp
+    # parallel` under torch's OpenMP backend; the module links libgomp.so.1, which resolves to the
+    # copy torch has already loaded.
     flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     flags += ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else []
-    # -fopenmp: at::parallel_for is an inline `#pragma omp parallel` under torch's OpenMP backend;
-    # the module links libgomp.so.1, which resolves to the copy torch has already loaded
+    # One build folder per source, flags, torch and Python: checkouts and environments with the
+    # same build share it, others never rebuild each other's module (torch's own versioning would,
+    # since it hashes the include paths of each environment).
+    key = hashlib.sha256()
+    key.update(_SOURCE.read_bytes())
+    key.update(" ".join(flags + [torch.__version__, sys.version, capability]).encode())
+    name = f"antlr_exp_lif_kernels_{key.hexdigest()[:16]}"
+    cache = Path(os.environ.get("ANTLR_EXP_CACHE", Path.home() / ".cache" / "antlr-exp")) / "kernels" / name
+    cache.mkdir(parents=True, exist_ok=True)
+    lock = cache / "lock"
+    if lock.exists() and time.time() - lock.stat().st_mtime > 900:
+        lock.unlink(missing_ok=True)  # left by a build that was killed (a build takes about a minute)
     return cpp_extension.load(
-        name=f"antlr_exp_lif_kernels_v7_{capability.lower()}",
+        name=name,
         sources=[str(_SOURCE)],
         extra_cflags=flags,
         extra_ldflags=["-fopenmp"],
+        build_directory=str(cache),
         verbose=False,
     )
 
