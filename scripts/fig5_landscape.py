@@ -27,7 +27,8 @@ scale, the count-change boundary dashed; row 2: each surface on its own colour s
 rules' gradients are not scaled like the true loss's; row 3: each surface inside the same-count
 region only, minus its value at the optimum, on its own scale: the timing-shift relief), ``fig5_landscape.md`` (per
 rule: correlation with the true loss and RMSE over the grid, the correlation inside the same-count
-region and over the count-changed region, and the cliff share), ``fig5_landscape.json`` and
+region and over the count-changed region, and the cliff contrast and sign agreement across
+the edges of the grid where an output spike is added or removed), ``fig5_landscape.json`` and
 the training run in ``run/``.
 
     python scripts/fig5_landscape.py --scale quick --out docs/figures
@@ -227,22 +228,47 @@ def _corr(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def neighbour_steps(z: np.ndarray) -> np.ndarray:
+    """Differences between horizontal and vertical grid neighbours (second minus first)."""
+    return np.concatenate([np.diff(z, axis=1).ravel(), np.diff(z, axis=0).ravel()])
+
+
+def edge_counts(count: np.ndarray) -> tuple:
+    """Output spike counts at both ends of every edge of neighbour_steps, first and second."""
+    first = np.concatenate([count[:, :-1].ravel(), count[:-1, :].ravel()])
+    second = np.concatenate([count[:, 1:].ravel(), count[1:, :].ravel()])
+    return first, second
+
+
 def scores(result: dict) -> dict:
-    """Per rule: how its surface matches the true loss, overall and split by output spike count."""
+    """Per surface: how it matches the true loss, overall and split by output spike count, and
+    whether it has a cliff where an output spike is added or removed (scale-free)."""
     loss, count, centre = result["loss"], result["count"], result["centre"]
     same = count == count[centre]
-    rows = {"true": {"corr_all": 1.0, "rmse": 0.0, "corr_same_count": 1.0, "corr_count_changed": 1.0,
-                     "cliff_share": _corr(loss.ravel(), (~same).ravel().astype(float)) ** 2}}
-    for rule in RULES:
-        z = result["surfaces"][rule]
-        rows[rule] = {
+    true_steps = neighbour_steps(loss)
+    first, second = edge_counts(count)
+    low, high, base = np.minimum(first, second), np.maximum(first, second), count[centre]
+    edges = {"added": (low == base) & (high > base), "removed": (high == base) & (low < base)}
+    smooth = first == second
+    rows = {}
+    for key in ("true", *RULES):
+        z = result["surfaces"][key]
+        steps = neighbour_steps(z)
+        row = {
             "corr_all": _corr(z.ravel(), loss.ravel()),
             "rmse": float(np.sqrt(np.mean((z - loss) ** 2))),
             "corr_same_count": _corr(z[same], loss[same]),
             "corr_count_changed": _corr(z[~same], loss[~same]),
-            # scale-free: the share of the surface's variance that the count change explains
-            "cliff_share": _corr(z.ravel(), (~same).ravel().astype(float)) ** 2,
         }
+        for kind, crossing in edges.items():
+            ok = crossing.any() and smooth.any()
+            # mean |step| across edges where the count changes / mean |step| across edges where it does not
+            row[f"contrast_{kind}"] = (float(np.abs(steps[crossing]).mean() / np.abs(steps[smooth]).mean())
+                                       if ok else float("nan"))
+            # share of those edges where the surface steps the same way as the true loss
+            row[f"sign_{kind}"] = (float(np.mean(np.sign(steps[crossing]) == np.sign(true_steps[crossing])))
+                                   if ok else float("nan"))
+        rows[key] = row
     return rows
 
 
@@ -297,13 +323,16 @@ def _fmt(x: float) -> str:
 
 def write_table(rows: dict, facts: dict, path: Path) -> None:
     lines = [
-        "| surface | corr (all grid) | RMSE | corr (same output count) | corr (count changed) | cliff share |",
-        "|---|---|---|---|---|---|",
+        "| surface | corr (all grid) | RMSE | corr (same output count) | corr (count changed) | "
+        "cliff contrast, spike added | sign agreement, added | cliff contrast, spike removed | "
+        "sign agreement, removed |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for rule in ("true", *RULES):
         r = rows[rule]
         lines.append(f"| {rule} | {_fmt(r['corr_all'])} | {_fmt(r['rmse'])} | {_fmt(r['corr_same_count'])} | "
-                     f"{_fmt(r['corr_count_changed'])} | {_fmt(r['cliff_share'])} |")
+                     f"{_fmt(r['corr_count_changed'])} | {_fmt(r['contrast_added'])} | {_fmt(r['sign_added'])} | "
+                     f"{_fmt(r['contrast_removed'])} | {_fmt(r['sign_removed'])} |")
     notes = [
         "",
         f"Scale `{facts['scale']}`: {facts['grid']}x{facts['grid']} grid, r = {facts['radius']:.4g} "
@@ -315,11 +344,14 @@ def write_table(rows: dict, facts: dict, path: Path) -> None:
         "",
         "Columns: Pearson correlation of the rule's least-squares surface with the true loss over the "
         "grid, its RMSE; the correlation inside the region where the output spike count equals the "
-        "optimum's (spike-timing shifts only) and over the rest (count changed); cliff share = the "
-        "squared correlation of the surface with the indicator 'output spike count differs from the "
-        "optimum's', i.e. the share of the surface's variance that the count change explains (scale-free; "
-        "the true loss's own value is the reference in the first row). The rules' gradients are not "
-        "scaled like the true loss's derivatives, so correlations, not RMSE, compare shapes.",
+        "optimum's (spike-timing shifts only) and over the rest (count changed); cliff contrast = "
+        "mean |difference between grid neighbours| across the edges where an output spike is added "
+        "(removed) relative to the optimum's count, divided by the same over the edges where the count "
+        "does not change (scale-free; about 1: no cliff; the true loss's value in the first row is the "
+        "reference); sign agreement = share of those edges where the surface steps up or down as the "
+        "true loss does. The rules' "
+        "gradients are not scaled like the true loss's derivatives, so correlations and contrasts, not "
+        "RMSE, compare shapes.",
     ]
     path.write_text("\n".join(lines + notes) + "\n")
 
