@@ -31,8 +31,9 @@ region and over the count-changed region, and the cliff contrast and sign agreem
 the edges of the grid where an output spike is added or removed), ``fig5_landscape.json`` and
 the training run in ``run/``.
 
-    python scripts/fig5_landscape.py --scale quick --out docs/figures
-    python scripts/fig5_landscape.py --scale full --out results/fig5
+    python scripts/fig5_landscape.py --scale quick --out outputs/fig5_landscape/quick   # ~40 s
+    # (docs/figures/fig5_landscape.{png,md} are copies of that run's figure and table)
+    python scripts/fig5_landscape.py --scale full --out outputs/fig5_landscape/full     # ~2-3 min
 """
 
 from __future__ import annotations
