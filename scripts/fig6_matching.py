@@ -3,6 +3,7 @@ mean over trials, 1 target spike (a) and 3 target spikes (b), activation / timin
 
     python scripts/fig6_matching.py --scale quick        # docs/figures/fig6_matching.{png,md}
     python scripts/fig6_matching.py --scale full --jobs 2
+    python scripts/fig6_matching.py --scale quick --steps 2000 --trials 2 --only a --out docs/figures/fig6_long
 """
 
 from __future__ import annotations
@@ -14,10 +15,16 @@ SCALES = {"tiny": (4, 2, 1), "quick": (500, 50, 3), "full": (50000, 500, 100)}
 
 
 def main(argv=None) -> None:
-    args = fc.parse_args(__doc__.splitlines()[0], "fig6_matching", argv)
+    args = fc.parse_args(__doc__.splitlines()[0], "fig6_matching", argv, extra=(
+        ("--steps", dict(type=int, help="iterations instead of the scale's")),
+        ("--trials", dict(type=int, help="trials instead of the scale's")),
+        ("--only", dict(choices=("a", "b"), help="only panel a (1 target spike) or b (3)"))))
     steps, every, trials = SCALES[args.scale]
+    steps, trials = args.steps or steps, args.trials or trials
     panels, rows = [], []
     for preset, spikes in (("fig6a_matching", 1), ("fig6b_matching", 3)):
+        if args.only and preset[4] != args.only:
+            continue
         sweep = fc.run_sweep(args, preset, [f"experiment={preset}", fc.seeds(trials),
                                             f"trainer.max_steps={steps}", f"trainer.val_every_n_steps={every}"])
         runs = fc.load_runs(sweep)

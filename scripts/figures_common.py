@@ -40,8 +40,10 @@ TABLE_METRICS = ("test_accuracy", *SPIKE_METRICS,
                  "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
 
 
-def parse_args(description: str, name: str, argv=None) -> argparse.Namespace:
+def parse_args(description: str, name: str, argv=None, extra=()) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
+    for flag, options in extra:
+        p.add_argument(flag, **options)
     p.add_argument("--scale", choices=SCALES, default="quick",
                    help="full: the paper's trials/iterations/epochs; quick: minutes on 2 CPU cores; tiny: the test")
     p.add_argument("--out", type=Path, default=REPO / "docs" / "figures", help="where the PNG and the table go")
@@ -54,7 +56,7 @@ def parse_args(description: str, name: str, argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     args.name = name
     if args.sweep_root is None:
-        args.sweep_root = REPO / "multirun" / f"{name}_{args.scale}"
+        args.sweep_root = REPO / "multirun" / f"{name}_{args.scale}{'_' + args.out.name if args.out.name != 'figures' else ''}"
     args.out.mkdir(parents=True, exist_ok=True)
     return args
 
