@@ -3,7 +3,7 @@ mean over trials, 1 target spike (a) and 3 target spikes (b), activation / timin
 
     python scripts/fig6_matching.py --scale quick        # docs/figures/fig6_matching.{png,md}
     python scripts/fig6_matching.py --scale full --jobs 2
-    python scripts/fig6_matching.py --scale quick --steps 2000 --trials 2 --only a --out docs/figures/fig6_long
+    python scripts/fig6_matching.py --scale quick --steps 5000 --trials 5 --only a --out /tmp/fig6_longer
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import figures_common as fc
 
 # scale -> (iterations, evaluation interval, trials)
-SCALES = {"tiny": (4, 2, 1), "quick": (500, 50, 3), "full": (50000, 500, 100)}
+SCALES = {"tiny": (4, 2, 1), "quick": (2000, 100, 3), "full": (50000, 500, 100)}
 
 
 def main(argv=None) -> None:

@@ -12,7 +12,7 @@ import figures_common as fc
 KEY = "method.lambda_act"
 SCALES = {
     "tiny": ["data.limit_train=32", "data.limit_test=32", "trainer.max_steps=2", fc.seeds(1), f"{KEY}=0.1,1"],
-    "quick": ["data.limit_train=640", "data.limit_test=256", "trainer.max_epochs=1", fc.seeds(2),
+    "quick": ["data.limit_train=3000", "data.limit_test=1000", "trainer.max_epochs=1", fc.seeds(2),
               f"{KEY}=0,0.1,1,10"],
     "full": [],  # the preset: lambda_act in 0, 0.1, 0.3, 1, 3, 10; 16 seeds; 20 epochs
 }

@@ -10,7 +10,7 @@ import figures_common as fc
 
 SCALES = {
     "tiny": ["data.limit_train=32", "data.limit_test=32", "trainer.max_steps=2", fc.seeds(1)],
-    "quick": ["data.limit_train=640", "data.limit_test=256", "trainer.max_epochs=1", fc.seeds(2)],
+    "quick": ["data.limit_train=3000", "data.limit_test=1000", "trainer.max_epochs=1", fc.seeds(3)],
     "full": [],
 }
 
