@@ -77,12 +77,13 @@ def _build():
     # copy torch has already loaded.
     flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     flags += ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else []
-    # One build folder per source, flags, torch and Python: checkouts and environments with the
-    # same build share it, others never rebuild each other's module (torch's own versioning would,
-    # since it hashes the include paths of each environment).
+    # One build folder per source, flags, torch installation and Python: other checkouts and
+    # environments never rebuild this one's module.
     key = hashlib.sha256()
     key.update(_SOURCE.read_bytes())
-    key.update(" ".join(flags + [torch.__version__, sys.version, capability]).encode())
+    # torch's location too: torch's own versioning hashes each environment's include paths, so
+    # two environments sharing one folder would rebuild it in turn
+    key.update(" ".join(flags + [torch.__version__, os.path.dirname(torch.__file__), sys.version, capability]).encode())
     name = f"antlr_exp_lif_kernels_{key.hexdigest()[:16]}"
     cache = Path(os.environ.get("ANTLR_EXP_CACHE", Path.home() / ".cache" / "antlr-exp")) / "kernels" / name
     cache.mkdir(parents=True, exist_ok=True)
