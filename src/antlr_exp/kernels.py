@@ -85,7 +85,9 @@ def _build():
     # two environments sharing one folder would rebuild it in turn
     key.update(" ".join(flags + [torch.__version__, os.path.dirname(torch.__file__), sys.version, capability]).encode())
     name = f"antlr_exp_lif_kernels_{key.hexdigest()[:16]}"
-    cache = Path(os.environ.get("ANTLR_EXP_CACHE", Path.home() / ".cache" / "antlr-exp")) / "kernels" / name
+    from .data.common import default_cache_dir  # $ANTLR_EXP_CACHE or ~/.cache/antlr-exp, as for the data
+
+    cache = default_cache_dir() / "kernels" / name
     cache.mkdir(parents=True, exist_ok=True)
     lock = cache / "lock"
     if lock.exists() and time.time() - lock.stat().st_mtime > 900:
