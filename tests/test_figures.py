@@ -78,4 +78,18 @@ def test_same_loss(tmp_path):
     out = run_driver("same_loss", tmp_path)
     check_png(out / "same_loss.png")
     rows = figures_common.read_table(out / "same_loss.md")
-    assert [r["method"] for r in rows] == ["activation", "antlr"]
+    import same_loss
+    assert [(r["setting"], r["method"]) for r in rows] == [
+        (title, m) for _, title in same_loss.PRESETS for m in ("activation", "antlr")]
+    # each setting ran both rules on the loss it names
+    losses = {}
+    for preset, _ in same_loss.PRESETS:
+        for run in figures_common.load_runs(tmp_path / "sweeps" / preset):
+            config = run["config"]
+            losses.setdefault(preset, set()).add(
+                (config["method.name"], config["loss.name"], tuple(config.get("loss.label_steps") or ())))
+    assert losses == {
+        "same_loss_mnist_spike_train1": {(m, "spike_train", (60,)) for m in ("activation", "antlr")},
+        "same_loss_mnist_spike_train3": {(m, "spike_train", (40, 60, 80)) for m in ("activation", "antlr")},
+        "same_loss_mnist": {(m, "count", ()) for m in ("activation", "antlr")},
+    }

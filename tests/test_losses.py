@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from antlr_exp.errors import ConfigError
+from antlr_exp.errors import ConfigError, InputError
 from antlr_exp.losses import (
     check_rule_loss,
     count_loss,
     count_targets,
+    label_spike_trains,
     latency_loss,
     no_spike_count_term,
     no_spike_weight_penalty,
@@ -41,6 +42,25 @@ def test_count_loss_gradient_closed_form():
 def test_count_targets():
     t = count_targets(torch.tensor([2, 0]), 3, n_true=10, n_false=0)
     assert t.tolist() == [[0, 0, 10], [10, 0, 0]]
+
+
+def test_label_spike_trains_hand_worked():
+    t = label_spike_trains(torch.tensor([2, 0]), num_outputs=3, num_steps=5, label_steps=[1, 3], other_steps=[4])
+    expected = torch.zeros(2, 5, 3)
+    expected[0, 1, 2] = expected[0, 3, 2] = 1  # sample 0: label 2 fires at 1 and 3...
+    expected[0, 4, 0] = expected[0, 4, 1] = 1  # ...the others at 4
+    expected[1, 1, 0] = expected[1, 3, 0] = 1
+    expected[1, 4, 1] = expected[1, 4, 2] = 1
+    assert torch.equal(t, expected)
+    silent = label_spike_trains(torch.tensor([1]), 3, 5, [0])
+    assert silent.sum() == 1 and silent[0, 0, 1] == 1
+
+
+def test_label_spike_trains_refuses_steps_outside_the_window():
+    with pytest.raises(InputError, match=r"label_steps=\[5\].*0\.\.4"):
+        label_spike_trains(torch.tensor([0]), 3, 5, [5])
+    with pytest.raises(InputError, match="labels must lie in 0..2"):
+        label_spike_trains(torch.tensor([3]), 3, 5, [1])
 
 
 def test_spike_train_loss_gradients_closed_form():

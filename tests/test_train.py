@@ -22,6 +22,7 @@ VALID = (
     [("matching", m, "spike_train") for m in ("activation", "activation_rnn", "timing", "antlr")]
     + [(t, m, "count") for t in ("mnist", "nmnist") for m in ("activation", "activation_rnn", "antlr")]
     + [(t, m, "latency") for t in ("mnist", "nmnist") for m in ("timing", "antlr")]
+    + [("mnist", m, "spike_train") for m in ("activation", "timing", "antlr")] + [("nmnist", "antlr", "spike_train")]
 )
 SPIKE_KEYS = ("hidden_spikes_per_sample", "output_spikes_per_sample",
               "hidden_spikes_to_decision_per_sample", "output_spikes_to_decision_per_sample")
@@ -42,7 +43,8 @@ def one_thread():
 
 @pytest.mark.parametrize("task, method, loss", VALID)
 def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp_path):
-    cfg = compose_config(*tiny_overrides(task, data_roots), f"method={method}", f"loss={loss}")
+    labelled_spike_train = ["loss.label_steps=[10]"] if loss == "spike_train" and task != "matching" else []
+    cfg = compose_config(*tiny_overrides(task, data_roots), f"method={method}", f"loss={loss}", *labelled_spike_train)
     summary = run(cfg, tmp_path)
     assert set(metric_names(cfg, "test")) <= set(summary)  # what the config checks accept is recorded
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
@@ -61,7 +63,7 @@ def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp
     else:
         for key in ("test_accuracy", "test_accuracy_most_spike", "test_accuracy_earliest_spike"):
             assert 0.0 <= summary[key] <= 1.0
-        decision = {"count": "most_spike", "latency": "earliest_spike"}[loss]
+        decision = {"count": "most_spike", "latency": "earliest_spike", "spike_train": "most_spike"}[loss]
         assert summary["test_accuracy"] == summary[f"test_accuracy_{decision}"]
 
 
@@ -86,6 +88,32 @@ def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tm
     for decision in ("most_spike", "earliest_spike"):
         expected = float((decide(out.output_spikes, decision) == labels).float().mean())
         assert summary[f"test_accuracy_{decision}"] == pytest.approx(expected)
+
+
+def test_spike_train_loss_on_labels_matches_a_hand_made_target(data_roots, tmp_path):
+    cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=antlr", "loss=spike_train",
+                         "loss.label_steps=[5,12]", "loss.other_steps=[20]")
+    summary = run(cfg, tmp_path)
+    data = load_task("mnist", root=str(data_roots["mnist"]), limit_train=16, limit_test=8, num_steps=30)
+    net = build_network(cfg, data)
+    net.load_state_dict(ckpt.load(tmp_path / "checkpoints" / "best.pt")["model"])
+    inputs = torch.stack([data.test[i][0] for i in range(len(data.test))])
+    labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
+    with torch.no_grad():
+        out = net(inputs)
+    target = torch.zeros(len(labels), 30, 10)
+    target[:, 20, :] = 1.0
+    for i, label in enumerate(labels.tolist()):
+        target[i, 20, label] = 0.0
+        target[i, 5, label] = target[i, 12, label] = 1.0
+    # the loss by its definition: sum over outputs and tau of (kappa * (S - S_target))^2, kappa = 0.9^k
+    kappa = 0.9 ** torch.arange(200, dtype=torch.float64)
+    diff = (out.output_spikes.double() - target.double()).permute(0, 2, 1)  # [B, O, T]
+    filtered = torch.stack([(diff[..., :tau + 1] * kappa[:tau + 1].flip(0)).sum(-1) for tau in range(30)], -1)
+    tail = filtered[..., -1:] * 0.9 ** torch.arange(1, 170, dtype=torch.float64)  # after the window: decay only
+    expected = (filtered.pow(2).sum((1, 2)) + tail.pow(2).sum((1, 2))).mean()
+    assert summary["test_loss"] == pytest.approx(float(expected), rel=1e-4)
+    assert summary["test_accuracy"] == pytest.approx(float((decide(out.output_spikes, "most_spike") == labels).float().mean()))
 
 
 def test_best_validation_checkpoint_is_the_one_tested(tmp_path):

@@ -76,6 +76,10 @@ class CountLossConfig(LossConfig):
 @dataclass
 class SpikeTrainLossConfig(LossConfig):
     decay: float = MISSING
+    # labelled tasks only: the steps at which the label's output neuron (label_steps) and every
+    # other output neuron (other_steps) should fire; the target spike trains are made from these
+    label_steps: Optional[List[int]] = MISSING
+    other_steps: List[int] = MISSING
 
 
 @dataclass
@@ -309,6 +313,48 @@ def _check_known_keys(node: DictConfig, path: str = "") -> None:
             _check_known_keys(child, f"{path}{key}.")
 
 
+def _check_label_steps(cfg: DictConfig, task_kind: str) -> None:
+    """loss=spike_train: a labelled task needs ``loss.label_steps``; a spike-train task must not set them."""
+    loss, task = cfg.loss, cfg.task
+    label_steps, other_steps = loss.get("label_steps"), loss.get("other_steps") or []
+    if task_kind == "spike_train":
+        if label_steps is not None or len(other_steps):
+            raise ConfigError(
+                f"loss.label_steps={_show(label_steps)}, loss.other_steps={_show(other_steps)}: "
+                f"task={task.name} brings its own target spike trains; accepted: label_steps=null, other_steps=[]"
+            )
+        return
+    if label_steps is None or not len(label_steps):
+        raise ConfigError(
+            f"loss=spike_train with task={task.name} (labels, not spike trains) needs loss.label_steps="
+            f"{_show(label_steps)} set: the steps at which the label's output neuron should fire, "
+            f"e.g. loss.label_steps=[40] (and loss.other_steps=[] keeps the other outputs silent)"
+        )
+    _positive_int("task.num_steps", task.num_steps)
+    for key, steps in (("label_steps", label_steps), ("other_steps", other_steps)):
+        steps = list(steps)
+        if any(isinstance(t, bool) or not isinstance(t, int) or not 0 <= t < task.num_steps for t in steps):
+            raise ConfigError(
+                f"loss.{key}={_show(steps)}: accepted are integer steps in 0..{task.num_steps - 1} "
+                f"(task.num_steps={task.num_steps})"
+            )
+        if len(set(steps)) != len(steps):
+            raise ConfigError(f"loss.{key}={_show(steps)}: a step is repeated; accepted: distinct steps")
+        if cfg.single_spike and len(steps) > 1:
+            raise ConfigError(
+                f"loss.{key}={_show(steps)} asks for {len(steps)} spikes but single_spike=true allows at most "
+                f"one per neuron; accepted: at most one step"
+            )
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "null"
+    if OmegaConf.is_config(value):
+        value = OmegaConf.to_container(value)
+    return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check a composed config; raise ConfigError (one line: key, value, accepted) on the first
     problem. Reads no data and builds nothing heavy."""
@@ -330,7 +376,9 @@ def validate(cfg: DictConfig) -> None:
     _accepted("optimizer", cfg.optimizer.name, ("adam",))
     check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
     task_kind, loss_kind = TASK_TARGET_KIND[task.name], LOSS_TARGET_KIND[loss.name]
-    if task_kind != loss_kind:
+    if loss.name == "spike_train":
+        _check_label_steps(cfg, task_kind)
+    elif task_kind != loss_kind:
         fitting = [name for name, kind in LOSS_TARGET_KIND.items() if kind == task_kind]
         raise ConfigError(
             f"loss={loss.name} needs {loss_kind.replace('_', ' ')} targets but task={task.name} gives "

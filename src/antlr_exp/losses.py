@@ -60,6 +60,32 @@ def count_targets(labels: torch.Tensor, num_outputs: int, n_true: float, n_false
     return targets
 
 
+def label_spike_trains(labels: torch.Tensor, num_outputs: int, num_steps: int,
+                       label_steps, other_steps=(), dtype=torch.float32) -> torch.Tensor:
+    """Target spike trains [B, T, O] made from class labels, for the spike-train loss on a labelled task.
+
+    The label's neuron should fire at the steps ``label_steps``; every other output neuron at
+    ``other_steps`` (empty: silent).
+    """
+    if labels.dim() != 1:
+        raise InputError(f"labels has shape {tuple(labels.shape)}: expected [batch]")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
+        raise InputError(f"labels must lie in 0..{num_outputs - 1}; got min {int(labels.min())}, max {int(labels.max())}")
+    for name, steps in (("label_steps", label_steps), ("other_steps", other_steps)):
+        bad = [int(t) for t in steps if not 0 <= int(t) < num_steps]
+        if bad:
+            raise InputError(f"{name}={list(steps)}: steps {bad} lie outside the window 0..{num_steps - 1}")
+    batch = labels.shape[0]
+    targets = torch.zeros(batch, num_steps, num_outputs, dtype=dtype, device=labels.device)
+    if len(other_steps):
+        targets[:, torch.as_tensor(list(other_steps), dtype=torch.long, device=labels.device), :] = 1.0
+    rows = torch.arange(batch, device=labels.device)
+    targets[rows, :, labels] = 0.0
+    for t in label_steps:
+        targets[rows, int(t), labels] = 1.0
+    return targets
+
+
 def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor) -> torch.Tensor:
     """``sum_o (sum_t S_o[t] - n_o)^2 / T``, batch mean. target_counts [B, O]."""
     _check_output(spikes)

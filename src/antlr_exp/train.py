@@ -36,6 +36,7 @@ from .loggers import RunLog
 from .losses import (
     count_loss,
     count_targets,
+    label_spike_trains,
     latency_loss,
     no_spike_count_term,
     no_spike_weight_penalty,
@@ -103,6 +104,9 @@ class Objective:
             wanted = count_targets(targets, self.num_outputs, settings.n_true, settings.n_false)
             return count_loss(out.output_spikes, wanted)
         if settings.name == "spike_train":
+            if targets.dim() == 1:  # labels: the wanted spike trains are made from them
+                targets = label_spike_trains(targets, self.num_outputs, out.output_spikes.shape[1],
+                                             settings.label_steps, settings.other_steps)
             return spike_train_loss(out.output_spikes, out.output_times, targets, decay=settings.decay)
         loss = latency_loss(out.output_spikes, out.output_times, targets, beta=settings.beta)
         if settings.lambda_ns > 0:
