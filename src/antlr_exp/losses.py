@@ -49,12 +49,16 @@ def _check_output(spikes: torch.Tensor, name: str = "spikes") -> None:
         raise InputError(f"{name} has shape {tuple(spikes.shape)}: expected [batch, steps, outputs]")
 
 
-def count_targets(labels: torch.Tensor, num_outputs: int, n_true: float, n_false: float) -> torch.Tensor:
-    """Target spike counts [B, O]: ``n_true`` for the label's neuron, ``n_false`` for the others."""
+def _check_labels(labels: torch.Tensor, num_outputs: int) -> None:
     if labels.dim() != 1:
         raise InputError(f"labels has shape {tuple(labels.shape)}: expected [batch]")
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
         raise InputError(f"labels must lie in 0..{num_outputs - 1}; got min {int(labels.min())}, max {int(labels.max())}")
+
+
+def count_targets(labels: torch.Tensor, num_outputs: int, n_true: float, n_false: float) -> torch.Tensor:
+    """Target spike counts [B, O]: ``n_true`` for the label's neuron, ``n_false`` for the others."""
+    _check_labels(labels, num_outputs)
     targets = torch.full((labels.shape[0], num_outputs), float(n_false), device=labels.device)
     targets[torch.arange(labels.shape[0], device=labels.device), labels] = float(n_true)
     return targets
@@ -67,10 +71,7 @@ def label_spike_trains(labels: torch.Tensor, num_outputs: int, num_steps: int,
     The label's neuron should fire at the steps ``label_steps``; every other output neuron at
     ``other_steps`` (empty: silent).
     """
-    if labels.dim() != 1:
-        raise InputError(f"labels has shape {tuple(labels.shape)}: expected [batch]")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
-        raise InputError(f"labels must lie in 0..{num_outputs - 1}; got min {int(labels.min())}, max {int(labels.max())}")
+    _check_labels(labels, num_outputs)
     for name, steps in (("label_steps", label_steps), ("other_steps", other_steps)):
         bad = [int(t) for t in steps if not 0 <= int(t) < num_steps]
         if bad:
