@@ -121,7 +121,7 @@ def test_latency_loss_gradients_closed_form():
                 if first[o] < steps and t == first[o]:
                     expected = -beta * (p[o] - (1.0 if o == labels[b] else 0.0)) / batch
                 assert abs(float(grad_t[b, t, o]) - expected) < 1e-12
-    assert abs(float(loss) - expected_loss / batch) < 1e-12
+    assert abs(float(loss.detach()) - expected_loss / batch) < 1e-12
 
 
 def test_no_spike_count_term_gradient():
