@@ -136,15 +136,18 @@ def read_table(path: Path) -> list:
 
 # -- figures --------------------------------------------------------------------------------
 
-def accuracy_table(path: Path, panels: list, preface: str = "", label_key: str = None) -> None:
-    """One row per (panel, method[, label_key]): accuracy and spikes, mean ± std over trials."""
+def accuracy_table(path: Path, panels: list, preface: str = "", label_key: str = None, with_loss: bool = False) -> None:
+    """One row per (panel, method[, label_key]): accuracy and spikes, mean ± std over trials;
+    ``with_loss``: also the test loss (comparable only where the rows share a loss)."""
     header = ["setting", "method", *([label_key] if label_key else []), "n", "test accuracy (%)", "hidden spikes to decision",
-              "output spikes to decision", "hidden spikes (window)", "output spikes (window)"]
+              "output spikes to decision", "hidden spikes (window)", "output spikes (window)",
+              *(["test loss"] if with_loss else [])]
     rows = []
     for title, agg in panels:
         for r in agg:
             rows.append([title, r["method.name"], *([r[label_key]] if label_key else []), r["n"], fmt(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 4),
-                         *(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in TABLE_METRICS[1:])])
+                         *(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in TABLE_METRICS[1:]),
+                         *([fmt(r["test_loss_mean"], r["test_loss_std"], digits=4)] if with_loss else [])])
     write_table(path, header, rows, preface)
 
 
@@ -204,15 +207,15 @@ def loss_curves(path: Path, panels: list, suptitle: str) -> None:
 
 
 def accuracy_figure(args: argparse.Namespace, task: str, presets: list, overrides: list, stem: str,
-                    suptitle: str, preface: str = "", label_key: str = None) -> list:
+                    suptitle: str, preface: str = "", label_key: str = None, with_loss: bool = False) -> list:
     """Run each ``(preset, title)`` sweep with ``overrides``, then draw ``<stem>.png`` (accuracy
     against spikes, one row of panels per preset) and ``<stem>.md``; returns the panels."""
     panels = []
     for preset, title in presets:
         sweep = run_sweep(args, preset, [f"experiment={preset}", data_root(args, task), *overrides])
         by = ["method.name"] + ([label_key] if label_key else [])
-        panels.append((title, aggregate([sweep], by=by)))
+        panels.append((title, aggregate([sweep], by=by, metrics=(*TABLE_METRICS, "test_loss"))))
     label_of = (lambda r: f"{r['method.name']} {label_key.split('.')[-1]}={r[label_key]}") if label_key else None
     accuracy_vs_spikes(args.out / f"{stem}.png", panels, suptitle, label_of)
-    accuracy_table(args.out / f"{stem}.md", panels, preface, label_key)
+    accuracy_table(args.out / f"{stem}.md", panels, preface, label_key, with_loss)
     return panels

@@ -10,8 +10,8 @@ from __future__ import annotations
 import figures_common as fc
 
 PRESETS = [
-    ("same_loss_mnist_spike_train1", "spike-train loss, label fires at step 60"),
-    ("same_loss_mnist_spike_train3", "spike-train loss, label fires at steps 40, 60, 80"),
+    ("same_loss_mnist_spike_train1", "spike-train loss, target spike at 60"),
+    ("same_loss_mnist_spike_train3", "spike-train loss, targets at 40, 60, 80"),
     ("same_loss_mnist", "count loss (1/0 spikes)"),
 ]
 SCALES = {
@@ -27,7 +27,8 @@ def main(argv=None) -> None:
         args, "mnist", PRESETS, SCALES[args.scale], "same_loss",
         f"Activation vs ANTLR, same loss and decision (most spike), latency MNIST ({args.scale} scale)",
         f"Same loss and decision (most spike) for both rules in each setting, mean ± std over trials "
-        f"({args.scale} scale; overrides: `{' '.join(SCALES[args.scale]) or 'none'}`).\n")
+        f"({args.scale} scale; overrides: `{' '.join(SCALES[args.scale]) or 'none'}`). The test loss is "
+        f"each setting's own loss, comparable between the rows of a setting only.\n", with_loss=True)
 
 
 if __name__ == "__main__":
