@@ -32,7 +32,8 @@ from .neuron import NeuronParams
 #: The folder holding the Hydra configs (the repository's ``conf/``).
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
-#: What each task's items carry as target, and so which losses it can be trained with.
+#: What each task's items carry as target, and so which losses it can be trained with (the
+#: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
 TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
 LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
 DEVICES = ("auto", "cpu", "cuda")
