@@ -67,9 +67,9 @@ def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp
         assert summary["test_accuracy"] == summary[f"test_accuracy_{decision}"]
 
 
-@pytest.mark.parametrize("method", ["antlr", "timing"])
-def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tmp_path):
-    cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=4), f"method={method}")
+def run_and_rerun_test_split(cfg, data_roots, tmp_path):
+    """Train a tiny MNIST run; then its summary, and the best checkpoint's outputs and labels on
+    the test split computed here, outside the runner."""
     summary = run(cfg, tmp_path)
     data = load_task("mnist", root=str(data_roots["mnist"]), limit_train=16, limit_test=8, num_steps=30)
     net = build_network(cfg, data)
@@ -77,7 +77,13 @@ def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tm
     inputs = torch.stack([data.test[i][0] for i in range(len(data.test))])
     labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
     with torch.no_grad():
-        out = net(inputs)
+        return summary, net(inputs), labels
+
+
+@pytest.mark.parametrize("method", ["antlr", "timing"])
+def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tmp_path):
+    cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=4), f"method={method}")
+    summary, out, labels = run_and_rerun_test_split(cfg, data_roots, tmp_path)
     loss = latency_loss(out.output_spikes, out.output_times, labels, beta=1 / 6)
     if method == "antlr":  # the paper's no-spike count term is part of ANTLR's loss...
         loss = loss + no_spike_count_term(out.output_spikes, labels, lambda_ns=0.1)
@@ -93,14 +99,7 @@ def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tm
 def test_spike_train_loss_on_labels_matches_a_hand_made_target(data_roots, tmp_path):
     cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=antlr", "loss=spike_train",
                          "loss.label_steps=[5,12]", "loss.other_steps=[20]")
-    summary = run(cfg, tmp_path)
-    data = load_task("mnist", root=str(data_roots["mnist"]), limit_train=16, limit_test=8, num_steps=30)
-    net = build_network(cfg, data)
-    net.load_state_dict(ckpt.load(tmp_path / "checkpoints" / "best.pt")["model"])
-    inputs = torch.stack([data.test[i][0] for i in range(len(data.test))])
-    labels = torch.stack([data.test[i][1] for i in range(len(data.test))])
-    with torch.no_grad():
-        out = net(inputs)
+    summary, out, labels = run_and_rerun_test_split(cfg, data_roots, tmp_path)
     target = torch.zeros(len(labels), 30, 10)
     target[:, 20, :] = 1.0
     for i, label in enumerate(labels.tolist()):
