@@ -40,12 +40,13 @@ TABLE_METRICS = ("test_accuracy", *SPIKE_METRICS,
                  "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
 
 
-def parse_args(description: str, name: str, argv=None, extra=()) -> argparse.Namespace:
+def parse_args(description: str, name: str, argv=None, extra=(), scales=SCALES) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     for flag, options in extra:
         p.add_argument(flag, **options)
-    p.add_argument("--scale", choices=SCALES, default="quick",
-                   help="full: the paper's trials/iterations/epochs; quick: minutes on 2 CPU cores; tiny: the test")
+    p.add_argument("--scale", choices=tuple(scales), default="quick",
+                   help="full: the paper's trials/iterations/epochs; quick: minutes on 2 CPU cores; tiny: the test"
+                        + ("; medium: all training images, 1 epoch, 3 trials" if "medium" in scales else ""))
     p.add_argument("--out", type=Path, default=REPO / "docs" / "figures", help="where the PNG and the table go")
     p.add_argument("--sweep-root", type=Path, default=None,
                    help="parent of the sweep folders (default multirun/<driver>_<scale>)")

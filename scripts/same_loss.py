@@ -3,6 +3,7 @@ decision (most spike): the spike-train loss with 1 and with 3 target spikes for 
 output neuron, and the count loss (1/0 target spikes).
 
     python scripts/same_loss.py --scale quick           # docs/figures/same_loss.{png,md}
+    python scripts/same_loss.py --scale medium --jobs 2 --out docs/figures/medium
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ PRESETS = [
 SCALES = {
     "tiny": ["data.limit_train=32", "data.limit_test=32", "trainer.max_steps=2", fc.seeds(1)],
     "quick": ["data.limit_train=3000", "data.limit_test=1000", "trainer.max_epochs=1", fc.seeds(5)],
+    # every training image there is and the whole test set, one epoch (about 20 minutes here with --jobs 2)
+    "medium": ["trainer.max_epochs=1", fc.seeds(3)],
     "full": [],  # the presets: 16 seeds, 20 epochs
 }
 
 
 def main(argv=None) -> None:
-    args = fc.parse_args(__doc__.splitlines()[0], "same_loss", argv)
+    args = fc.parse_args(__doc__.splitlines()[0], "same_loss", argv, scales=SCALES)
     fc.accuracy_figure(
         args, "mnist", PRESETS, SCALES[args.scale], "same_loss",
         f"Activation vs ANTLR, same loss and decision (most spike), latency MNIST ({args.scale} scale)",
