@@ -40,6 +40,8 @@ DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("csv", "wandb")
 WANDB_MODES = ("offline", "online", "disabled")
 MONITOR_MODES = ("min", "max")
+DTYPE_NAMES = ("float32", "float64")
+PENALTY_WINDOWS = ("full", "early_stop")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -60,6 +62,7 @@ class AntlrMethodConfig(MethodConfig):
 @dataclass
 class TimingMethodConfig(MethodConfig):
     no_spike_penalty: float = MISSING  # p of the no-spike weight penalty
+    penalty_window: str = MISSING  # full | early_stop: where a neuron's silence is counted
 
 
 @dataclass
@@ -167,6 +170,7 @@ class TrainerConfig:
     monitor_mode: str = MISSING
     progress_bar: bool = MISSING
     record_gradients: bool = MISSING  # save every step's flattened gradient (before clipping) to gradients.pt
+    train_early_stop: bool = MISSING  # latency loss: stop simulating a training step once every output fired
 
 
 @dataclass
@@ -203,6 +207,8 @@ class Config:
     trainer: TrainerConfig = MISSING
     data: DataConfig = MISSING
     seed: int = MISSING
+    trials: int = MISSING  # train seeds seed..seed+trials-1 together as one stacked network
+    dtype: str = MISSING  # float32 | float64
     single_spike: bool = MISSING
     device: str = MISSING
     resume: bool = MISSING
@@ -391,6 +397,13 @@ def validate(cfg: DictConfig) -> None:
             _number(f"method.{key}", method[key], low=0.0)
     if "no_spike_penalty" in method:
         _number("method.no_spike_penalty", method.no_spike_penalty, low=0.0)
+    if "penalty_window" in method:
+        _accepted("method.penalty_window", method.penalty_window, PENALTY_WINDOWS)
+        if method.penalty_window == "early_stop" and not (loss.name == "latency" and trainer.train_early_stop):
+            raise ConfigError(
+                f"method.penalty_window=early_stop with loss={loss.name}, trainer.train_early_stop="
+                f"{str(trainer.train_early_stop).lower()}: silence is counted up to the training early stop, "
+                f"which only the latency loss with trainer.train_early_stop=true has; accepted here: full")
     if loss.name == "count":
         _number("loss.n_true", loss.n_true, low=0.0)
         _number("loss.n_false", loss.n_false, low=0.0)
@@ -429,6 +442,14 @@ def validate(cfg: DictConfig) -> None:
     _number("optimizer.grad_clip_value", cfg.optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
     for key in ("limit_train", "limit_test"):
         _positive_int(f"data.{key}", cfg.data[key], optional=True)
+    _positive_int("trials", cfg.trials)
+    _accepted("dtype", cfg.dtype, DTYPE_NAMES)
+    if cfg.trials > 1:
+        for refused, reason in ((cfg.logger.name == "wandb", "logger=wandb (one wandb run per process); use logger=csv"),
+                                (trainer.record_gradients, "trainer.record_gradients=true; use trials=1"),
+                                (bool(cfg.evaluate), "evaluate=; evaluate one trial's folder with trials=1")):
+            if refused:
+                raise ConfigError(f"trials={cfg.trials} cannot be combined with {reason}")
 
     if cfg.optimized_metric is not None:
         _accepted("optimized_metric", cfg.optimized_metric, metric_names(cfg, "val") + metric_names(cfg, "test"))

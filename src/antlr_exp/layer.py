@@ -23,6 +23,13 @@ dL/dw_ji = sum_t G_j[t] S_i[t], dL/db_j = beta_bias sum_t lam_V_j[t],
 dL/dS_i[t] = sum_j w_ji G_j[t] and dL/dt_hat_i[t] = S_i[t] sum_j w_ji H_j[t].
 
 Shapes: public tensors are [B, T, N] (batch, steps, neurons); internals are time-major [T, B, N].
+
+Trials: a layer built with ``trials=K`` holds K independent weight sets, ``weight`` [K, N_out,
+N_in] and ``bias`` [K, N_out], and its batch is K blocks of B samples (row ``k * B + b`` is
+sample b of trial k). The time recurrences are elementwise, so they see K*B columns as one
+batch; only the products with the weights are per trial: batched matrix products on dense
+input, and on events a block-diagonal lookup (the event of trial k at input i reads row
+``k * N_in + i`` of the stacked ``W^T`` [K*N_in, N_out]).
 """
 
 from __future__ import annotations
@@ -119,30 +126,86 @@ def _flatten_input(spikes_in: torch.Tensor) -> SynapticInput:
     return SynapticInput(time_major.reshape(steps * batch, n_in), None, None, None, None)
 
 
-def synaptic_input(inp: SynapticInput, weight: torch.Tensor) -> torch.Tensor:
-    """sum_i w_ji S_i[row] for every row, shape [T*B, N_out]."""
+def _by_trial(rows: torch.Tensor, trials: int, steps: int) -> torch.Tensor:
+    """Time-major rows [T*K*B, N] (row ``t*K*B + k*B + b``) as one block per trial, [K, T*B, N]."""
+    n = rows.shape[-1]
+    batch = rows.shape[0] // (steps * trials)
+    return rows.view(steps, trials, batch, n).transpose(0, 1).reshape(trials, steps * batch, n)
+
+
+def _from_trial(blocks: torch.Tensor, steps: int) -> torch.Tensor:
+    """Inverse of :func:`_by_trial`: [K, T*B, N] -> [T*K*B, N]."""
+    trials, rows, n = blocks.shape
+    batch = rows // steps
+    return blocks.view(trials, steps, batch, n).transpose(0, 1).reshape(steps * trials * batch, n)
+
+
+def stacked_weight_t(weight: torch.Tensor) -> torch.Tensor:
+    """``W^T`` as the event lookup reads it: [N_in, N_out], or [K*N_in, N_out] for stacked trials."""
+    if weight.dim() == 2:
+        return weight.t()
+    return weight.transpose(1, 2).reshape(-1, weight.shape[1])
+
+
+def offset_for_trials(inp: SynapticInput, trials: int, n_in: int, batch: int) -> SynapticInput:
+    """Events of a K-trial batch (``batch`` = K*B rows per step) with each column moved to its
+    trial's block, ``i -> k*N_in + i``. Dense input and a single trial are returned unchanged."""
+    if trials == 1 or inp.dense is not None:
+        return inp
+    trial = torch.remainder(inp.rows, batch).div_(batch // trials, rounding_mode="floor")
+    return inp._replace(cols=inp.cols + trial * n_in)
+
+
+def synaptic_input(inp: SynapticInput, weight: torch.Tensor, steps: Optional[int] = None) -> torch.Tensor:
+    """sum_i w_ji S_i[row] for every row, shape [T*B, N_out] (stacked trials: [T*K*B, N_out],
+    events already moved by :func:`offset_for_trials`; ``steps`` needed for dense input)."""
     if inp.dense is not None:
+        if weight.dim() == 3:
+            return _from_trial(torch.bmm(_by_trial(inp.dense, weight.shape[0], steps), weight.transpose(1, 2)), steps)
         return inp.dense @ weight.t()
     return F.embedding_bag(
-        inp.cols, weight.t(), inp.row_offsets, mode="sum", per_sample_weights=inp.values, include_last_offset=True
+        inp.cols, stacked_weight_t(weight), inp.row_offsets, mode="sum", per_sample_weights=inp.values,
+        include_last_offset=True,
     )
 
 
-def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int) -> torch.Tensor:
-    """sum over rows of grad_rows[row, j] * S[row, i], shape [N_out, N_in]."""
+def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int, trials: int = 1,
+                    steps: Optional[int] = None) -> torch.Tensor:
+    """sum over rows of grad_rows[row, j] * S[row, i], shape [N_out, N_in] ([K, N_out, N_in] for
+    stacked trials, each trial summing over its own rows)."""
+    if trials > 1:
+        if inp.dense is not None:
+            g = _by_trial(grad_rows, trials, steps)
+            return torch.bmm(g.transpose(1, 2), _by_trial(inp.dense, trials, steps))
+        grad_t = _event_weight_gradient_t(inp, grad_rows, trials * n_in)  # [K*N_in, N_out]
+        return grad_t.view(trials, n_in, -1).transpose(1, 2).contiguous()
     if inp.dense is not None:
         return grad_rows.t() @ inp.dense
+    grad_t = _event_weight_gradient_t(inp, grad_rows, n_in)
+    ext = cpp_kernels() if grad_t.device.type == "cpu" else None
+    # a contiguous [N_out, N_in] gradient spares autograd a copy into the parameter's layout
+    return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.t()
+
+
+def _event_weight_gradient_t(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int) -> torch.Tensor:
+    """sum over events of grad_rows[row] grouped by column, [n_in, N_out]."""
     order = torch.argsort(inp.cols, stable=True)
     counts = torch.bincount(inp.cols, minlength=n_in)
     offsets = torch.zeros(n_in + 1, dtype=torch.int64, device=grad_rows.device)
     torch.cumsum(counts, 0, out=offsets[1:])
     values = inp.values[order] if inp.values is not None else None
-    grad_t = F.embedding_bag(
+    return F.embedding_bag(
         inp.rows[order], grad_rows, offsets, mode="sum", per_sample_weights=values, include_last_offset=True
     )
-    ext = cpp_kernels() if grad_t.device.type == "cpu" else None
-    # a contiguous [N_out, N_in] gradient spares autograd a copy into the parameter's layout
-    return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.t()
+
+
+def bias_rows(bias: torch.Tensor, batch: int) -> torch.Tensor:
+    """The bias of every row of a batch, [batch, N]: ``bias`` [N], or [K, N] for K stacked trials
+    (rows ``k * B + b``)."""
+    if bias.dim() == 1:
+        return bias.expand(batch, bias.shape[0])
+    trials, n = bias.shape
+    return bias.view(trials, 1, n).expand(trials, batch // trials, n).reshape(batch, n)
 
 
 def simulate_lif(
@@ -156,7 +219,8 @@ def simulate_lif(
 
     Args:
         drive: synaptic input ``sum_i w_ji S_i[t]``, time-major [T, B, N] (beta_I not applied).
-        bias: [N] trainable bias b (enters as ``beta_bias * b`` every step).
+        bias: [N] trainable bias b (enters as ``beta_bias * b`` every step); [K, N] for K
+            stacked trials (then B = K blocks of samples).
         params: resolved neuron parameters.
         state: state after an earlier chunk, or None to start at rest.
         keep_current: also return the currents I[t] (needed by the ``activation_rnn`` backward).
@@ -177,7 +241,7 @@ def simulate_lif(
     beta_I, beta_V, theta = float(params.beta_I), float(params.beta_V), float(params.theta)
     if beta_I != 1.0:
         drive = drive * beta_I
-    bias_term = (bias * float(params.beta_bias)).to(dtype).expand(batch, n)
+    bias_term = bias_rows(bias * float(params.beta_bias), batch).to(dtype)
     potential = torch.empty(steps, batch, n, dtype=dtype, device=device)
     keep = torch.empty_like(potential)
     current_all = torch.empty_like(potential) if keep_current else None
@@ -226,12 +290,12 @@ def run_layer(inp: SynapticInput, weight, bias, params: NeuronParams, steps: int
     """
     ext = cpp_kernels() if weight.device.type == "cpu" else None
     if ext is not None:
-        n = weight.shape[0]
+        n = weight.shape[-2]
         if state is None:
             state = initial_state(batch, n, params, weight.dtype, weight.device)
-        source = (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight).view(steps, batch, -1)
+        source = (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight, steps).view(steps, batch, -1)
         return _simulate_lif_cpp(ext, source, bias, params, state, keep_current, steps, batch, emit_events)
-    drive = synaptic_input(inp, weight).view(steps, batch, -1)
+    drive = synaptic_input(inp, weight, steps).view(steps, batch, -1)
     return (*simulate_lif(drive, bias, params, state, keep_current), None)
 
 
@@ -246,9 +310,9 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         steps, batch, n = source.shape
         dtype = source.dtype
     else:
-        n, dtype = source[1].shape[0], source[1].dtype
+        n, dtype = source[1].shape[-2], source[1].dtype
     flat = lambda x: x.reshape(batch * n)  # noqa: E731
-    bias_term = (bias.detach() * float(params.beta_bias)).to(dtype).expand(batch, n)
+    bias_term = bias_rows(bias.detach() * float(params.beta_bias), batch).to(dtype)
     empty = torch.empty(0, dtype=dtype, device=bias.device)
     common = (
         flat(bias_term),
@@ -268,8 +332,9 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
     else:
         inp, weight = source
         values = inp.values if inp.values is not None else empty
+        weight_t = ext.transpose_contiguous(weight) if weight.dim() == 2 else stacked_weight_t(weight)
         outputs = ext.lif_forward_events(
-            inp.row_offsets, inp.cols, values, ext.transpose_contiguous(weight), steps, batch, *common, emit_events
+            inp.row_offsets, inp.cols, values, weight_t, steps, batch, *common, emit_events
         )
     potential, spikes, times, current, last_v, keep, allowed, currents, offsets, rows, cols = outputs
     events = None
@@ -348,14 +413,24 @@ class SpikingLinearFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig,
-                events_in: Optional[SynapticInput] = None, emit_events: bool = False):
+                events_in: Optional[SynapticInput] = None, emit_events: bool = False,
+                simulated: Optional[tuple] = None):
+        """``simulated``: ``(potential, spikes, current)`` time-major, already computed for this
+        input (the chunked training forward); then only the graph node is made."""
         batch, steps, n_in = spikes_in.shape
+        trials = weight.shape[0] if weight.dim() == 3 else 1
         inp = events_in if events_in is not None else _flatten_input(spikes_in)
-        potential, spikes, times, _, current, events_out = run_layer(
-            inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn",
-            emit_events=emit_events,
-        )  # time-major [T, B, N]
-        ctx.params, ctx.rule, ctx.shape = params, rule, (batch, steps, n_in)
+        inp = offset_for_trials(inp, trials, n_in, batch)
+        if simulated is None:
+            potential, spikes, times, _, current, events_out = run_layer(
+                inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn",
+                emit_events=emit_events,
+            )  # time-major [T, B, N]
+        else:
+            potential, spikes, current = simulated
+            times = spikes * torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(steps, 1, 1)
+            events_out = None
+        ctx.params, ctx.rule, ctx.shape, ctx.trials = params, rule, (batch, steps, n_in), trials
         ctx.has_times_in = times_in is not None
         ctx.input_layout = tuple(x is not None for x in inp)
         ctx.save_for_backward(
@@ -371,21 +446,25 @@ class SpikingLinearFunction(torch.autograd.Function):
         current = saved[3] if len(saved) > 3 else None
         params, rule = ctx.params, ctx.rule
         batch, steps, n_in = ctx.shape
+        trials = ctx.trials
         grad_s = _time_major(grad_spikes)
         grad_t = _time_major(grad_times)
         want_h = ctx.has_times_in and ctx.needs_input_grad[1] and rule.tim_weight != 0.0
         g, h, lam_v_sum = adjoint(grad_s, grad_t, potential, spikes, current, params, rule, want_h)
         g_rows = g.view(steps * batch, -1)  # dL/d(synaptic input) per row
-        grad_weight = weight_gradient(inp, g_rows, n_in) if ctx.needs_input_grad[2] else None
-        grad_bias = lam_v_sum.view(batch, -1).sum(dim=0) * float(params.beta_bias) if ctx.needs_input_grad[3] else None
+        grad_weight = weight_gradient(inp, g_rows, n_in, trials, steps) if ctx.needs_input_grad[2] else None
+        grad_bias = None
+        if ctx.needs_input_grad[3]:
+            grad_bias = lam_v_sum.view(trials, batch // trials, -1).sum(dim=1) * float(params.beta_bias)
+            grad_bias = grad_bias.view(-1) if trials == 1 else grad_bias
 
         grad_spikes_in = grad_times_in = None
         if ctx.needs_input_grad[0] and rule.act_weight != 0.0:
-            grad_spikes_in = (g_rows @ weight).view(steps, batch, n_in).transpose(0, 1)
+            grad_spikes_in = _rows_times_weight(g_rows, weight, steps).view(steps, batch, n_in).transpose(0, 1)
         if want_h:
             h_rows = h.view(steps * batch, -1)
             grad_times_in = _times_gradient_at_events(inp, h_rows, weight, batch, steps, n_in)
-        return grad_spikes_in, grad_times_in, grad_weight, grad_bias, None, None, None, None
+        return grad_spikes_in, grad_times_in, grad_weight, grad_bias, None, None, None, None, None
 
 
 def adjoint(grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig, want_h: bool):
@@ -433,14 +512,22 @@ def _time_major(grad: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if grad is None else grad.transpose(0, 1).contiguous()
 
 
+def _rows_times_weight(rows: torch.Tensor, weight: torch.Tensor, steps: int) -> torch.Tensor:
+    """``rows @ W`` per row, [T*B, N_in] from [T*B, N_out]; each trial's rows with its own W."""
+    if weight.dim() == 2:
+        return rows @ weight
+    return _from_trial(torch.bmm(_by_trial(rows, weight.shape[0], steps), weight), steps)
+
+
 def _times_gradient_at_events(inp: SynapticInput, h_rows, weight, batch, steps, n_in) -> torch.Tensor:
     """dL/dt_hat_i[t] = sum_j w_ji H_j[t] at the presynaptic spikes (0 elsewhere), [B, T, N_in]."""
     if inp.dense is not None:
-        full = (h_rows @ weight) * (inp.dense != 0)
+        full = _rows_times_weight(h_rows, weight, steps) * (inp.dense != 0)
         return full.view(steps, batch, n_in).transpose(0, 1)
-    at_events = (h_rows[inp.rows] * weight.t()[inp.cols]).sum(dim=1)
+    at_events = (h_rows[inp.rows] * stacked_weight_t(weight)[inp.cols]).sum(dim=1)
+    cols = inp.cols if weight.dim() == 2 else torch.remainder(inp.cols, n_in)
     out = torch.zeros(steps * batch * n_in, dtype=h_rows.dtype, device=h_rows.device)
-    out[inp.rows * n_in + inp.cols] = at_events
+    out[inp.rows * n_in + cols] = at_events
     return out.view(steps, batch, n_in).transpose(0, 1)
 
 
@@ -488,32 +575,42 @@ class SpikingLinear(nn.Module):
     ``forward(spikes_in [B,T,N_in], times_in [B,T,N_in] or None) -> (spikes, times, events)``,
     spikes and times [B, T, N_out]; ``times = t * S`` carries dL/dt_hat at spike steps in the
     backward.
-    Weights start as PyTorch's default for ``nn.Linear``; biases at 0.
+    Weights start as PyTorch's default for ``nn.Linear``; biases at 0. With ``trials=K > 1`` the
+    layer is K independent layers: ``weight`` [K, N_out, N_in] (K draws of that default, one
+    after another), ``bias`` [K, N_out], and the batch holds K blocks of samples, one per trial.
     """
 
-    def __init__(self, in_features: int, out_features: int, params: NeuronParams, rule: RuleConfig):
+    def __init__(self, in_features: int, out_features: int, params: NeuronParams, rule: RuleConfig,
+                 trials: int = 1):
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ConfigError(f"layer size {in_features}->{out_features}: sizes must be positive integers")
-        linear = nn.Linear(in_features, out_features, bias=False)
-        self.weight = nn.Parameter(linear.weight.detach().clone())
-        self.bias = nn.Parameter(torch.zeros(out_features))
+        if not isinstance(trials, int) or trials < 1:
+            raise ConfigError(f"trials={trials!r}: must be a positive integer")
+        weights = [nn.Linear(in_features, out_features, bias=False).weight.detach().clone() for _ in range(trials)]
+        self.weight = nn.Parameter(weights[0] if trials == 1 else torch.stack(weights))
+        self.bias = nn.Parameter(torch.zeros(out_features) if trials == 1 else torch.zeros(trials, out_features))
         self.params = params
         self.rule = rule
 
     @property
+    def trials(self) -> int:
+        return self.weight.shape[0] if self.weight.dim() == 3 else 1
+
+    @property
     def in_features(self) -> int:
-        return self.weight.shape[1]
+        return self.weight.shape[-1]
 
     @property
     def out_features(self) -> int:
-        return self.weight.shape[0]
+        return self.weight.shape[-2]
 
     def forward(self, spikes_in: torch.Tensor, times_in: Optional[torch.Tensor] = None,
-                events_in: Optional[SynapticInput] = None, emit_events: bool = False):
+                events_in: Optional[SynapticInput] = None, emit_events: bool = False,
+                simulated: Optional[tuple] = None):
         """``(spikes, times, events)``: events are the output spikes in sparse form for the next
         layer (with ``emit_events`` on the C++ path, else None); ``events_in`` the same for the
-        input, which then is not scanned again."""
+        input, which then is not scanned again. ``simulated``: see SpikingLinearFunction.forward."""
         if spikes_in.dim() != 3 or spikes_in.shape[2] != self.in_features:
             raise InputError(
                 f"spikes_in has shape {tuple(spikes_in.shape)}: expected [batch, steps, {self.in_features}]"
@@ -522,15 +619,21 @@ class SpikingLinear(nn.Module):
             spikes_in = spikes_in.to(self.weight.dtype)
             events_in = None
         return SpikingLinearFunction.apply(
-            spikes_in, times_in, self.weight, self.bias, self.params, self.rule, events_in, emit_events
+            spikes_in, times_in, self.weight, self.bias, self.params, self.rule, events_in, emit_events, simulated
         )
 
-    def simulate(self, spikes_in: torch.Tensor, state: Optional[LIFState] = None):
-        """Forward without autograd for a chunk of steps; returns ``(spikes [B,T,N], state)``."""
+    def simulate(self, spikes_in: torch.Tensor, state: Optional[LIFState] = None, keep_current: bool = False):
+        """Forward without autograd for a chunk of steps.
+
+        Returns ``(spikes [B,T,N], state, potential, spikes_time_major, current)``; the last three
+        are time-major [T, B, N] (current only with ``keep_current``).
+        """
         batch, steps, _ = spikes_in.shape
-        inp = _flatten_input(spikes_in.to(self.weight.dtype))
-        _, spikes, _, state, _, _ = run_layer(inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state)
-        return spikes.transpose(0, 1), state
+        inp = offset_for_trials(_flatten_input(spikes_in.to(self.weight.dtype)), self.trials, self.in_features, batch)
+        potential, spikes, _, state, current, _ = run_layer(
+            inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state, keep_current)
+        return spikes.transpose(0, 1), state, potential, spikes, current
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, rule={self.rule.rule}"
+        trials = f", trials={self.trials}" if self.trials > 1 else ""
+        return f"in_features={self.in_features}, out_features={self.out_features}, rule={self.rule.rule}{trials}"

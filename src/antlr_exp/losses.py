@@ -2,7 +2,8 @@
 
 Every loss takes the output layer's ``spikes`` [B, T, O] and, where it needs them, ``times``
 [B, T, O] (``t * S``, the tensor that carries dL/dt_hat). Autograd then delivers dL/dS and
-dL/dt_hat to the layer, whose backward applies the rule. All losses are batch means.
+dL/dt_hat to the layer, whose backward applies the rule. All losses are batch means of a
+per-sample loss; ``reduction="none"`` gives the per-sample values [B] instead.
 """
 
 from __future__ import annotations
@@ -87,7 +88,15 @@ def label_spike_trains(labels: torch.Tensor, num_outputs: int, num_steps: int,
     return targets
 
 
-def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor) -> torch.Tensor:
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "none":
+        return per_sample
+    raise ConfigError(f"reduction={reduction!r}: accepted are 'mean', 'none'")
+
+
+def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``sum_o (sum_t S_o[t] - n_o)^2 / T``, batch mean. target_counts [B, O]."""
     _check_output(spikes)
     if target_counts.shape != (spikes.shape[0], spikes.shape[2]):
@@ -96,7 +105,7 @@ def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor) -> torch.Tenso
         )
     steps = spikes.shape[1]
     error = spikes.sum(dim=1) - target_counts.to(spikes.dtype)
-    return (error.pow(2).sum(dim=1) / steps).mean()
+    return _reduce(error.pow(2).sum(dim=1) / steps, reduction)
 
 
 def exponential_kernel(decay: float, dtype=torch.float64, device=None, cutoff: float = 1e-6):
@@ -139,7 +148,8 @@ def filtered_spike_train(spikes, times, kappa, kappa_dot) -> torch.Tensor:
 
 
 def spike_train_loss(
-    spikes: torch.Tensor, times: Optional[torch.Tensor], target_spikes: torch.Tensor, decay: float = 0.9
+    spikes: torch.Tensor, times: Optional[torch.Tensor], target_spikes: torch.Tensor, decay: float = 0.9,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """``sum_o sum_tau d_o[tau]^2``, ``d = kappa*S - kappa*S_target``, batch mean.
 
@@ -152,7 +162,7 @@ def spike_train_loss(
     difference = filtered_spike_train(spikes, times, kappa, kappa_dot) - _causal_filter(
         target_spikes.to(spikes.dtype), kappa
     )
-    return difference.pow(2).sum(dim=(1, 2)).mean()
+    return _reduce(difference.pow(2).sum(dim=(1, 2)), reduction)
 
 
 def first_spike_time_tensor(spikes: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -164,20 +174,22 @@ def first_spike_time_tensor(spikes: torch.Tensor, times: torch.Tensor) -> torch.
     return torch.where(fired, gathered, torch.full_like(gathered, float(steps)))
 
 
-def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor, beta: float = 1.0 / 6.0) -> torch.Tensor:
+def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor, beta: float = 1.0 / 6.0,
+                 reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of ``softmax_o(-beta * t_first_o)``, batch mean; silent outputs count as t = T."""
     _check_output(spikes)
     if labels.shape != (spikes.shape[0],):
         raise InputError(f"labels has shape {tuple(labels.shape)}: expected [{spikes.shape[0]}]")
     logits = -beta * first_spike_time_tensor(spikes, times)
-    return F.cross_entropy(logits, labels)
+    return _reduce(F.cross_entropy(logits, labels, reduction="none"), reduction)
 
 
-def no_spike_count_term(spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: float = 0.1) -> torch.Tensor:
+def no_spike_count_term(spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: float = 0.1,
+                        reduction: str = "mean") -> torch.Tensor:
     """``lambda_ns * (min(sum_t S_d[t], 1) - 1)^2`` for the label's neuron d, batch mean."""
     _check_output(spikes)
     counts = spikes.sum(dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
-    return lambda_ns * (counts.clamp(max=1.0) - 1.0).pow(2).mean()
+    return _reduce(lambda_ns * (counts.clamp(max=1.0) - 1.0).pow(2), reduction)
 
 
 def no_spike_weight_penalty(net, out, p: float = 100.0) -> torch.Tensor:
@@ -185,11 +197,17 @@ def no_spike_weight_penalty(net, out, p: float = 100.0) -> torch.Tensor:
 
     Its gradient in each incoming weight of neuron j is ``-(p / fan_in) * f_j``, with f_j the
     fraction of the batch on which neuron j never fired: descending it raises the weights of
-    silent neurons. Its value is not a loss; do not report it.
+    silent neurons. Its value is not a loss; do not report it. With stacked trials each trial's
+    fraction is over its own block of the batch.
     """
     total = None
+    trials = getattr(out, "trials", 1)
     for layer, spikes in zip(net.layers, out.spikes):
-        silent_fraction = (spikes.detach().sum(dim=1) == 0).to(layer.weight.dtype).mean(dim=0)  # [N]
-        term = -(p / layer.in_features) * (silent_fraction.unsqueeze(1) * layer.weight).sum()
+        silent = (spikes.detach().sum(dim=1) == 0).to(layer.weight.dtype)  # [K*B, N]
+        if trials > 1:
+            silent_fraction = silent.view(trials, -1, silent.shape[-1]).mean(dim=1)  # [K, N]
+        else:
+            silent_fraction = silent.mean(dim=0)  # [N]
+        term = -(p / layer.in_features) * (silent_fraction.unsqueeze(-1) * layer.weight).sum()
         total = term if total is None else total + term
     return total

@@ -35,47 +35,65 @@ def metric_names(split: str, has_labels: bool) -> tuple:
 
 
 class SplitMeter:
-    """Sums over the samples seen since the last ``reset``; ``compute`` gives the means."""
+    """Sums over the samples seen since the last ``reset``; ``compute`` gives the means.
 
-    def __init__(self, decision: str, has_labels: bool):
+    With ``trials=K > 1`` the batches hold K blocks of samples (one per stacked trial) and every
+    sum is kept per trial; ``compute_trials`` gives one dict per trial.
+    """
+
+    def __init__(self, decision: str, has_labels: bool, trials: int = 1):
         self.decision = decision
         self.has_labels = has_labels
+        self.trials = trials
         self.reset()
 
     def reset(self) -> None:
-        self.samples = 0
-        self.loss_sum = 0.0
-        self.correct = {d: 0 for d in DECISIONS}
-        self.spikes = {k: 0.0 for k in _SPIKE_KEYS}
+        zeros = lambda: torch.zeros(self.trials, dtype=torch.float64)  # noqa: E731
+        self.samples = 0  # per trial
+        self.loss_sum = zeros()
+        self.correct = {d: zeros() for d in DECISIONS}
+        self.spikes = {k: zeros() for k in _SPIKE_KEYS}
 
     @torch.no_grad()
-    def update(self, out: NetworkOutput, targets: torch.Tensor, loss: float) -> None:
-        """Add one batch: ``loss`` is its batch mean; ``targets`` labels [B] or spike trains."""
-        batch = out.output_spikes.shape[0]
+    def update(self, out: NetworkOutput, targets: torch.Tensor, loss) -> None:
+        """Add one batch: ``loss`` is its batch mean (a float), or with trials one batch mean per
+        trial ([K]); ``targets`` labels [K*B] or spike trains."""
+        trials = self.trials
+        batch = out.output_spikes.shape[0] // trials
         self.samples += batch
-        self.loss_sum += float(loss) * batch
+        self.loss_sum += torch.as_tensor(loss, dtype=torch.float64).detach().cpu().reshape(-1) * batch
         if self.has_labels:
             for decision in DECISIONS:
-                self.correct[decision] += int((decide(out.output_spikes, decision) == targets).sum())
+                right = (decide(out.output_spikes, decision) == targets).view(trials, batch)
+                self.correct[decision] += right.sum(dim=1).cpu().to(torch.float64)
         for key, values in spike_counts(out, self.decision).items():
-            self.spikes[key] += float(values.sum())
+            self.spikes[key] += values.detach().view(trials, batch).to(torch.float64).sum(dim=1).cpu()
+
+    def compute_trials(self, split: str) -> list:
+        """One metrics dict per trial."""
+        n = max(self.samples, 1)
+        rows = []
+        for k in range(self.trials):
+            metrics = {f"{split}_loss": float(self.loss_sum[k]) / n}
+            if self.has_labels:
+                metrics[f"{split}_accuracy"] = float(self.correct[self.decision][k]) / n
+                for decision in DECISIONS:
+                    metrics[f"{split}_accuracy_{decision}"] = float(self.correct[decision][k]) / n
+            for key, name in _SPIKE_KEYS.items():
+                metrics[f"{split}_{name}"] = float(self.spikes[key][k]) / n
+            rows.append(metrics)
+        return rows
 
     def compute(self, split: str) -> dict:
-        n = max(self.samples, 1)
-        metrics = {f"{split}_loss": self.loss_sum / n}
-        if self.has_labels:
-            metrics[f"{split}_accuracy"] = self.correct[self.decision] / n
-            for decision in DECISIONS:
-                metrics[f"{split}_accuracy_{decision}"] = self.correct[decision] / n
-        for key, name in _SPIKE_KEYS.items():
-            metrics[f"{split}_{name}"] = self.spikes[key] / n
-        return metrics
+        """The metrics of a single trial (the first one of a stacked run)."""
+        return self.compute_trials(split)[0]
 
     def postfix(self) -> dict:
-        """Short running values for the progress bar."""
+        """Short running values for the progress bar (means over the trials)."""
         n = max(self.samples, 1)
-        values = {"loss": f"{self.loss_sum / n:.4g}"}
+        values = {"loss": f"{float(self.loss_sum.mean()) / n:.4g}"}
         if self.has_labels:
-            values["acc"] = f"{self.correct[self.decision] / n:.3f}"
-        values["spikes"] = f"{(self.spikes['hidden_spikes'] + self.spikes['output_spikes']) / n:.1f}"
+            values["acc"] = f"{float(self.correct[self.decision].mean()) / n:.3f}"
+        spikes = self.spikes["hidden_spikes"] + self.spikes["output_spikes"]
+        values["spikes"] = f"{float(spikes.mean()) / n:.1f}"
         return values

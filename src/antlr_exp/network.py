@@ -21,11 +21,13 @@ class NetworkOutput:
 
     ``spikes[l]`` and ``times[l]`` are [B, T_sim, N_l] (``times = t * S``); the last entry is the
     output layer. ``num_steps`` is the number of steps simulated (less than T after an early stop).
+    With ``trials = K > 1`` the batch is K blocks of B samples (row ``k * B + b``).
     """
 
     spikes: list
     times: list
     num_steps: int
+    trials: int = 1
 
     @property
     def output_spikes(self) -> torch.Tensor:
@@ -44,6 +46,11 @@ class SpikingNetwork(nn.Module):
     """Fully connected SNN, e.g. ``sizes=[784, 800, 10]`` (input, hidden..., output).
 
     Input spikes are [B, T, N_in] or event frames [B, T, C, H, W] (flattened to C*H*W).
+
+    ``trials=K > 1`` stacks K independent networks (weights [K, N_out, N_in]) that train
+    together: the input is then [K, B, T, ...] (one batch per trial) and the outputs hold K*B
+    samples, trial-major. Losses that are batch means, taken over the K*B samples and multiplied
+    by K, are the sum of the K trials' losses, so each trial gets its own gradient.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class SpikingNetwork(nn.Module):
         rule: str = "antlr",
         lambda_act: float = 1.0,
         lambda_tim: float = 1.0,
+        trials: int = 1,
     ):
         super().__init__()
         sizes = list(sizes)
@@ -64,9 +72,12 @@ class SpikingNetwork(nn.Module):
         self.sizes = sizes
         self.num_steps = num_steps
         self.params = (neuron or NeuronParams()).resolve(num_steps)
+        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+            raise ConfigError(f"trials={trials!r}: must be a positive integer")
+        self.trials = trials
         self.rule = RuleConfig(rule, lambda_act, lambda_tim)
         self.layers = nn.ModuleList(
-            SpikingLinear(n_in, n_out, self.params, self.rule) for n_in, n_out in zip(sizes[:-1], sizes[1:])
+            SpikingLinear(n_in, n_out, self.params, self.rule, trials) for n_in, n_out in zip(sizes[:-1], sizes[1:])
         )
 
     def set_rule(self, rule: str, lambda_act: float = 1.0, lambda_tim: float = 1.0) -> None:
@@ -78,6 +89,11 @@ class SpikingNetwork(nn.Module):
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
         if not isinstance(x, torch.Tensor):
             raise InputError(f"input of type {type(x).__name__}: expected a torch.Tensor")
+        if self.trials > 1:
+            if x.dim() < 4 or x.shape[0] != self.trials:
+                raise InputError(f"input has shape {tuple(x.shape)}: a network of trials={self.trials} expects "
+                                 f"[{self.trials}, batch, steps, ...] (one batch per trial)")
+            x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
         if x.dim() < 3:
             raise InputError(
                 f"input has shape {tuple(x.shape)}: expected [batch, steps, {self.sizes[0]}] or [batch, steps, C, H, W]"
@@ -104,15 +120,19 @@ class SpikingNetwork(nn.Module):
         """Simulate the window.
 
         Args:
-            x: input spikes [B, T, N_in] or [B, T, C, H, W].
-            early_stop: stop once every output neuron of every sample has fired (earliest-spike
-                inference; needs no gradient: only allowed with autograd off). Steps are run in
-                chunks of ``chunk`` across all layers.
+            x: input spikes [B, T, N_in] or [B, T, C, H, W] ([K, B, T, ...] with trials=K).
+            early_stop: stop once every output neuron of every sample has fired. With autograd
+                off this is earliest-spike inference. With autograd on (training), the graph
+                covers the simulated steps only, which is exact where the loss has no gradient
+                after every output's first spike (the latency loss, with or without the no-spike
+                count term): every dL/dV after that step is 0, so the backward through the
+                shorter window gives the same gradients. Steps are run in chunks of ``chunk``
+                across all layers.
         """
         flat = self._check_input(x)
         if early_stop:
             if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
-                raise InputError("early_stop=True needs autograd off (use torch.no_grad()): gradients need every step")
+                return self._train_until_all_fired(flat, chunk)
             return self._simulate_until_all_fired(flat, chunk)
         spikes, times = [], []
         s, t, events = flat, None, None
@@ -121,27 +141,53 @@ class SpikingNetwork(nn.Module):
             s, t, events = layer(s, t, events, emit_events=index < last)
             spikes.append(s)
             times.append(t)
-        return NetworkOutput(spikes, times, flat.shape[1])
+        return NetworkOutput(spikes, times, flat.shape[1], self.trials)
 
     @torch.no_grad()
-    def _simulate_until_all_fired(self, flat: torch.Tensor, chunk: int) -> NetworkOutput:
+    def _chunks_until_all_fired(self, flat: torch.Tensor, chunk: int, keep_current: bool = False):
+        """Simulate chunk by chunk until every output neuron of every sample has fired.
+
+        Returns ``(steps simulated, per layer: list of the simulate() results of each chunk)``.
+        """
         states: list[Optional[LIFState]] = [None] * len(self.layers)
-        pieces: list[list[torch.Tensor]] = [[] for _ in self.layers]
+        pieces: list[list[tuple]] = [[] for _ in self.layers]
         fired = None
         steps_done = 0
         for start in range(0, flat.shape[1], chunk):
             s = flat[:, start : start + chunk]
             for index, layer in enumerate(self.layers):
-                s, states[index] = layer.simulate(s, states[index])
-                pieces[index].append(s)
+                result = layer.simulate(s, states[index], keep_current)
+                s, states[index] = result[0], result[1]
+                pieces[index].append(result)
             steps_done = start + s.shape[1]
             out_fired = s.amax(dim=1) > 0
             fired = out_fired if fired is None else fired | out_fired
             if bool(fired.all()):
                 break
-        spikes = [torch.cat(p, dim=1) for p in pieces]
+        return steps_done, pieces
+
+    @torch.no_grad()
+    def _simulate_until_all_fired(self, flat: torch.Tensor, chunk: int) -> NetworkOutput:
+        steps_done, pieces = self._chunks_until_all_fired(flat, chunk)
+        spikes = [torch.cat([r[0] for r in p], dim=1) for p in pieces]
         step_index = torch.arange(steps_done, dtype=flat.dtype, device=flat.device).view(1, -1, 1)
-        return NetworkOutput(spikes, [s * step_index for s in spikes], steps_done)
+        return NetworkOutput(spikes, [s * step_index for s in spikes], steps_done, self.trials)
+
+    def _train_until_all_fired(self, flat: torch.Tensor, chunk: int) -> NetworkOutput:
+        """The simulation runs once, chunk by chunk; each layer's graph node is then made from
+        the recorded potentials and spikes of the simulated steps."""
+        keep_current = self.rule.rule == "activation_rnn"
+        steps_done, pieces = self._chunks_until_all_fired(flat, chunk, keep_current)
+        spikes, times = [], []
+        s, t = flat[:, :steps_done], None
+        for layer, chunks in zip(self.layers, pieces):
+            potential = torch.cat([r[2] for r in chunks], dim=0)
+            spikes_tm = torch.cat([r[3] for r in chunks], dim=0)
+            current = torch.cat([r[4] for r in chunks], dim=0) if keep_current else None
+            s, t, _ = layer(s, t, simulated=(potential, spikes_tm, current))
+            spikes.append(s)
+            times.append(t)
+        return NetworkOutput(spikes, times, steps_done, self.trials)
 
 
 def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,15 @@ Determinism: ``torch.manual_seed(seed)`` before the network is built fixes the i
 the shuffling of every epoch is drawn from a ``torch.Generator`` seeded with ``seed``. Every
 evaluation point saves the generator, the global RNG, the current epoch's order and the position
 in it, so a resumed run takes exactly the steps an uninterrupted one would.
+
+Trials: ``trials=K`` trains the trials ``seed, ..., seed+K-1`` as one stacked network
+(:class:`~antlr_exp.network.SpikingNetwork` with ``trials=K``). Each trial has what its own run
+would have: its data (split, subsets, matching problem), initial weights, shuffling, Adam state
+and clipping (both elementwise, so one Adam over stacked parameters is K Adams), its best
+checkpoint. Each trial writes a run folder of its own, ``<run_dir>/seed_<seed>/`` (metrics.csv,
+summary.json, checkpoints/best.pt, .hydra/config.yaml with its seed and ``trials: 1``), laid out
+like a separate run's; ``<run_dir>/checkpoints/last.pt`` holds the stacked state to resume from
+and ``<run_dir>/trials.json`` lists the trials' summaries.
 """
 
 from __future__ import annotations
@@ -50,12 +59,15 @@ log = logging.getLogger(__name__)
 #: Errors that are the user's to fix: the CLI prints their one-line message, no traceback.
 USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)
 SUMMARY_FILE = "summary.json"
+TRIALS_FILE = "trials.json"
 #: With trainer.record_gradients: every step's flattened gradient (after backward, before
 #: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
 GRADIENTS_FILE = "gradients.pt"
 #: Keys that may differ between a killed run and the command that resumes it.
 RESUMABLE_CHANGES = ("resume", "device", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
                      "data.root", "data.download", "logger")
+#: float dtypes a run may compute in (``dtype=``)
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,10 +94,84 @@ def load_data(cfg: DictConfig) -> TaskData:
     )
 
 
-def build_network(cfg: DictConfig, data: TaskData) -> SpikingNetwork:
-    """input (from the data) - ``task.hidden_sizes`` - outputs (from the data)."""
+def build_network(cfg: DictConfig, data: TaskData, trials: int = 1) -> SpikingNetwork:
+    """input (from the data) - ``task.hidden_sizes`` - outputs (from the data), in ``cfg.dtype``."""
     sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
-    return SpikingNetwork(sizes=sizes, num_steps=data.num_steps, neuron=neuron_params(cfg), **rule_kwargs(cfg))
+    net = SpikingNetwork(sizes=sizes, num_steps=data.num_steps, neuron=neuron_params(cfg), trials=trials,
+                         **rule_kwargs(cfg))
+    return net.to(DTYPES[cfg.get("dtype", "float32")])
+
+
+def trial_seeds(cfg: DictConfig) -> list:
+    return [int(cfg.seed) + k for k in range(int(cfg.get("trials", 1)))]
+
+
+def trial_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The config of one trial of a stacked run: the config its own run would have."""
+    trial = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    trial.seed = seed
+    trial.trials = 1
+    return trial
+
+
+def load_trials(cfg: DictConfig, device: Optional[torch.device] = None) -> tuple:
+    """``(datas, net)`` of a run: one TaskData per trial, and the network with each trial's initial
+    weights exactly as its own run draws them (``torch.manual_seed(seed)``, data, network).
+    With ``device``, a stacked run that would not fit there is refused once the first trial's
+    data is known (before the others are loaded)."""
+    seeds = trial_seeds(cfg)
+    datas, states = [], []
+    for seed in seeds:
+        torch.manual_seed(seed)
+        trial = trial_config(cfg, seed) if len(seeds) > 1 else cfg
+        datas.append(load_data(trial))
+        if len(seeds) > 1:
+            states.append(build_network(trial, datas[-1]).state_dict())
+            if device is not None and len(states) == 1:
+                check_fits(cfg, datas[0], len(seeds), device)
+    if len(seeds) == 1:
+        return datas, build_network(cfg, datas[0])
+    net = build_network(cfg, datas[0], trials=len(seeds))
+    net.load_state_dict({key: torch.stack([state[key] for state in states]) for key in states[0]})
+    return datas, net
+
+
+def memory_estimate(cfg: DictConfig, data: TaskData, trials: int) -> int:
+    """Bytes a training step and an evaluation batch need, roughly: the recorded potentials,
+    spikes, times and adjoints of every layer (about 8 [T, K*B, N] tensors each), the input, and
+    the parameters with their gradients, Adam moments and best copy."""
+    size = torch.empty(0, dtype=DTYPES[cfg.get("dtype", "float32")]).element_size()
+    sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
+    steps = data.num_steps
+    batch = max(cfg.trainer.batch_size, cfg.trainer.test_batch_size // 2)
+    activations = 8 * steps * trials * batch * sum(sizes[1:]) * size
+    inputs = 3 * steps * trials * batch * sizes[0] * 4
+    parameters = 5 * trials * sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) * size
+    return activations + inputs + parameters
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Free memory of ``device`` in bytes (None where it cannot be told)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_fits(cfg: DictConfig, data: TaskData, trials: int, device: torch.device) -> None:
+    """Refuse, before training starts, a stacked run that will not fit in memory."""
+    need, free = memory_estimate(cfg, data, trials), available_memory(device)
+    if free is not None and need > 0.9 * free:
+        per_trial = need / trials
+        fit = max(int(0.9 * free // per_trial), 0)
+        raise ConfigError(
+            f"trials={trials}: needs about {need / 2**30:.1f} GiB ({per_trial / 2**20:.0f} MiB per trial), "
+            f"{free / 2**30:.1f} GiB is free on {device.type}; use trials={fit} or fewer, or a smaller batch")
 
 
 class Objective:
@@ -97,21 +183,31 @@ class Objective:
         # only the timing method has the key: the penalty is its remedy for silent neurons
         self.no_spike_penalty = cfg.method.no_spike_penalty if "no_spike_penalty" in cfg.method else None
 
-    def loss(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
-        """Scalar batch mean; ``targets`` are labels [B] or target spike trains [B, T, O]."""
+    def per_sample(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
+        """The loss of every sample, [B]; ``targets`` are labels [B] or target spike trains [B, T, O]."""
         settings = self.loss_cfg
         if settings.name == "count":
             wanted = count_targets(targets, self.num_outputs, settings.n_true, settings.n_false)
-            return count_loss(out.output_spikes, wanted)
+            return count_loss(out.output_spikes, wanted, reduction="none")
         if settings.name == "spike_train":
             if targets.dim() == 1:  # labels: the wanted spike trains are made from them
                 targets = label_spike_trains(targets, self.num_outputs, out.output_spikes.shape[1],
                                              settings.label_steps, settings.other_steps)
-            return spike_train_loss(out.output_spikes, out.output_times, targets, decay=settings.decay)
-        loss = latency_loss(out.output_spikes, out.output_times, targets, beta=settings.beta)
+            return spike_train_loss(out.output_spikes, out.output_times, targets, decay=settings.decay,
+                                    reduction="none")
+        loss = latency_loss(out.output_spikes, out.output_times, targets, beta=settings.beta, reduction="none")
         if settings.lambda_ns > 0:
-            loss = loss + no_spike_count_term(out.output_spikes, targets, lambda_ns=settings.lambda_ns)
+            loss = loss + no_spike_count_term(out.output_spikes, targets, lambda_ns=settings.lambda_ns,
+                                              reduction="none")
         return loss
+
+    def trial_losses(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
+        """Each trial's batch-mean loss, [K] (K = 1 for a plain network)."""
+        return self.per_sample(out, targets).view(out.trials, -1).mean(dim=1)
+
+    def loss(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
+        """Scalar batch mean (of a plain network's batch)."""
+        return self.per_sample(out, targets).mean()
 
     def penalty(self, net: SpikingNetwork, out: NetworkOutput) -> Optional[torch.Tensor]:
         """The timing rule's no-spike weight penalty (only its gradient matters), or None."""
@@ -120,17 +216,34 @@ class Objective:
         return None
 
 
+def stack_trials(batches: list) -> tuple:
+    """One batch per trial -> the stacked network's input [K, B, ...] and targets [K*B, ...]."""
+    if len(batches) == 1:
+        return batches[0]
+    inputs = torch.stack([b[0] for b in batches])
+    targets = torch.cat([b[1] for b in batches])
+    return inputs, targets
+
+
 @torch.no_grad()
-def evaluate(net: SpikingNetwork, dataset, objective: Objective, meter: SplitMeter, batch_size: int,
-             device: torch.device, split: str) -> dict:
-    """Metrics of ``net`` on ``dataset`` (whole window simulated, no early stop)."""
+def evaluate_trials(net: SpikingNetwork, datasets: list, objective: Objective, meter: SplitMeter,
+                    batch_size: int, device: torch.device, split: str) -> list:
+    """Metrics of each trial of ``net`` on its dataset (whole window simulated, no early stop)."""
     net.eval()
     meter.reset()
-    for inputs, targets in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+    loaders = [DataLoader(dataset, batch_size=batch_size, shuffle=False) for dataset in datasets]
+    for batches in zip(*loaders):
+        inputs, targets = stack_trials(list(batches))
         inputs, targets = inputs.to(device), targets.to(device)
         out = net(inputs)
-        meter.update(out, targets, objective.loss(out, targets).item())
-    return meter.compute(split)
+        meter.update(out, targets, objective.trial_losses(out, targets))
+    return meter.compute_trials(split)
+
+
+def evaluate(net: SpikingNetwork, dataset, objective: Objective, meter: SplitMeter, batch_size: int,
+             device: torch.device, split: str) -> dict:
+    """Metrics of a plain ``net`` on ``dataset`` (whole window simulated, no early stop)."""
+    return evaluate_trials(net, [dataset], objective, meter, batch_size, device, split)[0]
 
 
 def write_json(payload: dict, path: Path) -> None:
@@ -177,90 +290,150 @@ class TrainState:
 
 class Trainer:
     """One run's network, optimizer, state and loggers. ``resume_from``: a ``last.pt`` payload to
-    continue from. ``run_log`` stays None until ``open_log()`` (tests drive single steps without)."""
+    continue from. ``run_log`` stays None until ``open_log()`` (tests drive single steps without).
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, data: TaskData, device: torch.device,
-                 resume_from: Optional[dict] = None):
+    ``data`` is one TaskData, or one per trial with ``net`` the stacked network of those trials
+    (see :func:`load_trials`); each trial has its own state, shuffling, meters and run folder.
+    """
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, data, device: torch.device,
+                 resume_from: Optional[dict] = None, net: Optional[SpikingNetwork] = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.data = data
+        self.datas = list(data) if isinstance(data, (list, tuple)) else [data]
+        self.data = self.datas[0]
+        self.trials = len(self.datas)
+        self.seeds = [int(cfg.seed) + k for k in range(self.trials)]
+        self.trial_dirs = ([self.run_dir] if self.trials == 1
+                           else [self.run_dir / f"seed_{seed}" for seed in self.seeds])
+        self.trial_cfgs = ([cfg] if self.trials == 1 else [trial_config(cfg, seed) for seed in self.seeds])
         self.device = device
         self.settings = cfg.trainer
-        self.net = build_network(cfg, data).to(device)
-        self.objective = Objective(cfg, data.num_outputs)
-        has_labels = data.target_kind == "label"
-        self.train_meter = SplitMeter(cfg.loss.decision, has_labels)
-        self.eval_meter = SplitMeter(cfg.loss.decision, has_labels)
+        self.net = (net if net is not None else build_network(cfg, self.data)).to(device)
+        self.objective = Objective(cfg, self.data.num_outputs)
+        has_labels = self.data.target_kind == "label"
+        self.train_meter = SplitMeter(cfg.loss.decision, has_labels, self.trials)
+        self.eval_meter = SplitMeter(cfg.loss.decision, has_labels, self.trials)
         opt = cfg.optimizer
-        # fused: torch's one-kernel Adam (CPU and CUDA), a few times faster than the per-tensor loop
+        # fused: torch's one-kernel Adam (CPU and CUDA), a few times faster than the per-tensor loop;
+        # elementwise, so over stacked trials it is one Adam per trial
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt.lr, betas=tuple(opt.betas),
                                           weight_decay=opt.weight_decay, fused=True)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.settings.lr_decay_epochs or 1,
             gamma=self.settings.lr_decay_factor if self.settings.lr_decay_epochs else 1.0)
-        self.shuffle = torch.Generator().manual_seed(int(cfg.seed))
-        self.state = TrainState()
-        self.best_model = None
-        self.batches_per_epoch = math.ceil(len(data.train) / self.settings.batch_size)
+        self.shuffles = [torch.Generator().manual_seed(seed) for seed in self.seeds]
+        self.states = [TrainState() for _ in range(self.trials)]
+        self.best_models: list = [None] * self.trials
+        self.batches_per_epoch = math.ceil(len(self.data.train) / self.settings.batch_size)
+        self.early_stop = train_early_stop(cfg)
+        self.simulated_steps: list = []  # per training step since the last evaluation point
         self.wandb_run_id = None
         self.run_log: Optional[RunLog] = None
+        self.run_logs: list = []
         self.gradients: Optional[list] = [] if self.settings.record_gradients else None
         if resume_from is not None:
             self.restore(resume_from)
 
+    # a plain run's view of its one trial
+    @property
+    def state(self) -> "TrainState":
+        return self.states[0]
+
+    @property
+    def shuffle(self) -> torch.Generator:
+        return self.shuffles[0]
+
+    @property
+    def best_model(self):
+        return self.best_models[0]
+
     def open_log(self) -> RunLog:
-        """metrics.csv (rewritten from the history on resume) and, with logger=wandb, the wandb run."""
-        self.run_log = RunLog(self.cfg, self.run_dir, self.state.history, self.wandb_run_id)
+        """metrics.csv (rewritten from the history on resume) and, with logger=wandb, the wandb run;
+        one per trial. A stacked run also writes each trial's config into its folder."""
+        self.run_logs = []
+        for k, (trial_dir, trial_cfg) in enumerate(zip(self.trial_dirs, self.trial_cfgs)):
+            if self.trials > 1:
+                (trial_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+                OmegaConf.save(trial_cfg, trial_dir / ".hydra" / "config.yaml")
+            self.run_logs.append(RunLog(trial_cfg, trial_dir, self.states[k].history,
+                                        self.wandb_run_id if self.trials == 1 else None))
+        self.run_log = self.run_logs[0]
         self.wandb_run_id = self.run_log.wandb_run_id
         return self.run_log
 
     # -- checkpoints --------------------------------------------------------------------------
 
     def _payload(self) -> dict:
-        return {
+        payload = {
             "config": OmegaConf.to_container(self.cfg, resolve=True),
             "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "shuffle_generator": self.shuffle.get_state(),
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "state": asdict(self.state),
-            "best_model": self.best_model,
             "wandb_run_id": self.wandb_run_id,
         }
+        if self.trials == 1:
+            payload.update(shuffle_generator=self.shuffle.get_state(), state=asdict(self.state),
+                           best_model=self.best_model)
+        else:
+            payload.update(shuffle_generators=[g.get_state() for g in self.shuffles],
+                           states=[asdict(state) for state in self.states], best_models=self.best_models)
+        return payload
 
     def restore(self, payload: dict) -> None:
         self.net.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.scheduler.load_state_dict(payload["scheduler"])
-        self.shuffle.set_state(payload["shuffle_generator"])
+        if self.trials == 1:
+            generators, states, best = [payload["shuffle_generator"]], [payload["state"]], [payload["best_model"]]
+        else:
+            generators, states, best = payload["shuffle_generators"], payload["states"], payload["best_models"]
+        for generator, saved in zip(self.shuffles, generators):
+            generator.set_state(saved)
+        self.states = [TrainState(**state) for state in states]
+        self.best_models = list(best)
         torch.set_rng_state(payload["torch_rng"])
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
-        self.state = TrainState(**payload["state"])
-        self.best_model = payload["best_model"]
         self.wandb_run_id = payload["wandb_run_id"]
         recorded = self.run_dir / GRADIENTS_FILE
         if self.gradients is not None and recorded.is_file():  # the rows up to the checkpoint's step
             self.gradients = list(ckpt.load(recorded)[: self.state.step])
 
-    def _save_best(self) -> None:
-        self.best_model = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
+    def _trial_model(self, k: int) -> dict:
+        """Trial k's weights as a plain network's state dict (CPU copies)."""
+        state = self.net.state_dict()
+        if self.trials == 1:
+            return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
+        return {key: value[k].detach().to("cpu", copy=True) for key, value in state.items()}
+
+    def _save_best(self, k: int = 0) -> None:
+        self.best_models[k] = self._trial_model(k)
+        state = self.states[k]
         ckpt.save_atomic(
-            {"config": OmegaConf.to_container(self.cfg, resolve=True), "model": self.best_model,
-             "step": self.state.step, "epoch": self.state.epoch, "monitor": self.settings.monitor,
-             "value": self.state.best_value},
-            ckpt.checkpoint_dir(self.run_dir) / ckpt.BEST,
+            {"config": OmegaConf.to_container(self.trial_cfgs[k], resolve=True), "model": self.best_models[k],
+             "step": state.step, "epoch": state.epoch, "monitor": self.settings.monitor,
+             "value": state.best_value},
+            ckpt.checkpoint_dir(self.trial_dirs[k]) / ckpt.BEST,
         )
+
+    def _stacked_best(self) -> dict:
+        """The best weights of every trial as the stacked network's state dict."""
+        if self.trials == 1:
+            return self.best_model
+        return {key: torch.stack([best[key] for best in self.best_models]) for key in self.best_models[0]}
 
     # -- one step and one evaluation point ----------------------------------------------------
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.net.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        out = self.net(inputs)
-        loss = self.objective.loss(out, targets)
+        out = self.net(inputs, early_stop=self.early_stop)
+        self.simulated_steps.append(out.num_steps)
+        losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
+        loss = losses.sum()  # each trial's parameters get the gradient of its own loss
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
@@ -271,31 +444,38 @@ class Trainer:
         if self.cfg.optimizer.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.cfg.optimizer.grad_clip_value)
         self.optimizer.step()
-        self.train_meter.update(out, targets, loss.item())
+        self.train_meter.update(out, targets, losses.detach())
 
-    def _improved(self, value: float) -> bool:
+    def _improved(self, value: float, k: int = 0) -> bool:
         if math.isnan(value):
             return False
-        best = self.state.best_value
+        best = self.states[k].best_value
         if best is None:
             return True
         return value > best if self.settings.monitor_mode == "max" else value < best
 
     def _evaluation_point(self, lr: float, started: float) -> None:
-        row = {"epoch": self.state.epoch, "step": self.state.step, "lr": lr}
-        row.update(self.train_meter.compute("train"))
-        row.update(evaluate(self.net, self.data.val, self.objective, self.eval_meter,
-                            self.settings.test_batch_size, self.device, "val"))
+        train_rows = self.train_meter.compute_trials("train")
+        val_rows = evaluate_trials(self.net, [data.val for data in self.datas], self.objective, self.eval_meter,
+                                   self.settings.test_batch_size, self.device, "val")
         self.train_meter.reset()
-        self.state.train_time_s += time.perf_counter() - started
-        row["time_s"] = round(self.state.train_time_s, 3)
-        self.state.history.append(row)
-        self.state.last_eval_step = self.state.step
-        value = row[self.settings.monitor]
-        if self._improved(value):
-            self.state.best_value, self.state.best_step, self.state.best_epoch = value, self.state.step, self.state.epoch
-            self._save_best()
-        self.run_log.log(row)
+        simulated = sum(self.simulated_steps) / max(len(self.simulated_steps), 1)
+        self.simulated_steps = []
+        elapsed = time.perf_counter() - started
+        for k, state in enumerate(self.states):
+            row = {"epoch": state.epoch, "step": state.step, "lr": lr}
+            row.update(train_rows[k])
+            row["train_simulated_steps"] = simulated
+            row.update(val_rows[k])
+            state.train_time_s += elapsed
+            row["time_s"] = round(state.train_time_s, 3)
+            state.history.append(row)
+            state.last_eval_step = state.step
+            value = row[self.settings.monitor]
+            if self._improved(value, k):
+                state.best_value, state.best_step, state.best_epoch = value, state.step, state.epoch
+                self._save_best(k)
+            self.run_logs[k].log(row)
         if self.gradients is not None:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
@@ -314,10 +494,23 @@ class Trainer:
         return min(x for x in (s.max_steps, by_epochs) if x is not None)
 
     def _end_epoch(self) -> None:
-        self.state.epoch += 1
-        self.state.batch_in_epoch = 0
-        self.state.epoch_order = None
+        for state in self.states:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_order = None
         self.scheduler.step()
+
+    def _epoch_batches(self):
+        """The rest of the current epoch: per step, one batch per trial in its own order, stacked."""
+        s = self.settings
+        loaders = []
+        for state, shuffle, data in zip(self.states, self.shuffles, self.datas):
+            if state.epoch_order is None:
+                state.epoch_order = torch.randperm(len(data.train), generator=shuffle)
+            remaining = state.epoch_order[state.batch_in_epoch * s.batch_size:].tolist()
+            loaders.append(DataLoader(data.train, batch_size=s.batch_size, sampler=remaining))
+        for batches in zip(*loaders):
+            yield stack_trials(list(batches))
 
     def fit(self) -> None:
         s, state = self.settings, self.state
@@ -327,14 +520,12 @@ class Trainer:
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         while not self._done():
-            if state.epoch_order is None:
-                state.epoch_order = torch.randperm(len(self.data.train), generator=self.shuffle)
-            remaining = state.epoch_order[state.batch_in_epoch * s.batch_size:].tolist()
-            for inputs, targets in DataLoader(self.data.train, batch_size=s.batch_size, sampler=remaining):
+            for inputs, targets in self._epoch_batches():
                 lr = self.optimizer.param_groups[0]["lr"]
                 self._train_step(inputs, targets)
-                state.step += 1
-                state.batch_in_epoch += 1
+                for trial_state in self.states:
+                    trial_state.step += 1
+                    trial_state.batch_in_epoch += 1
                 epoch_ended = state.batch_in_epoch == self.batches_per_epoch
                 if epoch_ended:
                     self._end_epoch()
@@ -351,22 +542,44 @@ class Trainer:
         bar.close()
 
     def test(self) -> dict:
-        """Summary: the best checkpoint's validation row and its test metrics."""
-        state = self.state
-        self.net.load_state_dict(self.best_model)
-        test = evaluate(self.net, self.data.test, self.objective, self.eval_meter,
-                        self.settings.test_batch_size, self.device, "test")
-        best_row = next(row for row in state.history if row["step"] == state.best_step)
-        summary = run_facts(self.cfg)
-        summary.update(
-            steps=state.step, epochs=state.epoch, best_step=state.best_step, best_epoch=state.best_epoch,
-            monitor=self.settings.monitor, train_time_s=round(state.train_time_s, 3),
-            num_parameters=sum(p.numel() for p in self.net.parameters()),
-        )
-        summary.update({k: v for k, v in best_row.items() if k.startswith("val_")})
-        summary.setdefault("test_accuracy", None)
-        summary.update(test)
-        return summary
+        """Summary: the best checkpoint's validation row and its test metrics (of a plain run; a
+        stacked run's per-trial summaries are :meth:`test_trials`)."""
+        return self.test_trials()[0]
+
+    def test_trials(self) -> list:
+        """Per trial: its best checkpoint's validation row and its test metrics."""
+        self.net.load_state_dict(self._stacked_best())
+        tests = evaluate_trials(self.net, [data.test for data in self.datas], self.objective, self.eval_meter,
+                                self.settings.test_batch_size, self.device, "test")
+        summaries = []
+        per_trial_parameters = sum(p.numel() for p in self.net.parameters()) // self.trials
+        for k, state in enumerate(self.states):
+            best_row = next(row for row in state.history if row["step"] == state.best_step)
+            summary = run_facts(self.trial_cfgs[k])
+            summary.update(
+                steps=state.step, epochs=state.epoch, best_step=state.best_step, best_epoch=state.best_epoch,
+                monitor=self.settings.monitor, train_time_s=round(state.train_time_s, 3),
+                num_parameters=per_trial_parameters,
+            )
+            if self.trials > 1:
+                summary.update(trials_in_process=self.trials, trial_index=k)
+            summary.update({k2: v for k2, v in best_row.items() if k2.startswith("val_")})
+            summary.setdefault("test_accuracy", None)
+            summary.update(tests[k])
+            summaries.append(summary)
+        return summaries
+
+
+def train_early_stop(cfg: DictConfig) -> bool:
+    """Whether training stops simulating once every output of every sample has fired: exact for
+    the latency loss (with or without the no-spike count term), whose gradient is 0 after every
+    output's first spike; not with the timing rule's no-spike penalty counted over the whole
+    window (``method.penalty_window=full``), which needs the whole window's silence."""
+    if not cfg.trainer.get("train_early_stop", False) or cfg.loss.name != "latency":
+        return False
+    if cfg.method.get("no_spike_penalty") and cfg.method.get("penalty_window", "full") == "full":
+        return False
+    return True
 
 
 def run_facts(cfg: DictConfig) -> dict:
@@ -390,24 +603,45 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         resume_from = ckpt.load(last)
         check_same_run(resume_from["config"], cfg, run_dir)
     device = resolve_device(cfg.device)
-    torch.manual_seed(int(cfg.seed))
-    data = load_data(cfg)
-    trainer = Trainer(cfg, run_dir, data, device, resume_from)
+    datas, net = load_trials(cfg, device)
+    data = datas[0]
+    trainer = Trainer(cfg, run_dir, datas, device, resume_from, net=net)
     if resume_from is not None:
         log.info("resuming %s at step %d (epoch %d)", run_dir, trainer.state.step, trainer.state.epoch)
-    log.info("%s: network %s, %d training samples, run folder %s", cfg.method.name,
-             "-".join(map(str, trainer.net.sizes)), len(data.train), run_dir)
-    run_log = trainer.open_log()
+    log.info("%s: network %s%s, %d training samples, run folder %s", cfg.method.name,
+             "-".join(map(str, trainer.net.sizes)),
+             f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
+             len(data.train), run_dir)
+    if trainer.early_stop:
+        log.info("training stops simulating once every output has fired (exact for the latency loss)")
+    trainer.open_log()
     failed = True
     try:
         trainer.fit()
-        summary = trainer.test()
-        write_json(summary, run_dir / SUMMARY_FILE)
-        run_log.summary(summary)
+        summaries = trainer.test_trials()
+        for trial_dir, summary, run_log in zip(trainer.trial_dirs, summaries, trainer.run_logs):
+            write_json(summary, trial_dir / SUMMARY_FILE)
+            run_log.summary(summary)
         failed = False
     finally:
-        run_log.finish(failed=failed)
-    return summary
+        for run_log in trainer.run_logs:
+            run_log.finish(failed=failed)
+    if net.trials == 1:
+        return summaries[0]
+    return trials_summary(summaries, trainer.trial_dirs, run_dir)
+
+
+def trials_summary(summaries: list, trial_dirs: list, run_dir: Path) -> dict:
+    """A stacked run's index, ``trials.json``: each trial's folder and summary, and the mean over
+    the trials of every numeric summary value (what a sweeper optimizes)."""
+    combined: dict = {"trials": len(summaries), "seeds": [s["seed"] for s in summaries],
+                      "folders": [str(d) for d in trial_dirs], "summaries": summaries}
+    for key, value in summaries[0].items():
+        values = [s.get(key) for s in summaries]
+        if key not in combined and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            combined[key] = sum(values) / len(values)
+    write_json(combined, Path(run_dir) / TRIALS_FILE)
+    return combined
 
 
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:

@@ -1,0 +1,181 @@
+"""Stacked trials (``trials=K``): every trial of one K-trial run is the run of its own seed.
+
+Each check runs K = 3 stacked trials and the 3 separate runs in float64, and compares each trial's
+folder with the separate run's: the metrics (1e-9 relative), the spike counts (exactly), the test
+summary and the best weights. The networks are made to fire (lower threshold), so the spike
+counts, the losses and the accuracies all depend on each trial's own weights and data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pytest
+import torch
+
+from antlr_exp import checkpoint as ckpt
+from antlr_exp.errors import ConfigError
+from antlr_exp.train import run
+from conftest import compose_config, tiny_overrides
+
+K, SEED = 3, 5
+SPIKE_COLUMNS = ("spikes_per_sample",)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def read_rows(folder):
+    with open(folder / "metrics.csv") as stream:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(stream)]
+
+
+def overrides_for(task, method, single, data_roots, steps=12):
+    over = [*tiny_overrides(task, data_roots, steps=steps), f"method={method}", f"single_spike={str(single).lower()}",
+            "dtype=float64", "neuron.theta=0.1"]
+    if task == "matching":
+        over += ["task.hidden_sizes=[20,20]", "trainer.val_every_n_steps=4"]
+    else:
+        over += ["data.limit_train=24", "trainer.max_steps=null", "trainer.max_epochs=4", "task.num_steps=40",
+                 "trainer.lr_decay_epochs=2"]
+    return over
+
+
+def close(a, b, rel=1e-9):
+    return a == b or abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def assert_same_run(stacked_dir, single_dir):
+    rows_a, rows_b = read_rows(stacked_dir), read_rows(single_dir)
+    assert [r["step"] for r in rows_a] == [r["step"] for r in rows_b]
+    for a, b in zip(rows_a, rows_b):
+        assert set(a) == set(b)
+        for key in a:
+            if key == "time_s":
+                continue
+            if key.endswith(SPIKE_COLUMNS) or "accuracy" in key:
+                assert a[key] == b[key], key
+            else:
+                assert close(a[key], b[key]), (key, a[key], b[key])
+    sa = json.loads((stacked_dir / "summary.json").read_text())
+    sb = json.loads((single_dir / "summary.json").read_text())
+    assert sa["seed"] == sb["seed"]
+    for key, value in sb.items():
+        if key in ("train_time_s",) or not isinstance(value, (int, float)) or isinstance(value, bool):
+            continue
+        assert close(sa[key], value), (key, sa[key], value)
+    wa = ckpt.load(stacked_dir / "checkpoints" / "best.pt")["model"]
+    wb = ckpt.load(single_dir / "checkpoints" / "best.pt")["model"]
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], rtol=1e-9, atol=1e-12), key
+    return rows_b
+
+
+CASES = ([("matching", m, s) for m in ("activation", "activation_rnn", "timing", "antlr") for s in (False, True)]
+         + [("mnist", m, s) for m in ("activation", "timing", "antlr") for s in (False, True)])
+
+
+@pytest.mark.parametrize("task, method, single", CASES)
+def test_every_trial_equals_its_own_run(task, method, single, data_roots, tmp_path):
+    over = overrides_for(task, method, single, data_roots)
+    stacked = run(compose_config(*over, f"seed={SEED}", f"trials={K}"), tmp_path / "stacked")
+    assert stacked["seeds"] == [SEED + k for k in range(K)]
+    fired = out_fired = 0.0
+    for k in range(K):
+        single_dir = tmp_path / f"single_{k}"
+        run(compose_config(*over, f"seed={SEED + k}"), single_dir)
+        rows = assert_same_run(tmp_path / "stacked" / f"seed_{SEED + k}", single_dir)
+        fired += sum(r["val_hidden_spikes_per_sample"] for r in rows)
+        out_fired += sum(r["val_output_spikes_per_sample"] for r in rows)
+    assert fired > 0 and out_fired > 0, "the networks must fire for the comparison to mean anything"
+    # the trials are different runs: their losses differ
+    losses = [read_rows(tmp_path / "stacked" / f"seed_{SEED + k}")[-1]["train_loss"] for k in range(K)]
+    assert len(set(losses)) == K
+
+
+def test_trials_differ_from_repeating_one_seed(data_roots, tmp_path):
+    """Each trial gets its own data order and matching problem, not trial 0's."""
+    over = overrides_for("matching", "antlr", False, data_roots)
+    run(compose_config(*over, "seed=0", "trials=2"), tmp_path / "stacked")
+    a = read_rows(tmp_path / "stacked" / "seed_0")
+    b = read_rows(tmp_path / "stacked" / "seed_1")
+    assert a[-1]["val_loss"] != b[-1]["val_loss"]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_killed_stacked_run_resumes_bit_identically(data_roots, tmp_path, monkeypatch):
+    # 24 images in batches of 8: 3 steps per epoch, 4 epochs, a checkpoint every 2 steps; the
+    # kill falls in the middle of epoch 2, after the learning rate changed at epoch 2
+    over = overrides_for("mnist", "antlr", False, data_roots) + ["trainer.val_every_n_steps=2"]
+    cfg = [*over, "seed=0", f"trials={K}"]
+    run(compose_config(*cfg), tmp_path / "full")
+
+    saves = []
+    real_save = ckpt.save_atomic
+
+    def save_then_die(payload, path):
+        real_save(payload, path)
+        if path.name == ckpt.LAST:
+            saves.append(path)
+            if len(saves) == 3:
+                raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ckpt, "save_atomic", save_then_die)
+        with pytest.raises(Killed):
+            run(compose_config(*cfg), tmp_path / "killed")
+    assert not (tmp_path / "killed" / "trials.json").exists()
+    torch.manual_seed(4321)
+    run(compose_config(*cfg, "resume=true"), tmp_path / "killed")
+    for k in range(K):
+        a, b = tmp_path / "full" / f"seed_{k}", tmp_path / "killed" / f"seed_{k}"
+        strip = lambda rows: [{c: v for c, v in r.items() if c != "time_s"} for r in rows]  # noqa: E731
+        assert strip(read_rows(a)) == strip(read_rows(b))
+        assert [r["step"] for r in read_rows(a)] == [2, 4, 6, 8, 10, 12]
+        wa = ckpt.load(a / "checkpoints" / "best.pt")["model"]
+        wb = ckpt.load(b / "checkpoints" / "best.pt")["model"]
+        assert all(torch.equal(wa[key], wb[key]) for key in wa)
+    la = ckpt.load(tmp_path / "full" / "checkpoints" / "last.pt")
+    lb = ckpt.load(tmp_path / "killed" / "checkpoints" / "last.pt")
+    assert all(torch.equal(la["model"][key], lb["model"][key]) for key in la["model"])
+
+
+def test_trials_that_do_not_fit_are_refused_before_training(data_roots, tmp_path, monkeypatch):
+    from antlr_exp import train as train_module
+
+    loaded = []
+    real_load = train_module.load_data
+    monkeypatch.setattr(train_module, "load_data", lambda cfg: loaded.append(cfg.seed) or real_load(cfg))
+    monkeypatch.setattr(train_module, "available_memory", lambda device: 50 * 2**20)  # 50 MiB free
+    over = overrides_for("mnist", "antlr", False, data_roots)
+    with pytest.raises(ConfigError, match=r"trials=400: needs about .* GiB .* use trials=\d+ or fewer"):
+        run(compose_config(*over, "trials=400", "dtype=float32"), tmp_path / "big")
+    assert loaded == [0], "only the first trial's data is read before the refusal"
+    assert not (tmp_path / "big" / "checkpoints").exists()
+    # the estimate grows linearly in K: the same run with few trials fits
+    per_trial = train_module.memory_estimate(compose_config(*over), real_load(compose_config(*over)), 1)
+    assert math.isclose(train_module.memory_estimate(compose_config(*over), real_load(compose_config(*over)), 10),
+                        10 * per_trial, rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("bad, words", [
+    (["trials=0"], "trials=0"),
+    (["trials=2", "trainer.record_gradients=true"], "record_gradients"),
+    (["dtype=float16"], "dtype='float16'"),
+])
+def test_bad_trial_settings_are_refused(bad, words, data_roots, tmp_path):
+    from antlr_exp.config import validate
+
+    with pytest.raises(ConfigError, match=words):
+        validate(compose_config(*tiny_overrides("matching", data_roots), *bad))
