@@ -100,10 +100,60 @@ def test_early_stop_matches_full_simulation_and_stops_early():
     assert torch.equal(decide(early.output_spikes, "earliest_spike"), decide(full.output_spikes, "earliest_spike"))
 
 
-def test_early_stop_refuses_when_gradients_are_needed():
-    net = _net([5, 3], 10)
-    with pytest.raises(ValueError, match="no_grad"):
-        net(torch.zeros(1, 10, 5), early_stop=True)
+@pytest.mark.parametrize("rule, lambdas", [("antlr", (1.0, 1.0)), ("antlr", (0.3, 2.5)), ("timing", (1.0, 1.0))])
+@pytest.mark.parametrize("single_spike", [False, True])
+def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, single_spike):
+    """Latency loss (+ no-spike count term): no gradient after every output's first spike, so the
+    backward through the steps simulated up to the early stop equals the full window's (float64)."""
+    from antlr_exp.losses import latency_loss, no_spike_count_term
+
+    steps = 100
+    torch.manual_seed(3)
+    net = SpikingNetwork([20, 30, 4], steps, NeuronParams(single_spike=single_spike), rule=rule,
+                         lambda_act=lambdas[0], lambda_tim=lambdas[1]).double()
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(8.0).add_(0.5)
+    x = (torch.rand(6, steps, 20, generator=torch.Generator().manual_seed(0)) < 0.1).double()
+    labels = torch.tensor([0, 1, 2, 3, 0, 1])
+    grads = []
+    for early in (False, True):
+        net.zero_grad()
+        out = net(x, early_stop=early, chunk=7)
+        loss = latency_loss(out.output_spikes, out.output_times, labels)
+        loss = loss + no_spike_count_term(out.output_spikes, labels, 0.1)
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        if early:
+            assert out.num_steps < steps, "every output fires early here, so the simulation must stop"
+            hidden_after = float(full.spikes[0][:, out.num_steps:].detach().sum())
+            assert hidden_after > 0, "hidden spikes after the stop: the truncation drops something"
+        else:
+            full = out
+    for a, b in zip(*grads):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-15)
+
+
+def test_penalty_window_early_stop_counts_silence_up_to_the_stop():
+    """A hidden neuron whose first spike falls after the stop counts as silent (the authors' code)."""
+    from antlr_exp.losses import no_spike_weight_penalty
+
+    steps, p = 100, 100.0
+    net = _net([20, 30, 4], steps, seed=3, single_spike=False)
+    net.set_rule("timing")
+    x = (torch.rand(6, steps, 20, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    with torch.no_grad():
+        full = net(x)
+    out = net(x, early_stop=True, chunk=7)
+    stop = out.num_steps
+    before = full.spikes[0][:, :stop].sum(dim=1) == 0  # silent up to the stop, [B, N]
+    whole = full.spikes[0].sum(dim=1) == 0
+    assert bool((before & ~whole).any()), "some neuron must first fire after the stop"
+    net.zero_grad()
+    no_spike_weight_penalty(net, out, p=p).backward()
+    expected = -(p / 20) * before.float().mean(dim=0).unsqueeze(1).expand(30, 20)
+    torch.testing.assert_close(net.layers[0].weight.grad, expected)
 
 
 def test_event_frames_are_flattened():

@@ -179,3 +179,58 @@ def test_bad_trial_settings_are_refused(bad, words, data_roots, tmp_path):
 
     with pytest.raises(ConfigError, match=words):
         validate(compose_config(*tiny_overrides("matching", data_roots), *bad))
+
+
+@pytest.mark.parametrize("method", ["antlr", "timing"])
+def test_training_early_stop_changes_no_result(method, data_roots, tmp_path, monkeypatch):
+    """latency loss: with and without the training early stop, the same weights, validation and
+    test metrics (float64); only the training spike counts (over the simulated steps) and the
+    number of simulated steps differ."""
+    from antlr_exp import train as train_module
+
+    real_build = train_module.build_network
+
+    def excitable(*args, **kwargs):  # every output fires on every sample: the early stop happens
+        net = real_build(*args, **kwargs)
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.add_(0.3)
+        return net
+
+    monkeypatch.setattr(train_module, "build_network", excitable)
+    over = [*overrides_for("mnist", method, False, data_roots), "loss=latency", "task.num_steps=60"]
+    if method == "timing":
+        over.append("method.penalty_window=early_stop")
+    runs = {}
+    for early in (True, False):
+        if method == "timing" and not early:
+            continue
+        runs[early] = run(compose_config(*over, f"trainer.train_early_stop={str(early).lower()}"), tmp_path / str(early))
+    rows = read_rows(tmp_path / "True")
+    assert all(r["train_simulated_steps"] < 60 for r in rows), "the outputs fire early here"
+    if method == "timing":
+        return
+    full_rows = read_rows(tmp_path / "False")
+    assert all(r["train_simulated_steps"] == 60 for r in full_rows)
+    for a, b in zip(rows, full_rows):
+        for key in a:
+            if key.startswith("val_") or key in ("train_loss", "step", "epoch", "lr") or "accuracy_earliest" in key:
+                assert close(a[key], b[key], 1e-12), key
+    for key, value in runs[False].items():
+        if key.startswith("test_"):
+            assert close(runs[True][key], value, 1e-12), key
+
+
+def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
+    from antlr_exp.config import validate
+    from antlr_exp.train import train_early_stop
+
+    base = overrides_for("mnist", "timing", False, data_roots)
+    with pytest.raises(ConfigError, match="penalty_window=early_stop with loss=spike_train"):
+        validate(compose_config(*tiny_overrides("matching", data_roots), "method=timing",
+                                "method.penalty_window=early_stop"))
+    # the penalty over the whole window needs every step: no early stop then
+    assert not train_early_stop(compose_config(*base))
+    assert train_early_stop(compose_config(*base, "method.penalty_window=early_stop"))
+    assert train_early_stop(compose_config(*overrides_for("mnist", "antlr", False, data_roots)))
+    assert not train_early_stop(compose_config(*overrides_for("mnist", "activation", False, data_roots)))
