@@ -20,8 +20,15 @@ alike); each row's peak resident memory is measured in a fresh subprocess of its
 ms/iteration (median), peak memory and the ratio of every row to the antlr row; ``--json PATH``
 writes them.
 
+Stacked trials (``trials=K``): ``--trials-rows`` times, per rule, one training step of K trials
+stacked in one network against one step of a single trial, per trial-iteration, on the ``fig6``
+shape (10-50-50-5, T=100, batch 1, spike-train loss against one random target spike per output;
+K = 100) and on ``mnist`` (antlr, K = 4, against 4 separate steps). The JSON gives each fig6
+rule ``speedup_vs_single`` (single-trial time over stacked time per trial).
+
     python scripts/bench.py                 # both shapes
     python scripts/bench.py --shapes mnist --iters 20 --json bench.json
+    python scripts/bench.py --trials-rows --json trials.json
 """
 
 from __future__ import annotations
@@ -36,6 +43,9 @@ import time
 SHAPES = {
     "mnist": {"sizes": [784, 800, 10], "frame": None, "steps": 100, "batch": 16, "spikes_per_sample": 150, "t_max": 24},
     "nmnist": {"sizes": [2312, 800, 10], "frame": (2, 34, 34), "steps": 300, "batch": 16, "spikes_per_sample": 3000, "t_max": 300},
+    # Fig. 6: random spike-train matching (trials rows only)
+    "fig6": {"sizes": [10, 50, 50, 5], "frame": None, "steps": 100, "batch": 1, "spikes_per_sample": 10, "t_max": 100,
+             "loss": "spike_train", "trials": 100},
     # seconds-long smoke test of the script itself (tests/test_bench.py); not a benchmark
     "tiny": {"sizes": [40, 30, 4], "frame": None, "steps": 20, "batch": 4, "spikes_per_sample": 12, "t_max": 10},
 }
@@ -130,6 +140,91 @@ def engine_step_fn(method: str, shape: dict, x, labels):
         opt.step()
 
     return step
+
+
+def stacked_step_fn(method: str, shape: dict, trials: int, seed: int = 0):
+    """One training step of ``trials`` stacked trials (trials=1: a plain network), each trial with
+    its own input batch; the loss is the sum of the trials' batch means, as antlr-train takes it."""
+    import torch
+
+    from antlr_exp.losses import (count_loss, count_targets, latency_loss, no_spike_count_term,
+                                  no_spike_weight_penalty, spike_train_loss)
+    from antlr_exp.network import SpikingNetwork
+
+    batches = [make_batch(shape, seed + k) for k in range(trials)]
+    x = batches[0][0] if trials == 1 else torch.stack([b[0] for b in batches])
+    labels = torch.cat([b[1] for b in batches])
+    n_out, steps = shape["sizes"][-1], shape["steps"]
+    g = torch.Generator().manual_seed(seed + 1)
+    # spike-train targets: one spike per output at a random step
+    target_trains = torch.zeros(trials * shape["batch"], steps, n_out)
+    target_trains.scatter_(1, torch.randint(0, steps, (trials * shape["batch"], 1, n_out), generator=g), 1.0)
+    torch.manual_seed(0)
+    net = SpikingNetwork(shape["sizes"], steps, rule=method, trials=trials)
+    _scale_weights([l.weight for l in net.layers])
+    opt = make_adam(net.parameters())
+    counts = count_targets(labels, n_out, 1.0, 0.0)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        out = net(x)
+        if shape.get("loss") == "spike_train":
+            per = spike_train_loss(out.output_spikes, out.output_times, target_trains, reduction="none")
+        elif method in ("activation", "activation_rnn"):
+            per = count_loss(out.output_spikes, counts, reduction="none")
+        else:
+            per = latency_loss(out.output_spikes, out.output_times, labels, reduction="none")
+            if method == "antlr":
+                per = per + no_spike_count_term(out.output_spikes, labels, 0.1, reduction="none")
+        loss = per.view(trials, -1).mean(dim=1).sum()
+        if method == "timing":
+            loss = loss + no_spike_weight_penalty(net, out, 100.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float) -> dict:
+    """Per rule: ms per step of one trial and of K stacked trials, timed round-robin; per
+    trial-iteration times and ``speedup_vs_single``."""
+    import torch
+
+    shape = SHAPES[shape_name]
+    trials = shape.get("trials", 4)
+    rows = {}
+    for method in methods:
+        single, stacked = stacked_step_fn(method, shape, 1), stacked_step_fn(method, shape, trials)
+        single()
+        stacked()
+        times = {"single": [], "stacked": []}
+        spent = 0.0
+        for _ in range(iters):
+            for name, fn in (("single", single), ("stacked", stacked)):
+                t0 = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - t0
+                times[name].append(elapsed)
+                spent += elapsed
+            if spent > max_seconds and len(times["single"]) >= 2:
+                break
+        med = {k: 1000.0 * sorted(v)[len(v) // 2] for k, v in times.items()}
+        rows[method] = {"trials": trials, "ms_single_step": med["single"], "ms_stacked_step": med["stacked"],
+                        "ms_per_trial_iteration": med["stacked"] / trials,
+                        "speedup_vs_single": med["single"] * trials / med["stacked"],
+                        "iters": len(times["single"]), "threads": torch.get_num_threads()}
+    return rows
+
+
+def _print_trial_table(shape: str, rows: dict) -> None:
+    s = SHAPES[shape]
+    print(f"\n{shape} trials: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
+          f"{s.get('loss', 'count/latency')} loss")
+    print(f"{'method':<16}{'K':>5}{'1 trial ms':>12}{'K trials ms':>13}{'ms/trial-it':>13}{'speedup':>9}")
+    for method, r in rows.items():
+        print(f"{method:<16}{r['trials']:>5}{r['ms_single_step']:>12.2f}{r['ms_stacked_step']:>13.2f}"
+              f"{r['ms_per_trial_iteration']:>13.3f}{r['speedup_vs_single']:>8.1f}x")
 
 
 def reference_step_fn(shape: dict, x, labels):
@@ -260,13 +355,16 @@ def run_memory(shape: str, method: str) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", nargs="+", default=["mnist", "nmnist"], choices=list(SHAPES))
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES),
+                        help="default: mnist nmnist; with --trials-rows: fig6 mnist")
     parser.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES))
     parser.add_argument("--iters", type=int, default=10, help="timed steps per row (median reported)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a row after this much of its own time (at least 2 steps)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
     parser.add_argument("--json", help="write the results to this path")
+    parser.add_argument("--trials-rows", action="store_true",
+                        help="time stacked trials instead: fig6 (K=100, every rule) and mnist (antlr, K=4)")
     parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -285,7 +383,19 @@ def main(argv=None) -> int:
         return 0
 
     results = {}
-    for shape in args.shapes:
+    if args.trials_rows:
+        for shape in args.shapes or ["fig6", "mnist"]:
+            methods = list(ENGINE_METHODS) if shape != "mnist" else ["antlr"]
+            methods = [m for m in methods if m in args.methods]
+            results[shape] = time_trial_rows(shape, methods, args.iters, args.max_seconds)
+            _print_trial_table(shape, results[shape])
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
+                           "trials_rows": results}, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
+    for shape in args.shapes or ["mnist", "nmnist"]:
         rows = time_rows(shape, args.methods, args.iters, args.max_seconds)
         if not args.no_memory:
             for method in args.methods:
@@ -295,7 +405,7 @@ def main(argv=None) -> int:
         _print_table(shape, rows)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"shapes": {k: SHAPES[k] for k in args.shapes}, "threads": torch.get_num_threads(),
+            json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
                        "results": results}, f, indent=2)
         print(f"wrote {args.json}")
     return 0
