@@ -184,3 +184,45 @@ def test_run_reports_accuracy_of_each_decision_on_firing_outputs(method, loss, d
     assert accuracy["earliest_spike"] > 0.5 > accuracy["most_spike"] > 0, accuracy  # they disagree
     assert summary["decision"] == cfg.loss.decision
     assert summary["test_accuracy"] == pytest.approx(accuracy[cfg.loss.decision])
+
+
+# -- single spike ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("single_spike", [True, False])
+def test_single_spike_run_fires_each_neuron_at_most_once(single_spike, data_roots, tmp_path, monkeypatch):
+    """Strong weights make the hidden and output neurons fire repeatedly; with single_spike=true
+    no neuron fires twice on any sample of any split the run simulates (seen through the
+    metrics' input), and both layers still fire."""
+    import antlr_exp.train as train_module
+
+    original = train_module.build_network
+
+    def strong(cfg, data):
+        net = original(cfg, data)
+        with torch.no_grad():
+            net.layers[0].weight.mul_(2.0).add_(0.05)
+            net.layers[1].weight.mul_(4.0).add_(1.0)
+        return net
+
+    most = {"hidden": 0.0, "output": 0.0}
+    total = {"hidden": 0.0, "output": 0.0}
+    update = SplitMeter.update
+
+    def spy(self, out, targets, loss):
+        for key, spikes in (("hidden", out.spikes[0]), ("output", out.spikes[1])):
+            most[key] = max(most[key], float(spikes.detach().sum(dim=1).max()))  # spikes of one neuron on one sample
+            total[key] += float(spikes.detach().sum())
+        return update(self, out, targets, loss)
+
+    monkeypatch.setattr(train_module, "build_network", strong)
+    monkeypatch.setattr(SplitMeter, "update", spy)
+    summary = run(compose_config(*tiny_overrides("nmnist", data_roots), "method=activation",
+                                 f"single_spike={str(single_spike).lower()}"), tmp_path)
+    assert total["hidden"] > 0 and total["output"] > 0
+    assert summary["test_hidden_spikes_per_sample"] > 0 and summary["test_output_spikes_per_sample"] > 0
+    if single_spike:
+        assert most == {"hidden": 1.0, "output": 1.0}
+        assert summary["test_hidden_spikes_per_sample"] <= 32 and summary["test_output_spikes_per_sample"] <= 10
+    else:  # the same run unrestricted: neurons fire more than once, so the check above can fail
+        assert most["hidden"] >= 2 and most["output"] >= 2
