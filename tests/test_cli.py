@@ -48,11 +48,21 @@ def test_user_errors_are_one_line_with_exit_code_2(arguments, words, tmp_path):
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
-def test_misspelt_key_fails_without_traceback(tmp_path):
-    result = run_cli(["trainer.max_step=3"], cwd=tmp_path)
-    assert result.returncode != 0
-    assert "max_step" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.csv"))
+@pytest.mark.parametrize("arguments, words", [
+    (["trainer.max_step=3"], ["trainer.max_step=3", "'max_step'", "max_epochs, max_steps, batch_size"]),
+    (["method.lamda_act=2"], ["method.lamda_act=2", "'lamda_act'", "name, lambda_act, lambda_tim"]),
+    (["-m", "seed=0,1", "task.hidden_sizez=[3]"], ["task.hidden_sizez=[3]", "num_steps, hidden_sizes, options"]),
+    (["trainer.max_steps=ten"], ["trainer.max_steps=ten", "Integer"]),
+])
+def test_misspelt_key_or_mistyped_value_is_one_line_with_exit_code_2(arguments, words, tmp_path):
+    result = run_cli([*arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+                     cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("antlr-train: error: "), result.stderr
+    for word in words:
+        assert word in lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "sweep").exists()
 
 
 def _rows(path):
