@@ -70,8 +70,12 @@ def _rows(path):
         return [{k: v for k, v in row.items() if k != "time_s"} for row in csv.DictReader(stream)]
 
 
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
-    overrides = [*tiny_overrides("matching", {}, steps=100), "trainer.val_every_n_steps=10"]
+def test_killed_run_resumes_to_the_uninterrupted_result(data_roots, tmp_path):
+    # 24 MNIST samples in batches of 4: 6 batches per epoch in a shuffled order, 10 epochs;
+    # checkpoints every 5 steps, so a kill falls in the middle of an epoch and a resumed run
+    # that lost its place in the epoch or the shuffling state trains on other batches
+    overrides = [*tiny_overrides("mnist", data_roots), "data.limit_train=24", "trainer.batch_size=4",
+                 "trainer.max_steps=null", "trainer.max_epochs=10", "trainer.val_every_n_steps=5"]
     full = tmp_path / "full"
     assert run_cli([*overrides, f"hydra.run.dir={full}"], cwd=tmp_path).returncode == 0
 
@@ -86,7 +90,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
     done_before = ckpt.load(last)["state"]["step"]
-    assert 0 < done_before < 100 and not (killed / "summary.json").exists()
+    assert 0 < done_before < 60 and not (killed / "summary.json").exists()
+    assert done_before % 6 != 0, "the kill should fall in the middle of an epoch"
 
     result = run_cli([*overrides, f"hydra.run.dir={killed}", "resume=true"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
