@@ -9,12 +9,13 @@ import copy
 import pytest
 import torch
 
+import antlr_exp.train as train_module
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.metrics import SplitMeter
 from antlr_exp.network import NetworkOutput
-from antlr_exp.train import Trainer, build_network, load_data, resolve_device, run
+from antlr_exp.train import Trainer, load_data, resolve_device, run
 from conftest import compose_config, tiny_overrides
 
 
@@ -162,8 +163,6 @@ def detector_weights(net):
 def test_run_reports_accuracy_of_each_decision_on_firing_outputs(method, loss, data_roots, tmp_path, monkeypatch):
     """A run whose outputs fire and whose two decisions disagree: the summary's accuracies equal
     the decisions made here by hand on the best checkpoint's outputs."""
-    import antlr_exp.train as train_module
-
     original = train_module.build_network
     monkeypatch.setattr(train_module, "build_network", lambda cfg, data: detector_weights(original(cfg, data)))
     cfg = compose_config(*tiny_overrides("mnist", data_roots), "task.hidden_sizes=[10]", "data.limit_test=30",
@@ -194,8 +193,6 @@ def test_single_spike_run_fires_each_neuron_at_most_once(single_spike, data_root
     """Strong weights make the hidden and output neurons fire repeatedly; with single_spike=true
     no neuron fires twice on any sample of any split the run simulates (seen through the
     metrics' input), and both layers still fire."""
-    import antlr_exp.train as train_module
-
     original = train_module.build_network
 
     def strong(cfg, data):
