@@ -10,7 +10,7 @@ from antlr_exp.network import SpikingNetwork
 from antlr_exp.neuron import NeuronParams
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from test_gradients import finite_difference, library_timing_grads, relative_error_and_cosine, timing_setup
-from timing_oracle import direct_antlr_gradients, direct_timing_gradients, single_neuron_times
+from timing_oracle import direct_antlr_gradients, direct_timing_gradients, simulate_layer, single_neuron_times
 
 
 def network_with(sizes, steps, weights, biases, rule, **kw):
@@ -72,8 +72,6 @@ def vstar_case():
 
 def vstars(x, w, b, params):
     """{(neuron, step): V*} from a loop simulation, V* = V[t] - (1 - S[t-1]) V[t-1], unclamped."""
-    from timing_oracle import simulate_layer
-
     V, S = simulate_layer(lambda t: w @ x[t], w.shape[0], x.shape[0], params, b)
     return {(j, t): float(V[t, j] - (V[t - 1, j] * (1 - S[t - 1, j]) if t > 0 else 0.0))
             for t, j in torch.nonzero(S).tolist()}
