@@ -18,6 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from antlr_exp.config import CONF_DIR
+from kernel_paths import pytest_terminal_summary  # noqa: F401  (says loudly when C++-path tests were skipped)
 
 REPO = Path(__file__).resolve().parents[1]
 ANTLR_TRAIN = Path(sys.executable).parent / "antlr-train"

@@ -212,12 +212,6 @@ def test_gradients_are_clipped_element_wise(data_roots, tmp_path):
     assert grads.abs().max() == pytest.approx(1e-4)  # some element was clipped, none is beyond
 
 
-def test_single_spike_caps_spikes_per_neuron(data_roots, tmp_path):
-    summary = run(compose_config(*tiny_overrides("nmnist", data_roots), "method=activation", "single_spike=true"),
-                  tmp_path)
-    assert summary["test_hidden_spikes_per_sample"] <= 32 and summary["test_output_spikes_per_sample"] <= 10
-
-
 def test_evaluate_mode_reproduces_the_test_metrics(data_roots, tmp_path):
     trained = run(compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=timing"), tmp_path / "train")
     # evaluate= takes task, network, method and loss from the checkpoint: nothing to repeat but data.root

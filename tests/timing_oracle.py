@@ -159,3 +159,63 @@ def single_neuron_times(x, w, b, params, slopes=None):
     return {
         (j, t): interpolated_crossing(v, s, j, t, params.theta, slopes, (j, t)) for t, j in torch.nonzero(s).tolist()
     }
+
+
+def exponential_surrogate(v, params):
+    """sigma(V) = a * exp(-b |V - theta|), written out here apart from the library's surrogates."""
+    return params.surrogate_a * math.exp(-params.surrogate_b * abs(float(v) - params.theta))
+
+
+def direct_antlr_gradients(x, weights, biases, params, grad_s_out, grad_t_out, lambda_act, lambda_tim,
+                           sigma=exponential_surrogate):
+    """ANTLR by loops, one sample: at every layer dL/dV[t] = lambda_act * sigma(V[t]) dL/dS[t]
+    + lambda_tim * (-dL/dt_hat[t] / V*[t]) (the second at spike steps only, V* clamped below at
+    ``params.vstar_min``), sent down through the spike-free windows: eps for the weights and
+    dL/dS of the layer below, its central-difference derivative for dL/dt_hat of the layer below.
+
+    x [T, N0]; grad_s_out, grad_t_out [T, N_out]. Returns (grad_weights, grad_biases, spikes per layer).
+    """
+    steps = x.shape[0]
+    eps = eps_kernel(params, steps + 1)
+    deps = eps_time_derivative(params, steps + 1)
+    layers_s, layers_v = [x], []
+    s_in = x
+    for w, b in zip(weights, biases):
+        V, S = simulate_layer(lambda t, s_in=s_in, w=w: w @ s_in[t], w.shape[0], steps, params, b)
+        layers_s.append(S)
+        layers_v.append(V)
+        s_in = S
+    grads_w = [None] * len(weights)
+    grads_b = [None] * len(weights)
+    grad_s, grad_t = grad_s_out.clone(), grad_t_out.clone()
+    for l in range(len(weights) - 1, -1, -1):
+        V, S, S_in, w = layers_v[l], layers_s[l + 1], layers_s[l], weights[l]
+        n_out, n_in = w.shape
+        dv = torch.zeros(steps, n_out, dtype=torch.float64)
+        for t in range(steps):
+            for j in range(n_out):
+                fired_before = params.single_spike and bool(S[:t, j].sum() > 0)
+                if not fired_before:
+                    dv[t, j] += lambda_act * sigma(V[t, j], params) * grad_s[t, j]
+                if S[t, j] == 1:
+                    prev_keep = 1 - S[t - 1, j] if t > 0 else 1.0
+                    prev_v = V[t - 1, j] if t > 0 else 0.0
+                    vstar = max(float(V[t, j] - prev_keep * prev_v), params.vstar_min)
+                    dv[t, j] += lambda_tim * (-grad_t[t, j] / vstar)
+        gw = torch.zeros_like(w)
+        gb = torch.zeros(n_out, dtype=torch.float64)
+        grad_s_in = torch.zeros(steps, n_in, dtype=torch.float64)
+        grad_t_in = torch.zeros(steps, n_in, dtype=torch.float64)
+        for j in range(n_out):
+            for t_a in range(steps):
+                if dv[t_a, j] == 0:
+                    continue
+                t_last = last_spike_before(S[:, j], t_a)
+                for tau in range(t_last + 1, t_a + 1):
+                    gw[j] += dv[t_a, j] * eps[t_a - tau] * S_in[tau]
+                    grad_s_in[tau] += dv[t_a, j] * w[j] * eps[t_a - tau]
+                    grad_t_in[tau] += dv[t_a, j] * w[j] * (-deps[t_a - tau]) * S_in[tau]
+                gb[j] += dv[t_a, j] * params.beta_bias * sum(params.alpha_V**k for k in range(t_a - t_last))
+        grads_w[l], grads_b[l] = gw, gb
+        grad_s, grad_t = grad_s_in, grad_t_in
+    return grads_w, grads_b, layers_s[1:]

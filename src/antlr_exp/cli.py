@@ -11,10 +11,13 @@ import sys
 from pathlib import Path
 
 import hydra
+from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType, ValueType
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from .config import CONF_DIR
 from .errors import ConfigError
@@ -64,6 +67,54 @@ def check_group_choices(arguments: list) -> None:
                     f"{override.key_or_group}={value} is not accepted; accepted values: {', '.join(shown)}")
 
 
+def check_override_keys(arguments: list) -> None:
+    """Compose our config with the command's overrides, as Hydra is about to, and name a key that
+    does not exist (with the keys its node accepts) or a value of the wrong type in one line,
+    instead of Hydra's multi-line report. A sweep is checked with its first value; Hydra's own keys
+    (``hydra...``), unparsable arguments and any other failure are left to Hydra."""
+    parser = OverridesParser.create()
+    overrides, texts = [], {}
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        try:
+            override = parser.parse_override(argument)
+        except Exception:
+            return
+        if override.key_or_group.startswith("hydra"):
+            continue
+        texts.setdefault(override.key_or_group, []).append(argument)
+        if override.is_sweep_override():
+            if override.value_type not in (ValueType.SIMPLE_CHOICE_SWEEP, ValueType.CHOICE_SWEEP):
+                continue
+            argument = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+        overrides.append(argument)
+    if not overrides:
+        return
+    try:
+        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=PROG):
+            compose(config_name="config", overrides=overrides)
+    except ConfigCompositionException as error:
+        cause = error.__cause__
+        full_key = getattr(cause, "full_key", None)
+        unknown_key = isinstance(cause, (ConfigKeyError, ConfigAttributeError))
+        if not (unknown_key or isinstance(cause, ValidationError)) or not full_key:
+            return
+        candidates = texts.get(full_key) or [t for k, ts in texts.items() if k.startswith(full_key + ".") for t in ts]
+        # the override whose value the message quotes, where one key is given more than once
+        text = next((t for t in candidates if f"'{t.partition('=')[2]}'" in str(cause)), None)
+        text = text or (candidates[0] if candidates else full_key)
+        if unknown_key:
+            node = full_key.rpartition(".")[0] or "the config"
+            parent = getattr(cause, "parent_node", None)
+            accepted = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
+            raise ConfigError(f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; accepted keys: "
+                              f"{', '.join(accepted)}") from None
+        raise ConfigError(f"{text}: {str(cause).splitlines()[0]}") from None
+    except Exception:
+        return
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _train(cfg: DictConfig):
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -83,6 +134,10 @@ def main() -> None:
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
     try:
         check_group_choices(sys.argv[1:])
+    except ConfigError as error:
+        _fail(error)
+    try:
+        check_override_keys(sys.argv[1:])
     except ConfigError as error:
         _fail(error)
     _train()

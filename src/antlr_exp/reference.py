@@ -3,7 +3,9 @@
 This is the RNN-like description of SPEC section 1 written step by step, with the surrogate on
 the spike function. It is the independent oracle for the ``activation`` rule (reset factors
 detached) and the ``activation_rnn`` rule (reset paths kept), and the slow baseline of
-``scripts/bench.py``. It is not used for training.
+``scripts/bench.py``. It is not used for training. Its surrogate derivatives are written out
+here (:func:`reference_surrogate`), apart from the engine's :mod:`antlr_exp.surrogate`, so that
+a mistake in one shows up as a difference between the two.
 """
 
 from __future__ import annotations
@@ -12,8 +14,28 @@ from typing import Sequence
 
 import torch
 
-from .layer import surrogate_derivative
 from .neuron import NeuronParams
+
+
+def reference_surrogate(potential: torch.Tensor, params: NeuronParams) -> torch.Tensor:
+    """sigma(V), each shape as the derivative of a smooth step F(u), u = V - theta:
+
+    exponential   F = (a/b) sign(u) (1 - e^(-b|u|))     sigma = a e^(-b|u|)
+    fast_sigmoid  F = a u / (1 + b|u|)                  sigma = a / (1 + b|u|)^2
+    triangle      F = a (u - b u|u| / 2) for |u| < 1/b  sigma = a (1 - b|u|), 0 beyond 1/b
+    sigmoid       F = (4a/b) s(bu), s logistic          sigma = 4a s(bu) s(-bu)
+    """
+    u = potential - params.theta
+    a, b = float(params.surrogate_a), float(params.surrogate_b)
+    if params.surrogate == "exponential":
+        return a * torch.exp(-b * torch.abs(u))
+    if params.surrogate == "fast_sigmoid":
+        return a / torch.square(1.0 + b * torch.abs(u))
+    if params.surrogate == "triangle":
+        return torch.where(torch.abs(u) < 1.0 / b, a * (1.0 - b * torch.abs(u)), torch.zeros_like(u))
+    if params.surrogate == "sigmoid":
+        return 4.0 * a * torch.sigmoid(b * u) * torch.sigmoid(-b * u)
+    raise ValueError(f"surrogate={params.surrogate!r}: no reference shape")
 
 
 class _SpikeFunction(torch.autograd.Function):
@@ -28,7 +50,7 @@ class _SpikeFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         (potential,) = ctx.saved_tensors
-        return grad * surrogate_derivative(potential, ctx.params), None
+        return grad * reference_surrogate(potential, ctx.params), None
 
 
 def reference_forward(
