@@ -22,6 +22,7 @@ writes them.
 
     python scripts/bench.py                 # both shapes
     python scripts/bench.py --shapes mnist --iters 20 --json bench.json
+    python scripts/bench.py --spike-train-loss   # the spike-train loss: convolution against O(T)
 """
 
 from __future__ import annotations
@@ -258,6 +259,86 @@ def run_memory(shape: str, method: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: the spike-train loss comparison: a 40-100-5 network, T=100, batch 64, antlr
+LOSS_SHAPE = {"sizes": [40, 100, 5], "frame": None, "steps": 100, "batch": 64, "spikes_per_sample": 40, "t_max": 100}
+
+
+def _conv_spike_train_loss():
+    """The long-convolution spike-train loss that the O(T) form replaced (kept as a test oracle)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+    from spike_train_oracle import conv_spike_train_loss
+
+    return conv_spike_train_loss
+
+
+def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
+    """Old (convolution) against new (O(T) recursion) spike-train loss: the loss's forward and
+    backward alone, and a whole antlr training step, timed round-robin; ms (median) and ratios."""
+    import torch
+
+    from antlr_exp.losses import spike_train_loss
+    from antlr_exp.network import SpikingNetwork
+
+    shape = LOSS_SHAPE
+    losses = {"conv": _conv_spike_train_loss(), "recursion": spike_train_loss}
+    x, _ = make_batch(shape)
+    g = torch.Generator().manual_seed(1)
+    target = (torch.rand(shape["batch"], shape["steps"], shape["sizes"][-1], generator=g) < 0.03).float()
+    torch.manual_seed(0)
+    net = SpikingNetwork(shape["sizes"], shape["steps"], rule="antlr")
+    _scale_weights([l.weight for l in net.layers])
+    with torch.no_grad():
+        out = net(x)
+    spikes = out.output_spikes.detach().clone().requires_grad_()
+    times = out.output_times.detach().clone().requires_grad_()
+    opt = make_adam(net.parameters())
+
+    def loss_only(fn):
+        def step():
+            fn(spikes, times, target).backward()
+        return step
+
+    def train_step(fn):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            o = net(x)
+            fn(o.output_spikes, o.output_times, target).backward()
+            torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+            opt.step()
+        return step
+
+    rows = {}
+    for part, make in (("loss", loss_only), ("train_step", train_step)):
+        fns = {name: make(fn) for name, fn in losses.items()}
+        times_ms = {name: [] for name in fns}
+        for fn in fns.values():
+            fn()  # warm-up
+        started = time.perf_counter()
+        for i in range(iters):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times_ms[name].append(1000.0 * (time.perf_counter() - t0))
+            if time.perf_counter() - started > max_seconds and i >= 1:
+                break
+        med = {name: sorted(ts)[len(ts) // 2] for name, ts in times_ms.items()}
+        rows[part] = {"conv_ms": med["conv"], "recursion_ms": med["recursion"],
+                      "speedup": med["conv"] / med["recursion"], "iters": len(times_ms["conv"])}
+    rows["output_spikes_per_sample"] = float(out.output_spikes.sum()) / shape["batch"]
+    rows["threads"] = torch.get_num_threads()
+    return rows
+
+
+def _print_loss_rows(rows: dict) -> None:
+    s = LOSS_SHAPE
+    print(f"\nspike-train loss: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, antlr "
+          f"({rows['output_spikes_per_sample']:.1f} output spikes/sample)")
+    print(f"{'part':<16}{'conv ms':>10}{'O(T) ms':>10}{'speedup':>10}")
+    for part in ("loss", "train_step"):
+        r = rows[part]
+        print(f"{part:<16}{r['conv_ms']:>10.2f}{r['recursion_ms']:>10.2f}{r['speedup']:>9.1f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["mnist", "nmnist"], choices=list(SHAPES))
@@ -267,6 +348,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
     parser.add_argument("--json", help="write the results to this path")
+    parser.add_argument("--spike-train-loss", action="store_true",
+                        help="instead of the shapes: the spike-train loss, convolution against O(T) recursion")
     parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -282,6 +365,16 @@ def main(argv=None) -> int:
         torch.set_num_threads(int(os.environ["BENCH_THREADS"]))
     if args.memory_worker:
         print(json.dumps(measure_memory(*args.memory_worker)))
+        return 0
+
+    if args.spike_train_loss:
+        rows = spike_train_loss_rows(args.iters, args.max_seconds)
+        _print_loss_rows(rows)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"shapes": {"spike_train_loss": LOSS_SHAPE}, "threads": torch.get_num_threads(),
+                           "results": {"spike_train_loss": rows}}, f, indent=2)
+            print(f"wrote {args.json}")
         return 0
 
     results = {}

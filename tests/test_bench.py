@@ -23,3 +23,17 @@ def test_bench_script_writes_every_row(tmp_path):
     assert "snntorch" in rows  # timed, or skipped with a message when snntorch is absent
     assert "ms_per_iter" in rows["snntorch"] or "snntorch" in rows["snntorch"]["skipped"]
     assert "antlr" in proc.stdout and "/ antlr" in proc.stdout
+
+
+def test_bench_spike_train_loss_rows(tmp_path):
+    out = tmp_path / "loss.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--spike-train-loss", "--iters", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]["spike_train_loss"]
+    for part in ("loss", "train_step"):
+        assert rows[part]["conv_ms"] > 0 and rows[part]["recursion_ms"] > 0
+        assert rows[part]["speedup"] == rows[part]["conv_ms"] / rows[part]["recursion_ms"]
+    assert "speedup" in proc.stdout
