@@ -28,6 +28,9 @@ INTERPRETED = bool(knobs.runtime.interpret)
 #: columns per program
 BLOCK = 128
 
+#: compile options of every launch on a GPU: no contraction into fused multiply-adds (as the C++ build)
+COMPILE_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
+
 
 @triton.jit
 def _surrogate(u, a, b, KIND: tl.constexpr):
@@ -48,9 +51,8 @@ def _surrogate(u, a, b, KIND: tl.constexpr):
 
 
 @triton.jit
-def _first_spikes(S, cols, mask, T, M):
-    """First spike step of each column (T where it never fires)."""
-    first = tl.full(cols.shape, T, tl.int32)
+def _first_spikes(S, cols, mask, first, T, M):
+    """First spike step of each column (``first``, T, where it never fires)."""
     for t in range(T):
         s = tl.load(S + tl.cast(t, tl.int64) * M + cols, mask=mask, other=0.0)
         first = tl.where((s != 0.0) & (first == T), t, first)
@@ -71,8 +73,8 @@ def _lif_forward_kernel(drive, bias, cur0, pot0, keep0, allowed0, consts, V, S, 
     p = tl.load(pot0 + cols, mask=mask, other=0.0)
     kk = tl.load(keep0 + cols, mask=mask, other=0.0)
     bb = tl.load(bias + cols, mask=mask, other=0.0)
-    one = tl.full(cols.shape, 1.0, c.dtype)
-    zero = tl.zeros(cols.shape, c.dtype)
+    one = tl.full([BLOCK], 1.0, c.dtype)
+    zero = tl.zeros([BLOCK], c.dtype)
     a = one
     if SINGLE:
         a = tl.load(allowed0 + cols, mask=mask, other=0.0)
@@ -114,18 +116,18 @@ def _srm_adjoint_kernel(V, S, GS, GT, consts, G, H, LVS, T, M, HAS_S: tl.constex
     sa = tl.load(consts + 6)
     sb = tl.load(consts + 7)
     c = tl.load(consts + 8)
-    nv = tl.zeros(cols.shape, aI.dtype)
-    ni = tl.zeros(cols.shape, aI.dtype)
-    sv = tl.zeros(cols.shape, aI.dtype)
-    first = tl.full(cols.shape, T, tl.int32)
+    nv = tl.zeros([BLOCK], aI.dtype)
+    ni = tl.zeros([BLOCK], aI.dtype)
+    sv = tl.zeros([BLOCK], aI.dtype)
+    first = tl.full([BLOCK], T, tl.int32)
     if SINGLE:
         if HAS_S:
-            first = _first_spikes(S, cols, mask, T, M)
+            first = _first_spikes(S, cols, mask, first, T, M)
     for step in range(T):
         t = T - 1 - step
         offs = tl.cast(t, tl.int64) * M + cols
         st = tl.load(S + offs, mask=mask, other=0.0)
-        d = tl.zeros(cols.shape, aI.dtype)
+        d = tl.zeros([BLOCK], aI.dtype)
         if HAS_S:  # activation part, masked after the first spike in single-spike mode
             vt = tl.load(V + offs, mask=mask, other=0.0)
             gs = tl.load(GS + offs, mask=mask, other=0.0)
@@ -135,7 +137,7 @@ def _srm_adjoint_kernel(V, S, GS, GT, consts, G, H, LVS, T, M, HAS_S: tl.constex
         if HAS_T:  # timing part at the spikes only
             vt = tl.load(V + offs, mask=mask, other=0.0)
             gt = tl.load(GT + offs, mask=mask, other=0.0)
-            earlier = mask & ((tl.zeros(cols.shape, tl.int32) + t) > 0)  # a tensor in both modes
+            earlier = mask & ((tl.zeros([BLOCK], tl.int32) + t) > 0)  # a tensor in both modes
             v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
             s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
             before = v_before * (1.0 - s_before)
@@ -165,12 +167,12 @@ def _rnn_adjoint_kernel(V, S, I_all, SG, GS, consts, G, LVS, T, M, HAS_S: tl.con
     aV = tl.load(consts + 1)
     bV = tl.load(consts + 2)
     c = tl.load(consts + 3)
-    nv = tl.zeros(cols.shape, aI.dtype)
-    ni = tl.zeros(cols.shape, aI.dtype)
-    sv = tl.zeros(cols.shape, aI.dtype)
-    first = tl.full(cols.shape, T, tl.int32)
+    nv = tl.zeros([BLOCK], aI.dtype)
+    ni = tl.zeros([BLOCK], aI.dtype)
+    sv = tl.zeros([BLOCK], aI.dtype)
+    first = tl.full([BLOCK], T, tl.int32)
     if SINGLE:
-        first = _first_spikes(S, cols, mask, T, M)
+        first = _first_spikes(S, cols, mask, first, T, M)
     for step in range(T):
         t = T - 1 - step
         offs = tl.cast(t, tl.int64) * M + cols
@@ -178,7 +180,7 @@ def _rnn_adjoint_kernel(V, S, I_all, SG, GS, consts, G, LVS, T, M, HAS_S: tl.con
         vt = tl.load(V + offs, mask=mask, other=0.0)
         it = tl.load(I_all + offs, mask=mask, other=0.0)
         sigma = tl.load(SG + offs, mask=mask, other=0.0)
-        g = tl.zeros(cols.shape, aI.dtype)
+        g = tl.zeros([BLOCK], aI.dtype)
         if HAS_S:
             g = tl.load(GS + offs, mask=mask, other=0.0)
         keep = 1.0 - st
@@ -204,7 +206,7 @@ def _consts(values, like: torch.Tensor) -> torch.Tensor:
 
 def _launch(kernel, columns: int, *args, **meta):
     block = _block(columns)
-    options = {} if INTERPRETED else {"num_warps": 4, "enable_fp_fusion": False}
+    options = {} if INTERPRETED else COMPILE_OPTIONS
     kernel[(triton.cdiv(columns, block),)](*args, BLOCK=block, **meta, **options)
 
 
