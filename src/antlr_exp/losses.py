@@ -12,6 +12,7 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError, InputError
 from .network import first_spike_times
@@ -178,6 +179,7 @@ class _SpikeTrainLoss(torch.autograd.Function):
         return loss
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_loss):
         (filtered,) = ctx.saved_tensors
         decay = ctx.decay
