@@ -508,7 +508,7 @@ def build_path_step(shape_name: str, row: str, device: str):
     try:
         return _snntorch_path_step(shape_name, device) if row == "snntorch" else _spikingjelly_path_step(shape_name, device)
     except ImportError as exc:
-        return f"{row} is not installed ({exc.name})"
+        return f"{row}: {exc.name} is not installed"
 
 
 def time_path_rows(shape_name: str, rows, iters: int, max_seconds: float, device: str) -> dict:
