@@ -26,9 +26,18 @@ shape (10-50-50-5, T=100, batch 1, spike-train loss against one random target sp
 K = 100) and on ``mnist`` (antlr, K = 4, against 4 separate steps). The JSON gives each fig6
 rule ``speedup_vs_single`` (single-trial time over stacked time per trial).
 
+On a GPU (``--device cuda``, or ``--compare-paths`` on any device) the rows are instead our engine
+on each kernel path, ``triton`` (antlr_exp.triton_kernels) and ``pytorch`` (the per-step loop),
+then snntorch and, where it and CuPy are installed, SpikingJelly; shapes mnist, nmnist and
+``obench``, the open-neuromorphic SNN library benchmark (one Linear + LIF layer of 4096 neurons,
+batch 16, T=500, forward and backward). Steps are synchronized with the device; the peak device
+memory of one step is reported.
+
     python scripts/bench.py                 # both shapes
     python scripts/bench.py --shapes mnist --iters 20 --json bench.json
-    python scripts/bench.py --trials-rows --json trials.json
+    python scripts/bench.py --spike-train-loss   # the spike-train loss: convolution against O(T)
+    python scripts/bench.py --device cuda        # GPU: Triton kernels vs PyTorch path vs snntorch
+    python scripts/bench.py --trials-rows --json trials.json   # stacked trials
 """
 
 from __future__ import annotations
@@ -353,10 +362,309 @@ def run_memory(shape: str, method: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+#: the spike-train loss comparison: a 40-100-5 network, T=100, batch 64, antlr
+LOSS_SHAPE = {"sizes": [40, 100, 5], "frame": None, "steps": 100, "batch": 64, "spikes_per_sample": 40, "t_max": 100}
+
+
+def _conv_spike_train_loss():
+    """The long-convolution spike-train loss that the O(T) form replaced (kept as a test oracle)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
+    from spike_train_oracle import conv_spike_train_loss
+
+    return conv_spike_train_loss
+
+
+def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
+    """Old (convolution) against new (O(T) recursion) spike-train loss: the loss's forward and
+    backward alone, and a whole antlr training step, timed round-robin; ms (median) and ratios."""
+    import torch
+
+    from antlr_exp.losses import spike_train_loss
+    from antlr_exp.network import SpikingNetwork
+
+    shape = LOSS_SHAPE
+    losses = {"conv": _conv_spike_train_loss(), "recursion": spike_train_loss}
+    x, _ = make_batch(shape)
+    g = torch.Generator().manual_seed(1)
+    target = (torch.rand(shape["batch"], shape["steps"], shape["sizes"][-1], generator=g) < 0.03).float()
+    torch.manual_seed(0)
+    net = SpikingNetwork(shape["sizes"], shape["steps"], rule="antlr")
+    _scale_weights([l.weight for l in net.layers])
+    with torch.no_grad():
+        out = net(x)
+    spikes = out.output_spikes.detach().clone().requires_grad_()
+    times = out.output_times.detach().clone().requires_grad_()
+    opt = make_adam(net.parameters())
+
+    def loss_only(fn):
+        def step():
+            fn(spikes, times, target).backward()
+        return step
+
+    def train_step(fn):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            o = net(x)
+            fn(o.output_spikes, o.output_times, target).backward()
+            torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+            opt.step()
+        return step
+
+    rows = {}
+    for part, make in (("loss", loss_only), ("train_step", train_step)):
+        fns = {name: make(fn) for name, fn in losses.items()}
+        times_ms = {name: [] for name in fns}
+        for fn in fns.values():
+            fn()  # warm-up
+        started = time.perf_counter()
+        for i in range(iters):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                times_ms[name].append(1000.0 * (time.perf_counter() - t0))
+            if time.perf_counter() - started > max_seconds and i >= 1:
+                break
+        med = {name: sorted(ts)[len(ts) // 2] for name, ts in times_ms.items()}
+        rows[part] = {"conv_ms": med["conv"], "recursion_ms": med["recursion"],
+                      "speedup": med["conv"] / med["recursion"], "iters": len(times_ms["conv"])}
+    rows["output_spikes_per_sample"] = float(out.output_spikes.sum()) / shape["batch"]
+    rows["threads"] = torch.get_num_threads()
+    return rows
+
+
+def _print_loss_rows(rows: dict) -> None:
+    s = LOSS_SHAPE
+    print(f"\nspike-train loss: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, antlr "
+          f"({rows['output_spikes_per_sample']:.1f} output spikes/sample)")
+    print(f"{'part':<16}{'conv ms':>10}{'O(T) ms':>10}{'speedup':>10}")
+    for part in ("loss", "train_step"):
+        r = rows[part]
+        print(f"{part:<16}{r['conv_ms']:>10.2f}{r['recursion_ms']:>10.2f}{r['speedup']:>9.1f}x")
+
+
+#: the open-neuromorphic SNN library benchmark: one Linear + LIF layer of 4096 neurons, batch 16,
+#: T=500, forward and backward (no optimizer); random input spikes at ``input_rate`` per step
+OBENCH = {"sizes": [4096, 4096], "frame": None, "steps": 500, "batch": 16, "input_rate": 0.05}
+#: the rows of --compare-paths: our engine on each kernel path, then the baselines
+PATH_ROWS = ("triton", "pytorch", "snntorch", "spikingjelly")
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _path_shape(shape_name: str) -> dict:
+    return OBENCH if shape_name == "obench" else SHAPES[shape_name]
+
+
+def _path_batch(shape_name: str, device: str):
+    """Input spikes [B, T, N] and labels on ``device``."""
+    import torch
+
+    shape = _path_shape(shape_name)
+    if shape_name == "obench":
+        g = torch.Generator().manual_seed(0)
+        x = (torch.rand(shape["batch"], shape["steps"], shape["sizes"][0], generator=g) < shape["input_rate"]).float()
+        labels = torch.zeros(shape["batch"], dtype=torch.long)
+    else:
+        x, labels = make_batch(shape)
+    return x.to(device), labels.to(device)
+
+
+def _engine_path_step(shape_name: str, kernels: str, device: str):
+    """One step of our engine with ANTLR_EXP_KERNELS=``kernels``: on the paper shapes the antlr training
+    step of the CPU rows (latency + no-spike count loss, clipping, Adam); on ``obench`` forward and
+    backward of ``sum(S)`` through activation_rnn (BPTT with reset paths, as the other libraries do)."""
+    import torch
+
+    from antlr_exp.losses import latency_loss, no_spike_count_term
+    from antlr_exp.network import SpikingNetwork
+
+    shape = _path_shape(shape_name)
+    x, labels = _path_batch(shape_name, device)
+    torch.manual_seed(0)
+    obench = shape_name == "obench"
+    net = SpikingNetwork(shape["sizes"], shape["steps"], rule="activation_rnn" if obench else "antlr").to(device)
+    _scale_weights([l.weight for l in net.layers])
+    opt = None if obench else make_adam(net.parameters())
+
+    def step():
+        os.environ["ANTLR_EXP_KERNELS"] = kernels
+        if obench:
+            net.zero_grad(set_to_none=True)
+            net(x).output_spikes.sum().backward()
+            return
+        opt.zero_grad(set_to_none=True)
+        out = net(x)
+        loss = latency_loss(out.output_spikes, out.output_times, labels) + no_spike_count_term(out.output_spikes, labels, 0.1)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def _snntorch_path_step(shape_name: str, device: str):
+    """snntorch on ``device``: the Synaptic rows of the CPU table on the paper shapes; on ``obench`` its
+    ``Leaky`` neuron (as in the open-neuromorphic benchmark), forward and backward of ``sum(S)``."""
+    import snntorch as snn
+    import torch
+    from torch import nn
+
+    from antlr_exp.losses import count_loss, count_targets
+
+    shape = _path_shape(shape_name)
+    x, labels = _path_batch(shape_name, device)
+    flat = x.reshape(x.shape[0], x.shape[1], -1)
+    torch.manual_seed(0)
+    sizes = shape["sizes"]
+    obench = shape_name == "obench"
+    linears = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])).to(device)
+    if obench:
+        neurons = nn.ModuleList(snn.Leaky(beta=0.99, reset_mechanism="zero") for _ in linears)
+    else:
+        neurons = nn.ModuleList(snn.Synaptic(alpha=0.99, beta=0.99, reset_mechanism="zero") for _ in linears)
+    neurons = neurons.to(device)  # their state buffers follow the module
+    _scale_weights([l.weight for l in linears])
+    params = list(linears.parameters())
+    opt = None if obench else make_adam(params)
+    targets = count_targets(labels, sizes[-1], 1.0, 0.0).to(device)
+
+    def step():
+        if opt is not None:
+            opt.zero_grad(set_to_none=True)
+        else:
+            linears.zero_grad(set_to_none=True)
+        states = [n.init_leaky() if obench else n.init_synaptic() for n in neurons]
+        out_spikes = []
+        for t in range(flat.shape[1]):
+            s = flat[:, t]
+            for index, (linear, neuron) in enumerate(zip(linears, neurons)):
+                if obench:
+                    s, states[index] = neuron(linear(s), states[index])
+                else:
+                    syn, mem = states[index]
+                    s, syn, mem = neuron(linear(s), syn, mem)
+                    states[index] = (syn, mem)
+            out_spikes.append(s)
+        spikes = torch.stack(out_spikes, dim=1)
+        (spikes.sum() if obench else count_loss(spikes, targets)).backward()
+        if opt is not None:
+            torch.nn.utils.clip_grad_value_(params, 1.0)
+            opt.step()
+
+    return step
+
+
+def _spikingjelly_path_step(shape_name: str, device: str):
+    """SpikingJelly's multi-step LIF node (CuPy backend), on ``obench`` only: forward and backward of sum(S)."""
+    if shape_name != "obench":
+        return "SpikingJelly row on the obench shape only"
+    import torch
+    from spikingjelly.activation_based import layer, neuron
+
+    if not device.startswith("cuda"):
+        return "SpikingJelly's CuPy backend needs CUDA"
+    import cupy  # noqa: F401  (the backend the published numbers use)
+
+    shape = OBENCH
+    x, _ = _path_batch(shape_name, device)
+    torch.manual_seed(0)
+    linear = layer.Linear(shape["sizes"][0], shape["sizes"][1], step_mode="m").to(device)
+    node = neuron.LIFNode(tau=100.0, step_mode="m", backend="cupy").to(device)
+    time_major = x.transpose(0, 1).contiguous()  # SpikingJelly's multi-step layout [T, B, N]
+
+    def step():
+        linear.zero_grad(set_to_none=True)
+        node.reset()
+        node(linear(time_major)).sum().backward()
+
+    return step
+
+
+def build_path_step(shape_name: str, row: str, device: str):
+    """A zero-argument step of one --compare-paths row, or a string saying why it is skipped."""
+    if row == "triton":
+        from antlr_exp import kernels
+
+        os.environ["ANTLR_EXP_KERNELS"] = "triton"
+        try:
+            import torch
+
+            kernels.triton_kernels(torch.device(device))
+        except RuntimeError as exc:
+            return str(exc)
+        return _engine_path_step(shape_name, "triton", device)
+    if row == "pytorch":
+        return _engine_path_step(shape_name, "python", device)
+    try:
+        return _snntorch_path_step(shape_name, device) if row == "snntorch" else _spikingjelly_path_step(shape_name, device)
+    except ImportError as exc:
+        return f"{row}: {exc.name} is not installed"
+
+
+def time_path_rows(shape_name: str, rows, iters: int, max_seconds: float, device: str) -> dict:
+    """Median ms per step of every row on ``device``, round-robin, synchronizing around each step;
+    with the peak device memory of each row where the device is CUDA."""
+    import torch
+
+    steps = {r: build_path_step(shape_name, r, device) for r in rows}
+    results = {r: {"skipped": fn} for r, fn in steps.items() if isinstance(fn, str)}
+    live = {r: fn for r, fn in steps.items() if not isinstance(fn, str)}
+    cuda = device.startswith("cuda")
+    peaks = {}
+    for r, fn in live.items():  # warm-up (Triton compiles here), and the memory peak of one step
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+        fn()
+        _sync(device)
+        if cuda:
+            peaks[r] = torch.cuda.max_memory_allocated() / 2**20
+    times = {r: [] for r in live}
+    spent = {r: 0.0 for r in live}
+    for _ in range(iters):
+        for r, fn in live.items():
+            if spent[r] > max_seconds and len(times[r]) >= 2:
+                continue
+            _sync(device)
+            t0 = time.perf_counter()
+            fn()
+            _sync(device)
+            elapsed = time.perf_counter() - t0
+            times[r].append(elapsed)
+            spent[r] += elapsed
+    for r, ts in times.items():
+        ts.sort()
+        results[r] = {"ms_per_iter": 1000.0 * ts[len(ts) // 2], "ms_min": 1000.0 * ts[0], "iters": len(ts)}
+        if r in peaks:
+            results[r]["peak_device_mb"] = peaks[r]
+    return {r: results[r] for r in rows}
+
+
+def _print_path_table(shape_name: str, rows: dict, device: str) -> None:
+    s = _path_shape(shape_name)
+    what = "forward + backward" if shape_name == "obench" else "training step"
+    print(f"\n{shape_name} on {device}: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, {what}")
+    ref = rows.get("triton", {}).get("ms_per_iter")
+    print(f"{'row':<16}{'ms/iter':>10}{'/ triton':>10}{'peak MB':>10}")
+    for row, r in rows.items():
+        if "ms_per_iter" not in r:
+            print(f"{row:<16}  {r.get('skipped')}")
+            continue
+        ratio = f"{r['ms_per_iter'] / ref:.1f}x" if ref else "-"
+        peak = f"{r['peak_device_mb']:.0f}" if "peak_device_mb" in r else "-"
+        print(f"{row:<16}{r['ms_per_iter']:>10.2f}{ratio:>10}{peak:>10}")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES),
-                        help="default: mnist nmnist; with --trials-rows: fig6 mnist")
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES) + ["obench"],
+                        help="default: mnist nmnist (and obench with --compare-paths); "
+                             "with --trials-rows: fig6 mnist")
     parser.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES))
     parser.add_argument("--iters", type=int, default=10, help="timed steps per row (median reported)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a row after this much of its own time (at least 2 steps)")
@@ -365,6 +673,12 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results to this path")
     parser.add_argument("--trials-rows", action="store_true",
                         help="time stacked trials instead: fig6 (K=100, every rule) and mnist (antlr, K=4)")
+    parser.add_argument("--device", default="cpu", help="cpu (the rule rows above) or cuda (implies --compare-paths)")
+    parser.add_argument("--compare-paths", action="store_true",
+                        help="rows per kernel path (triton, pytorch) and library (snntorch, spikingjelly) on --device; "
+                             "shapes may include obench (on CPU the triton row needs TRITON_INTERPRET=1)")
+    parser.add_argument("--spike-train-loss", action="store_true",
+                        help="instead of the shapes: the spike-train loss, convolution against O(T) recursion")
     parser.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -382,9 +696,45 @@ def main(argv=None) -> int:
         print(json.dumps(measure_memory(*args.memory_worker)))
         return 0
 
+    if args.device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            parser.error(f"--device {args.device}: no CUDA device is available")
+        args.compare_paths = True
+    elif args.device != "cpu":
+        parser.error(f"--device {args.device}: accepted are cpu and cuda (or cuda:N)")
+    if args.compare_paths:
+        results = {}
+        for shape in args.shapes or ["mnist", "nmnist", "obench"]:
+            results[shape] = time_path_rows(shape, PATH_ROWS, args.iters, args.max_seconds, args.device)
+            _print_path_table(shape, results[shape], args.device)
+        if args.json:
+            with open(args.json, "w") as f:
+                shapes = {k: _path_shape(k) for k in results}
+                json.dump({"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                           "shapes": shapes, "results": results}, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
+    if "obench" in (args.shapes or []):
+        parser.error("--shapes obench: only with --compare-paths or --device cuda")
+    if args.trials_rows:
+        args.shapes = args.shapes or ["fig6", "mnist"]
+    elif "fig6" in (args.shapes or []):
+        parser.error("--shapes fig6: only with --trials-rows")
+    args.shapes = args.shapes or ["mnist", "nmnist"]
+
+    if args.spike_train_loss:
+        rows = spike_train_loss_rows(args.iters, args.max_seconds)
+        _print_loss_rows(rows)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"shapes": {"spike_train_loss": LOSS_SHAPE}, "threads": torch.get_num_threads(),
+                           "results": {"spike_train_loss": rows}}, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
+
     results = {}
     if args.trials_rows:
-        for shape in args.shapes or ["fig6", "mnist"]:
+        for shape in args.shapes:
             methods = list(ENGINE_METHODS) if shape != "mnist" else ["antlr"]
             methods = [m for m in methods if m in args.methods]
             results[shape] = time_trial_rows(shape, methods, args.iters, args.max_seconds)
@@ -395,7 +745,7 @@ def main(argv=None) -> int:
                            "trials_rows": results}, f, indent=2)
             print(f"wrote {args.json}")
         return 0
-    for shape in args.shapes or ["mnist", "nmnist"]:
+    for shape in args.shapes:
         rows = time_rows(shape, args.methods, args.iters, args.max_seconds)
         if not args.no_memory:
             for method in args.methods:

@@ -1,6 +1,7 @@
 """scripts/bench.py runs end to end and writes its JSON (a smoke test on a tiny shape, no timing claims)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,3 +39,31 @@ def test_bench_trials_rows_write_speedup_vs_single(tmp_path):
         # the ratio is what the two timings say, per trial-iteration
         assert abs(row["speedup_vs_single"] - row["ms_single_step"] * row["trials"] / row["ms_stacked_step"]) < 1e-9
         assert row["trials"] == 4
+def test_bench_spike_train_loss_rows(tmp_path):
+    out = tmp_path / "loss.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--spike-train-loss", "--iters", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]["spike_train_loss"]
+    for part in ("loss", "train_step"):
+        assert rows[part]["conv_ms"] > 0 and rows[part]["recursion_ms"] > 0
+        assert rows[part]["speedup"] == rows[part]["conv_ms"] / rows[part]["recursion_ms"]
+    assert "speedup" in proc.stdout
+
+
+def test_bench_compare_paths_rows(tmp_path):
+    """The --compare-paths rows (what --device cuda runs) on CPU, the triton row in Triton's interpreter."""
+    out = tmp_path / "paths.json"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--compare-paths", "--shapes", "tiny", "--iters", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["results"]["tiny"]
+    assert rows["pytorch"]["ms_per_iter"] > 0
+    assert "ms_per_iter" in rows["triton"] or "triton" in rows["triton"]["skipped"]
+    assert "ms_per_iter" in rows["snntorch"] or "snntorch" in rows["snntorch"]["skipped"]
+    assert "obench shape only" in rows["spikingjelly"]["skipped"]

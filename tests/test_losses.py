@@ -10,6 +10,7 @@ from antlr_exp.losses import (
     check_rule_loss,
     count_loss,
     count_targets,
+    exponential_filter,
     label_spike_trains,
     latency_loss,
     no_spike_count_term,
@@ -17,6 +18,7 @@ from antlr_exp.losses import (
     spike_train_loss,
 )
 from antlr_exp.network import SpikingNetwork
+from spike_train_oracle import conv_spike_train_loss
 
 
 def leaf_outputs(batch=3, steps=30, outputs=4, rate=0.15, seed=0):
@@ -93,6 +95,84 @@ def test_spike_train_loss_gradients_closed_form():
                 assert abs(float(grad_s[b, t, o]) - es) < 1e-9
                 assert abs(float(grad_t[b, t, o]) - et) < 1e-9
     assert abs(float(loss.detach()) - expected_loss / batch) < 1e-6 * max(1.0, expected_loss)
+
+
+def _graded_outputs(batch, steps, outputs, seed, dtype):
+    """Spikes, times (t * S) and a target spike train; spikes also graded, as a layer may pass on."""
+    g = torch.Generator().manual_seed(seed)
+    spikes = (torch.rand(batch, steps, outputs, generator=g, dtype=torch.float64) < 0.2).double()
+    spikes[0] *= torch.rand(steps, outputs, generator=g, dtype=torch.float64) * 2
+    times = spikes * torch.arange(steps, dtype=torch.float64).view(1, -1, 1)
+    target = (torch.rand(batch, steps, outputs, generator=g, dtype=torch.float64) < 0.1).double()
+    return [x.to(dtype) for x in (spikes, times, target)]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("steps,decay", [(1, 0.9), (31, 0.9), (32, 0.5), (33, 0.9), (100, 0.9), (100, 0.1), (300, 0.95),
+                                         (400, 0.97)])
+def test_spike_train_loss_equals_the_convolution(steps, decay, dtype):
+    """Loss and dL/dS, dL/dt_hat, dL/dS_target against the long convolution (float64 oracle whose
+    kernel runs until 1e-15: it then agrees with the infinite tail to rounding)."""
+    spikes, times, target = _graded_outputs(2, steps, 3, seed=steps, dtype=dtype)
+    inputs = [x.clone().requires_grad_() for x in (spikes, times, target)]
+    loss = spike_train_loss(*inputs[:2], inputs[2], decay=decay)
+    ours = torch.autograd.grad(loss, inputs)
+    oracle_inputs = [x.double().requires_grad_() for x in (spikes, times, target)]
+    expected = conv_spike_train_loss(*oracle_inputs, decay=decay, cutoff=1e-15)
+    theirs = torch.autograd.grad(expected, oracle_inputs)
+    rtol = 1e-10 if dtype == torch.float64 else 2e-5
+    assert loss.dtype == dtype
+    assert abs(float(loss.detach()) - float(expected.detach())) <= rtol * float(expected.detach())
+    scale = max(float(b.abs().max()) for b in theirs)  # (dL/dt_hat is exactly 0 at T = 1)
+    assert theirs[0].abs().max() > 0 and (steps == 1 or theirs[1].abs().max() > 0)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == dtype
+        torch.testing.assert_close(a.double(), b, rtol=0, atol=rtol * scale)
+
+
+@pytest.mark.parametrize("steps", [1, 32, 33, 1025, 1100])
+def test_exponential_filter_equals_the_step_by_step_recursion(steps):
+    """The blocked scan (two levels of blocks from T = 1025 on) against the plain loop, both directions."""
+    x = torch.randn(2, steps, 3, generator=torch.Generator().manual_seed(steps), dtype=torch.float64)
+    forward, backward = torch.zeros_like(x), torch.zeros_like(x)
+    y = z = torch.zeros(2, 3, dtype=torch.float64)
+    for t in range(steps):
+        y = 0.97 * y + x[:, t]
+        forward[:, t] = y
+        z = 0.97 * z + x[:, steps - 1 - t]
+        backward[:, steps - 1 - t] = z
+    torch.testing.assert_close(exponential_filter(x, 0.97), forward, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(exponential_filter(x, 0.97, reverse=True), backward, rtol=1e-12, atol=1e-12)
+
+
+def test_spike_train_loss_matches_the_truncated_convolution_of_before():
+    """The infinite tail differs from the old kernel cut at 1e-6 by less than 1e-8 relative (T = 100)."""
+    spikes, times, target = _graded_outputs(3, 100, 4, seed=7, dtype=torch.float64)
+    ours = spike_train_loss(spikes, times.requires_grad_(), target)
+    before = conv_spike_train_loss(spikes, times, target)
+    assert abs(float(ours.detach()) - float(before.detach())) < 1e-8 * float(before.detach())
+
+
+def test_spike_train_loss_without_times():
+    """times None, or not requiring grad: the same loss and dL/dS, no spike-time gradient."""
+    spikes, times, target = _graded_outputs(2, 50, 3, seed=9, dtype=torch.float64)
+    results = []
+    for t in (times.clone().requires_grad_(), times, None):
+        s = spikes.clone().requires_grad_()
+        loss = spike_train_loss(s, t, target)
+        results.append((float(loss.detach()), torch.autograd.grad(loss, s)[0]))
+    for value, grad in results[1:]:
+        assert value == results[0][0]
+        assert torch.equal(grad, results[0][1])
+
+
+def test_spike_train_loss_finite_differences():
+    """dL/dS and dL/dS_target by central differences of the loss itself (torch gradcheck), T across
+    several scan blocks."""
+    g = torch.Generator().manual_seed(11)
+    spikes = torch.rand(2, 70, 2, generator=g, dtype=torch.float64).requires_grad_()
+    target = torch.rand(2, 70, 2, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda s, tg: spike_train_loss(s, None, tg, decay=0.8), (spikes, target))
 
 
 def test_latency_loss_gradients_closed_form():

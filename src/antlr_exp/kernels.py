@@ -1,11 +1,16 @@
-"""Optional fused C++ kernels for the LIF time recurrences (CPU).
+"""Optional fused kernels for the LIF time recurrences: C++ on CPU, Triton on CUDA.
 
-Compiled on first use with ``torch.utils.cpp_extension`` (gcc and ninja; about a minute once,
-then cached in torch's extension folder). Where they cannot be built, the layer uses its plain
-PyTorch path, which computes the same numbers (the tests check both) and is the path on CUDA.
+The C++ kernels are compiled on first use with ``torch.utils.cpp_extension`` (gcc and ninja;
+about a minute once, then cached in torch's extension folder). The Triton kernels
+(:mod:`antlr_exp.triton_kernels`) are compiled by Triton on first use. Where neither applies,
+the layer uses its plain PyTorch path, which computes the same numbers (the tests check all
+three).
 
-``ANTLR_EXP_KERNELS``: ``auto`` (default: C++ if it builds), ``python`` (never build), or
-``cpp`` (fail loudly if it does not build).
+``ANTLR_EXP_KERNELS``: ``auto`` (default: C++ on CPU if it builds, Triton on CUDA if triton
+imports, else PyTorch), ``python`` (PyTorch everywhere), ``cpp`` (C++ on CPU, failing loudly
+if it does not build; PyTorch on CUDA) or ``triton`` (Triton on every device, failing loudly
+if triton does not import; on CPU tensors only in Triton's interpreter, ``TRITON_INTERPRET=1``
+set before the first use).
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import warnings
 from pathlib import Path
 
 _SOURCE = Path(__file__).with_name("csrc") / "lif_kernels.cpp"
-_MODES = ("auto", "python", "cpp")
+_MODES = ("auto", "python", "cpp", "triton")
 _state = {"tried": False, "module": None, "error": None}
+_triton_state = {"tried": False, "module": None, "error": None}
 
 
 def kernel_mode() -> str:
@@ -30,7 +36,7 @@ def kernel_mode() -> str:
 def cpp_kernels():
     """The compiled module, or None where the PyTorch path is to be used."""
     mode = kernel_mode()
-    if mode == "python":
+    if mode in ("python", "triton"):
         return None
     if not _state["tried"]:
         _state["tried"] = True
@@ -46,6 +52,42 @@ def cpp_kernels():
                 stacklevel=2,
             )
     return _state["module"]
+
+
+def triton_kernels(device):
+    """:mod:`antlr_exp.triton_kernels` for tensors on ``device``, or None where another path runs.
+
+    ``auto``: on CUDA when triton imports (else a warning and PyTorch); ``triton``: on any device.
+    Its functions take the C++ module's arguments and return its tuples (``lif_forward`` on a
+    dense drive, ``srm_adjoint``, ``rnn_adjoint``).
+    """
+    mode = kernel_mode()
+    kind = device.type if hasattr(device, "type") else str(device).split(":")[0]
+    if mode in ("python", "cpp") or (mode == "auto" and kind != "cuda"):
+        return None
+    if not _triton_state["tried"]:
+        _triton_state["tried"] = True
+        try:
+            from . import triton_kernels as module
+
+            _triton_state["module"] = module
+        except Exception as exc:  # triton missing or broken
+            _triton_state["error"] = _summary(exc)
+    module = _triton_state["module"]
+    if module is None:
+        if mode == "triton":
+            raise RuntimeError(f"ANTLR_EXP_KERNELS=triton but triton did not import: {_triton_state['error']}")
+        if not _triton_state.get("warned"):
+            _triton_state["warned"] = True
+            warnings.warn(f"antlr_exp: Triton kernels unavailable ({_triton_state['error']}); using the PyTorch path",
+                          RuntimeWarning, stacklevel=2)
+        return None
+    if kind != "cuda" and not module.INTERPRETED:
+        raise RuntimeError(
+            f"ANTLR_EXP_KERNELS=triton with tensors on {kind}: Triton runs only on CUDA tensors, or on CPU "
+            "tensors in its interpreter (set TRITON_INTERPRET=1 before antlr_exp.triton_kernels is imported)"
+        )
+    return module
 
 
 def _summary(exc: Exception) -> str:

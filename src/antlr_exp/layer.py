@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ConfigError, InputError
-from .kernels import SURROGATE_CODES, cpp_kernels
+from .kernels import SURROGATE_CODES, cpp_kernels, triton_kernels
 from .neuron import NeuronParams
 from .surrogate import SURROGATES
 
@@ -235,6 +235,7 @@ def simulate_lif(
     if state is None:
         state = initial_state(batch, n, params, dtype, device)
     ext = cpp_kernels() if device.type == "cpu" else None
+    ext = ext or triton_kernels(device)  # same arguments and results as the C++ module's lif_forward
     if ext is not None:
         return _simulate_lif_cpp(ext, drive, bias, params, state, keep_current)[:5]
     alpha_I, alpha_V = float(params.alpha_I), float(params.alpha_V)
@@ -477,6 +478,7 @@ def adjoint(grad_s, grad_t, potential, spikes, current, params: NeuronParams, ru
     steps, batch, n = potential.shape
     kernel_scale = float(params.beta_I) * float(params.beta_V)
     ext = cpp_kernels() if potential.device.type == "cpu" else None
+    ext = ext or triton_kernels(potential.device)  # same srm_adjoint / rnn_adjoint as the C++ module
     if ext is not None:
         flat = lambda x: x.view(steps, batch * n) if x is not None else potential.new_empty(0)  # noqa: E731
         single = bool(params.single_spike)

@@ -8,11 +8,12 @@ per-sample loss; ``reduction="none"`` gives the per-sample values [B] instead.
 
 from __future__ import annotations
 
-import math
+import functools
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .errors import ConfigError, InputError
 from .network import first_spike_times
@@ -108,61 +109,141 @@ def count_loss(spikes: torch.Tensor, target_counts: torch.Tensor, reduction: str
     return _reduce(error.pow(2).sum(dim=1) / steps, reduction)
 
 
-def exponential_kernel(decay: float, dtype=torch.float64, device=None, cutoff: float = 1e-6):
-    """kappa[k] = decay^k for k >= 0 until it falls below ``cutoff``, and its central difference.
+#: block length of the blocked scan in :func:`exponential_filter`
+_SCAN_BLOCK = 32
 
-    Returns ``(kappa, kappa_dot)``: kappa [K] for k = 0..K-1; kappa_dot [K+1] for k = -1..K-1,
-    ``kappa_dot[k] = (kappa[k+1] - kappa[k-1]) / 2`` with kappa = 0 for k < 0 (the derivative of
-    kappa in its argument; nonzero at k = -1, where the central difference sees the jump at 0).
-    """
+
+def _check_decay(decay: float) -> None:
     if not (0.0 < decay < 1.0):
         raise ConfigError(f"loss.decay={decay!r}: must lie in (0, 1)")
-    length = int(math.ceil(math.log(cutoff) / math.log(decay))) + 1
-    kappa = torch.pow(torch.tensor(decay, dtype=torch.float64), torch.arange(length, dtype=torch.float64))
-    padded = torch.cat([kappa.new_zeros(2), kappa, kappa.new_zeros(1)])  # k = -2..K
-    kappa_dot = (padded[2:] - padded[:-2]) / 2  # k = -1..K-1
-    return kappa.to(dtype=dtype, device=device), kappa_dot.to(dtype=dtype, device=device)
 
 
-def _causal_filter(signal: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """``out[tau] = sum_t signal[t] kernel[tau - t]`` for tau = 0..T+K-2; [B, T, O] -> [B, T+K-1, O]."""
-    batch, steps, outputs = signal.shape
-    length = kernel.numel()
-    x = signal.permute(0, 2, 1).reshape(batch * outputs, 1, steps)
-    out = F.conv1d(x, kernel.flip(0).view(1, 1, -1), padding=length - 1)
-    return out.view(batch, outputs, -1).permute(0, 2, 1)
+def exponential_filter(x: torch.Tensor, decay: float, reverse: bool = False) -> torch.Tensor:
+    """``y[t] = decay * y[t-1] + x[t]`` along dim 1 of ``x`` [B, T, O], from y[-1] = 0.
 
-
-def filtered_spike_train(spikes, times, kappa, kappa_dot) -> torch.Tensor:
-    """kappa * S with a first-order dependence on spike times, [B, T+K-1, O].
-
-    Its value is ``sum_t S[t] kappa[tau - t]``; its derivative in ``times[t]`` is
-    ``-kappa_dot[tau - t]`` (moving a spike later delays its trace), tau >= t - 1.
+    ``reverse``: the anticausal form ``y[t] = x[t] + decay * y[t+1]`` from y[T] = 0.
+    Exact and O(T), by a blocked scan (see :func:`_scan_rows`).
     """
-    filtered = _causal_filter(spikes, kappa)
-    if times is not None and times.requires_grad:
-        shift = times - times.detach()  # zero value, unit derivative
-        # kappa_dot starts at k = -1: the filtered index is one ahead of tau
-        filtered = filtered - _causal_filter(shift, kappa_dot)[:, 1:]
-    return filtered
+    batch, steps, outputs = x.shape
+    rows = x.transpose(1, 2).reshape(batch * outputs, steps)
+    return _scan_rows(rows, decay, reverse).view(batch, outputs, steps).transpose(1, 2)
+
+
+@functools.lru_cache(maxsize=64)
+def _scan_constants(decay: float, block: int, dtype, device, reverse: bool):
+    """The [b, b] in-block filter matrix (applied as ``x @ matrix``) and the carry weights [b]."""
+    index = torch.arange(block, dtype=torch.float64)
+    lag = index.view(1, -1) - index.view(-1, 1)  # [j, i] -> i - j: step i sees input j
+    if reverse:
+        lag = -lag
+    matrix = torch.where(lag >= 0, decay ** lag.clamp(min=0), torch.zeros((), dtype=torch.float64))
+    rise = decay ** (index + 1)  # the carry from the block before reaches step i as decay^(i+1)
+    if reverse:
+        rise = rise.flip(0)  # from the block after: decay^(b-i)
+    return matrix.to(dtype=dtype, device=device), rise.to(dtype=dtype, device=device)
+
+
+def _scan_rows(x: torch.Tensor, decay: float, reverse: bool = False) -> torch.Tensor:
+    """The filter of :func:`exponential_filter` along the rows of x [R, T], as a new tensor.
+
+    Each block of ``_SCAN_BLOCK`` steps is filtered by one product with the [b, b] matrix of
+    ``decay^(i-j)`` (i >= j); the values at the block ends (starts, in reverse) then follow the
+    same recursion with decay ``decay^b``, filtered the same way, and each block adds its
+    carry times ``decay^(i+1)``. Only powers with nonnegative exponents occur, so nothing
+    overflows for any T; the work is O(T b).
+    """
+    count, steps = x.shape
+    block = min(_SCAN_BLOCK, steps)
+    blocks = -(-steps // block)
+    matrix, rise = _scan_constants(float(decay), block, x.dtype, x.device, reverse)
+    if blocks * block != steps:
+        x = F.pad(x, (0, blocks * block - steps))  # trailing zeros change no step before T
+    local = (x.reshape(count * blocks, block) @ matrix).view(count, blocks, block)
+    if blocks > 1:
+        if reverse:
+            starts = _scan_rows(local[:, :, 0], decay**block, True)  # y at each block's first step
+            local[:, :-1] += starts[:, 1:].unsqueeze(2) * rise
+        else:
+            ends = _scan_rows(local[:, :, -1], decay**block)  # y at each block's last step
+            local[:, 1:] += ends[:, :-1].unsqueeze(2) * rise
+    return local.view(count, blocks * block)[:, :steps]
+
+
+class _SpikeTrainLoss(torch.autograd.Function):
+    """Per sample ``sum_{o, tau >= 0} d_o[tau]^2``, [B], with ``d = kappa * (S - S_target)``; the backward gives
+    dL/dS and, through ``times``, dL/dt_hat (kappa_dot), by one anticausal recursion.
+
+    Internally rows r = (b, o) and time last: [B*O, T].
+    """
+
+    @staticmethod
+    def forward(ctx, spikes, times, target, decay):
+        batch, steps, outputs = spikes.shape
+        x = (spikes.detach() - target.detach()).transpose(1, 2).reshape(batch * outputs, steps)
+        filtered = _scan_rows(x, decay)  # d[tau], tau < T
+        tail = decay * decay / (1.0 - decay * decay)  # sum_{tau >= T} d[tau]^2 = d[T-1]^2 * tail
+        per_row = filtered.pow(2).sum(dim=1) + filtered[:, -1].pow(2) * tail
+        loss = per_row.view(batch, outputs).sum(dim=1)
+        ctx.decay, ctx.shape = decay, (batch, steps, outputs)
+        ctx.save_for_backward(filtered)
+        return loss
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_loss):
+        (filtered,) = ctx.saved_tensors
+        decay = ctx.decay
+        batch, steps, outputs = ctx.shape
+        # dL/dd[tau], tau < T; rows (b, o) take their sample's incoming gradient
+        g = filtered * (2.0 * grad_loss).repeat_interleave(outputs).unsqueeze(1)
+        # after the window d[tau] = d[T-1] decay^(tau-T+1), so
+        # z[T] = sum_{tau >= T} g[tau] decay^(tau-T) = g[T-1] decay / (1 - decay^2)
+        z_end = g[:, -1] * (decay / (1.0 - decay * decay))
+        last = g[:, -1].clone()  # g[T-1] seeded with the tail, restored below
+        g[:, -1] += decay * z_end
+        z = _scan_rows(g, decay, reverse=True)  # z[t] = sum_{tau >= t} g[tau] kappa[tau - t]
+        g[:, -1] = last
+
+        def public(rows):
+            return rows.view(batch, outputs, steps).transpose(1, 2)
+
+        grad_spikes = public(z) if ctx.needs_input_grad[0] else None
+        grad_target = public(-z) if ctx.needs_input_grad[2] else None
+        grad_times = None
+        if ctx.needs_input_grad[1]:
+            # -sum_{tau >= t-1} g[tau] kappa_dot[tau - t] with kappa_dot[-1] = 1/2, kappa_dot[0] = decay/2,
+            # kappa_dot[k >= 1] = decay^(k-1) (decay^2 - 1)/2, i.e. -(g[t-1] + decay z[t] - z[t+1]) / 2
+            rows = torch.empty_like(z)
+            rows[:, :-1] = z[:, 1:]
+            rows[:, -1] = z_end
+            rows.add_(z, alpha=-decay)
+            rows[:, 1:] -= g[:, :-1]
+            grad_times = public(rows.mul_(0.5))
+        return grad_spikes, grad_times, grad_target, None
 
 
 def spike_train_loss(
     spikes: torch.Tensor, times: Optional[torch.Tensor], target_spikes: torch.Tensor, decay: float = 0.9,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """``sum_o sum_tau d_o[tau]^2``, ``d = kappa*S - kappa*S_target``, batch mean.
+    """``sum_o sum_tau d_o[tau]^2``, ``d = kappa*S - kappa*S_target``, ``kappa[k] = decay^k``, batch mean.
 
-    tau runs past T until the kernel falls below 1e-6. target_spikes [B, T, O].
+    tau runs from 0 to infinity: after the window, d only decays, and its tail
+    ``d[T-1]^2 decay^2 / (1 - decay^2)`` is added in closed form. Computed in O(T) by the
+    recursion ``d[tau] = decay d[tau-1] + S[tau] - S_target[tau]`` (no truncated kernel).
+    ``times`` [B, T, O] (or None) carries the spike-time derivative
+    ``dL/dt_hat[t] = -sum_tau 2 d[tau] kappa_dot[tau - t]``, kappa_dot the central difference of
+    kappa (nonzero from tau = t - 1). target_spikes [B, T, O].
     """
     _check_output(spikes)
     if target_spikes.shape != spikes.shape:
         raise InputError(f"target_spikes has shape {tuple(target_spikes.shape)}: expected {tuple(spikes.shape)}")
-    kappa, kappa_dot = exponential_kernel(decay, spikes.dtype, spikes.device)
-    difference = filtered_spike_train(spikes, times, kappa, kappa_dot) - _causal_filter(
-        target_spikes.to(spikes.dtype), kappa
-    )
-    return _reduce(difference.pow(2).sum(dim=(1, 2)), reduction)
+    _check_decay(decay)
+    if times is not None and times.shape != spikes.shape:
+        raise InputError(f"times has shape {tuple(times.shape)}: expected {tuple(spikes.shape)}")
+    if times is not None and not times.requires_grad:
+        times = None
+    return _reduce(_SpikeTrainLoss.apply(spikes, times, target_spikes.to(spikes.dtype), float(decay)), reduction)
 
 
 def first_spike_time_tensor(spikes: torch.Tensor, times: torch.Tensor) -> torch.Tensor:

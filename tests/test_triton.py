@@ -1,0 +1,216 @@
+"""The Triton kernels (antlr_exp.triton_kernels) against the plain PyTorch path of the layer.
+
+Without a GPU they run on CPU tensors in Triton's interpreter: TRITON_INTERPRET=1 has to be set
+before the kernels are defined, so this module sets it before it imports them (it changes
+nothing for the other tests: the default kernel choice never uses Triton on CPU). With a GPU
+and no TRITON_INTERPRET, the same tests run compiled on CUDA tensors.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+pytest.importorskip("triton", reason="triton is not installed (torch's Linux wheels bring it)")
+
+from antlr_exp import kernels  # noqa: E402
+from antlr_exp import layer as layer_module  # noqa: E402
+from antlr_exp.kernels import SURROGATE_CODES  # noqa: E402
+from antlr_exp.losses import spike_train_loss  # noqa: E402
+from antlr_exp.network import SpikingNetwork  # noqa: E402
+from antlr_exp.neuron import NeuronParams  # noqa: E402
+
+tk = pytest.importorskip("antlr_exp.triton_kernels", reason="triton does not import")
+if not tk.INTERPRETED and not torch.cuda.is_available():
+    pytest.skip("antlr_exp.triton_kernels was imported before TRITON_INTERPRET=1 was set and there is no GPU "
+                "(run this file in a process of its own)", allow_module_level=True)
+DEVICE = "cpu" if tk.INTERPRETED else "cuda"
+STEPS = 30
+
+RULES = [("activation", 1.0, 1.0), ("activation_rnn", 1.0, 1.0), ("timing", 1.0, 1.0), ("antlr", 1.0, 1.0),
+         ("antlr", 0.3, 2.5)]
+
+
+def random_spikes(shape, rate, seed, dtype):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g, dtype=torch.float64) < rate).to(dtype).to(DEVICE)
+
+
+def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype):
+    """Spikes of both layers and the parameter gradients of a 10-16-4 network under the spike-train loss."""
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
+    torch.manual_seed(0)
+    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike), rule=rule,
+                         lambda_act=lambda_act, lambda_tim=lambda_tim).to(dtype=dtype, device=DEVICE)
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(6.0).add_(0.4)
+            layer.bias.uniform_(0.0, 0.6)
+    x = random_spikes((3, STEPS, 10), 0.15, seed=1, dtype=dtype)
+    target = random_spikes((3, STEPS, 4), 0.05, seed=2, dtype=dtype)
+    out = net(x)
+    spike_train_loss(out.output_spikes, out.output_times, target).backward()
+    return [s.detach() for s in out.spikes], [p.grad.detach().clone() for p in net.parameters()]
+
+
+def _tolerances(dtype):
+    return {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("single_spike", [False, True])
+@pytest.mark.parametrize("rule,lambda_act,lambda_tim", RULES)
+def test_network_forward_and_gradients_equal_the_pytorch_path(rule, lambda_act, lambda_tim, single_spike, dtype,
+                                                               monkeypatch):
+    ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype)
+    theirs = run_network("python", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype)
+    for a, b in zip(ours[0], theirs[0]):
+        assert b.sum() > 0, "every layer must fire for the test to mean something"
+        assert torch.equal(a, b)
+    for a, b in zip(ours[1], theirs[1]):
+        assert b.abs().max() > 0
+        torch.testing.assert_close(a, b, **_tolerances(dtype))
+
+
+def test_the_triton_path_is_the_one_taken(monkeypatch):
+    """ANTLR_EXP_KERNELS=triton runs the Triton kernels (counted), auto does not on CPU."""
+    calls = []
+    for name in ("lif_forward", "srm_adjoint", "rnn_adjoint"):
+        original = getattr(tk, name)
+        monkeypatch.setattr(tk, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    run_network("triton", monkeypatch, "antlr", 1.0, 1.0, False, torch.float32)
+    run_network("triton", monkeypatch, "activation_rnn", 1.0, 1.0, False, torch.float32)
+    assert calls.count("lif_forward") == 4 and calls.count("srm_adjoint") == 2 and calls.count("rnn_adjoint") == 2
+    if DEVICE == "cpu":
+        calls.clear()
+        run_network("auto", monkeypatch, "antlr", 1.0, 1.0, False, torch.float32)
+        assert calls == []
+
+
+@pytest.mark.parametrize("single_spike", [False, True])
+def test_simulation_from_a_state_with_currents(single_spike, monkeypatch):
+    """simulate_lif from a nonzero state, keeping the currents: every output and the final state."""
+    params = NeuronParams(single_spike=single_spike).resolve(STEPS)
+    g = torch.Generator().manual_seed(3)
+    batch, n = 3, 7
+    drive = (torch.rand(STEPS, batch, n, generator=g, dtype=torch.float64) * 0.6).to(DEVICE)
+    bias = (torch.rand(n, generator=g, dtype=torch.float64) * 0.2).to(DEVICE)
+    state = layer_module.LIFState(
+        torch.rand(batch, n, generator=g, dtype=torch.float64).to(DEVICE),
+        torch.rand(batch, n, generator=g, dtype=torch.float64).to(DEVICE),
+        (torch.rand(batch, n, generator=g) < 0.7).double().to(DEVICE),
+        (torch.rand(batch, n, generator=g) < 0.7).double().to(DEVICE) if single_spike else None,
+    )
+    results = []
+    for mode in ("triton", "python"):
+        monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
+        potential, spikes, times, final, currents = layer_module.simulate_lif(drive, bias, params, state, True)
+        results.append([potential, spikes, times, currents, *(x for x in final if x is not None)])
+    assert results[1][1].sum() > 0
+    for a, b in zip(*results):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("surrogate", sorted(SURROGATE_CODES))
+@pytest.mark.parametrize("rule,lambda_act,lambda_tim", RULES)
+def test_adjoint_equals_the_pytorch_path_for_every_surrogate(surrogate, rule, lambda_act, lambda_tim, monkeypatch):
+    """layer.adjoint on a random forward pass (without single-spike mode some neurons fire at
+    consecutive steps): G, H and the lam_V sums, with dL/dS and dL/dt_hat both given and each
+    left out, single-spike off and on."""
+    cfg = layer_module.RuleConfig(rule, lambda_act, lambda_tim)
+    for single in (False, True):
+        params = NeuronParams(surrogate=surrogate, single_spike=single).resolve(STEPS)
+        g = torch.Generator().manual_seed(4)
+        drive = torch.rand(STEPS, 2, 9, generator=g, dtype=torch.float64) * 0.5
+        drive[:, :, :2] *= 100  # neurons 0, 1 fire early (and, single-spike off, at consecutive steps)
+        drive = drive.to(DEVICE)
+        monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
+        bias = torch.zeros(9, dtype=torch.float64, device=DEVICE)
+        potential, spikes, _, _, current = layer_module.simulate_lif(drive, bias, params, keep_current=True)
+        assert spikes[:, :, 2:].sum() > 0 and (single or (spikes[1:] * spikes[:-1]).sum() > 0)
+        grad_s = torch.randn(spikes.shape, generator=g, dtype=torch.float64).to(DEVICE)
+        grad_t = torch.randn(spikes.shape, generator=g, dtype=torch.float64).to(DEVICE) * spikes
+        for gs, gt in ((grad_s, grad_t), (None, grad_t), (grad_s, None)):
+            results = []
+            for mode in ("triton", "python"):
+                monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
+                results.append(layer_module.adjoint(gs, gt, potential, spikes, current, params, cfg,
+                                                    want_h=cfg.tim_weight != 0))
+            ours, theirs = results
+            expect_gradient = (gs is not None and cfg.act_weight != 0) or (gt is not None and cfg.tim_weight != 0)
+            assert bool(theirs[0].abs().max() > 0) == expect_gradient
+            for a, b in zip(ours, theirs):
+                if b is None:
+                    assert a is None
+                else:
+                    torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_kernel_choice_errors(monkeypatch):
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "gpu")
+    with pytest.raises(ValueError, match="ANTLR_EXP_KERNELS='gpu': accepted are auto, python, cpp, triton"):
+        kernels.kernel_mode()
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
+    assert kernels.triton_kernels(torch.device(DEVICE)) is None
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "cpp")
+    assert kernels.triton_kernels(torch.device("cpu")) is None
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "triton")
+    assert kernels.cpp_kernels() is None and kernels.triton_kernels(torch.device(DEVICE)) is tk
+
+
+_COMPILE_FOR_A_GPU = r"""
+import sys
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from antlr_exp import triton_kernels as tk
+
+assert not tk.INTERPRETED
+target = GPUTarget("cuda", 90, 32)
+names = {
+    tk._lif_forward_kernel: ["drive", "bias", "cur0", "pot0", "keep0", "allowed0", "consts", "V", "S", "TM", "I_all",
+                             "cur_f", "pot_f", "keep_f", "allowed_f"],
+    tk._srm_adjoint_kernel: ["V", "S", "GS", "GT", "consts", "G", "H", "LVS"],
+    tk._rnn_adjoint_kernel: ["V", "S", "I_all", "SG", "GS", "consts", "G", "LVS"],
+}
+variants = [
+    (tk._lif_forward_kernel, {"SINGLE": True, "STORE_I": True}),
+    (tk._rnn_adjoint_kernel, {"HAS_S": True, "SINGLE": True}),
+] + [(tk._srm_adjoint_kernel, {"HAS_S": True, "HAS_T": True, "SINGLE": True, "WANT_H": True, "KIND": kind})
+     for kind in range(4)]
+for dtype in ("*fp32", "*fp64"):
+    for kernel, flags in variants:
+        signature = {n: dtype for n in names[kernel]}
+        signature.update(T="i32", M="i32", BLOCK="constexpr", **{k: "constexpr" for k in flags})
+        source = ASTSource(kernel, signature, constexprs={"BLOCK": tk.BLOCK, **flags})
+        compiled = triton.compile(source, target=target, options=tk.COMPILE_OPTIONS)
+        assert "cubin" in compiled.asm
+        if flags.get("KIND") in (0, 3):
+            continue  # exp (exponential and sigmoid surrogates) comes from libdevice, written with fma
+        fused = [line.strip() for line in compiled.asm["ptx"].splitlines() if line.strip().startswith("fma.")]
+        assert not fused, f"{kernel.__name__} {flags} {dtype}: fused multiply-adds in the PTX: {fused[:3]}"
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_a_gpu(tmp_path):
+    """Every kernel compiles for an sm_90 GPU (Triton's own compiler and ptxas, no GPU needed), in
+    float32 and float64 with every branch on and every surrogate, and with no fused multiply-adds
+    in our arithmetic (as the C++ build; libdevice's exp has its own)."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import triton
+
+    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+    if not ptxas.exists() and shutil.which("ptxas") is None:
+        pytest.skip("no ptxas (triton's NVIDIA backend) to compile with")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", _COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
