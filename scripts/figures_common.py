@@ -83,7 +83,8 @@ def data_root(args: argparse.Namespace, task: str) -> str:
 
 
 def seeds(n: int) -> str:
-    return f"seed=range(0,{n})"
+    """Trials 0..n-1, trained together in each job (one process per method and setting)."""
+    return f"trials={n}"
 
 
 # -- reading job folders --------------------------------------------------------------------
