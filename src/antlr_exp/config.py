@@ -29,8 +29,22 @@ from .metrics import metric_names as split_metric_names
 from .network import DECISIONS
 from .neuron import NeuronParams
 
-#: The folder holding the Hydra configs (the repository's ``conf/``).
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def find_conf_dir() -> Path:
+    """The folder holding the Hydra configs: the copy of ``conf/`` shipped inside an installed
+    package (``antlr_exp/conf``), else the source tree's top-level ``conf/`` (editable installs
+    and ``PYTHONPATH=src``)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"antlr-exp's configs are missing: neither {package / 'conf'} nor "
+                            f"{package.parents[1] / 'conf'} holds config.yaml; reinstall the package")
+
+
+#: The folder holding the Hydra configs (see ``find_conf_dir``).
+CONF_DIR = find_conf_dir()
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
