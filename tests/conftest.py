@@ -20,6 +20,9 @@ from hydra import compose, initialize_config_dir
 from antlr_exp.config import CONF_DIR
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where the tests that use real data find it: the same place antlr-train looks ($ANTLR_EXP_DATA,
+#: else data/ in the repository); those tests are skipped where it is absent.
+DATA_ROOT = Path(os.environ.get("ANTLR_EXP_DATA") or REPO / "data")
 ANTLR_TRAIN = Path(sys.executable).parent / "antlr-train"
 
 
