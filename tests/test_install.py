@@ -49,4 +49,5 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((elsewhere / "run" / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["task"] == "matching"
+    assert summary["git_commit"] is None  # neither the installed package nor this folder is in git
     assert not (target / "antlr_exp" / "run").exists() and not list(elsewhere.glob("outputs"))

@@ -48,7 +48,7 @@ def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp
     summary = run(cfg, tmp_path)
     assert set(metric_names(cfg, "test")) <= set(summary)  # what the config checks accept is recorded
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
-    assert (summary["task"], summary["method"], summary["loss"], summary["steps"]) == (task, method, loss, 2)
+    assert (summary["task"], summary["method"], summary["loss_name"], summary["steps"]) == (task, method, loss, 2)
     rows = read_metrics(tmp_path)
     assert [row["step"] for row in rows] == [2.0] and set(metric_names(cfg, "val")) <= set(rows[0])
     assert (tmp_path / "checkpoints" / "last.pt").is_file() and (tmp_path / "checkpoints" / "best.pt").is_file()

@@ -43,6 +43,7 @@ from .losses import (
     spike_train_loss,
 )
 from .metrics import SplitMeter
+from .provenance import now, provenance
 from .network import NetworkOutput, SpikingNetwork
 
 log = logging.getLogger(__name__)
@@ -282,7 +283,10 @@ class Trainer:
         return value > best if self.settings.monitor_mode == "max" else value < best
 
     def _evaluation_point(self, lr: float, started: float) -> None:
-        row = {"epoch": self.state.epoch, "step": self.state.step, "lr": lr}
+        # epoch: passes over the training set, fractional between epoch ends (the matching task's
+        # training set is one problem, so there one epoch is one step)
+        epochs = self.state.epoch + self.state.batch_in_epoch / self.batches_per_epoch
+        row = {"epoch": round(epochs, 6), "step": self.state.step, "lr": lr}
         row.update(self.train_meter.compute("train"))
         row.update(evaluate(self.net, self.data.val, self.objective, self.eval_meter,
                             self.settings.test_batch_size, self.device, "val"))
@@ -371,7 +375,7 @@ class Trainer:
 
 def run_facts(cfg: DictConfig) -> dict:
     """What a summary says about the run (the aggregator groups by the config, not by these)."""
-    return {"task": cfg.task.name, "method": cfg.method.name, "loss": cfg.loss.name,
+    return {"task": cfg.task.name, "method": cfg.method.name, "loss_name": cfg.loss.name,
             "decision": cfg.loss.decision, "seed": cfg.seed, "single_spike": cfg.single_spike}
 
 
@@ -380,6 +384,7 @@ def run_facts(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
+    started_at = now()
     run_dir = Path(run_dir)
     resume_from = None
     if cfg.resume:
@@ -402,6 +407,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     try:
         trainer.fit()
         summary = trainer.test()
+        summary.update(provenance(run_dir, started_at))
         write_json(summary, run_dir / SUMMARY_FILE)
         run_log.summary(summary)
         failed = False
@@ -413,6 +419,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """``evaluate=PATH``: the checkpoint's own task, network, method and loss; ``data``,
     ``device`` and ``trainer.test_batch_size`` from this command."""
+    started_at = now()
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load(path)
     saved = OmegaConf.create(payload["config"])
@@ -432,6 +439,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     for split, dataset in (("val", data.val), ("test", data.test)):
         summary.update(evaluate(net, dataset, objective, meter, merged.trainer.test_batch_size, device, split))
     summary.setdefault("test_accuracy", None)
+    summary.update(provenance(run_dir, started_at))
     write_json(summary, Path(run_dir) / SUMMARY_FILE)
     return summary
 
