@@ -108,6 +108,16 @@ def markdown(rows: list, by: list, metrics: list) -> str:
     return "\n".join(lines)
 
 
+def sweep_report(folder: Path) -> str:
+    """The table a sweep ends with (what ``antlr-report FOLDER`` prints)."""
+    rows = aggregate([folder])
+    if not rows:
+        return f"antlr-report: no finished jobs below {folder}"
+    by = [k for k in rows[0] if k != "n" and not k.endswith(("_mean", "_std"))]
+    metrics = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
+    return f"antlr-report {folder}:\n" + markdown(rows, by, metrics)
+
+
 def main(argv: Optional[list] = None) -> None:
     parser = argparse.ArgumentParser(prog="antlr-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="multirun folders (or any folders holding job folders)")

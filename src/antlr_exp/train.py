@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import console
 from .config import flatten, neuron_params, rule_kwargs, validate
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError
@@ -300,6 +301,8 @@ class Trainer:
             self.state.best_value, self.state.best_step, self.state.best_epoch = value, self.state.step, self.state.epoch
             self._save_best()
         self.run_log.log(row)
+        if not getattr(self, "bar_shown", True):
+            console.log_evaluation(row, self._total_steps())
         if self.gradients is not None:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
@@ -325,7 +328,8 @@ class Trainer:
 
     def fit(self) -> None:
         s, state = self.settings, self.state
-        bar = tqdm(total=self._total_steps(), initial=state.step, disable=not s.progress_bar,
+        self.bar_shown = console.bar_enabled(s.progress_bar)  # else one log line per evaluation point
+        bar = tqdm(total=self._total_steps(), initial=state.step, disable=not self.bar_shown,
                    desc=f"{self.cfg.task.name}/{self.cfg.method.name}", dynamic_ncols=True, leave=False,
                    mininterval=0.5)
         started = time.perf_counter()
