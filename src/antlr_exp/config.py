@@ -51,7 +51,7 @@ CONF_DIR = find_conf_dir()
 TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
 LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
 DEVICES = ("auto", "cpu", "cuda")
-LOGGERS = ("csv", "wandb")
+LOGGERS = ("csv", "wandb", "tensorboard")
 WANDB_MODES = ("offline", "online", "disabled")
 MONITOR_MODES = ("min", "max")
 
@@ -241,6 +241,7 @@ def register_configs() -> None:
         ("task", "nmnist", NmnistTaskConfig),
         ("logger", "csv", LoggerConfig),
         ("logger", "wandb", WandbLoggerConfig),
+        ("logger", "tensorboard", LoggerConfig),
     ):
         cs.store(name=f"schema_{group}_{name}", node=node)
 
@@ -387,6 +388,9 @@ def validate(cfg: DictConfig) -> None:
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
                               "pip install 'antlr-exp[wandb]', or use logger=csv")
+    if cfg.logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package, which is not installed: "
+                          "pip install 'antlr-exp[tensorboard]', or use logger=csv")
     _accepted("loss.decision", loss.decision, DECISIONS)
     _accepted("optimizer", cfg.optimizer.name, ("adam",))
     check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
