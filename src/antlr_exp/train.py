@@ -45,6 +45,7 @@ from .losses import (
 )
 from .metrics import SplitMeter
 from .provenance import now, provenance
+from .report import EVALUATED_CONFIG
 from .network import NetworkOutput, SpikingNetwork
 
 log = logging.getLogger(__name__)
@@ -444,6 +445,8 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
         summary.update(evaluate(net, dataset, objective, meter, merged.trainer.test_batch_size, device, split))
     summary.setdefault("test_accuracy", None)
     summary.update(provenance(run_dir, started_at))
+    # what antlr-report files this run under: the checkpoint's settings, not this command's defaults
+    OmegaConf.save(merged, Path(run_dir) / EVALUATED_CONFIG)
     write_json(summary, Path(run_dir) / SUMMARY_FILE)
     return summary
 
