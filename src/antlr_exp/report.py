@@ -52,6 +52,7 @@ class Jobs:
     """What the folders hold: finished jobs, and the job folders that are not."""
 
     finished: list = field(default_factory=list)  # [(flat config, summary)]
+    folders: list = field(default_factory=list)  # the job folder of each finished job
     failed: list = field(default_factory=list)  # job folders with a config and no summary
     missing: list = field(default_factory=list)  # (sweep folder, job number) never started
     skipped: list = field(default_factory=list)  # (summary file, why)
@@ -103,6 +104,7 @@ def scan(paths) -> Jobs:
                 jobs.skipped.append((summary_file, f"{type(error).__name__}: {error}"))
                 continue
             jobs.finished.append((flatten(config), summary))
+            jobs.folders.append(summary_file.parent)
         for sweep_file in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
             sweep = sweep_file.parent
             numbered = {int(p.name): p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()}
