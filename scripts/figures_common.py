@@ -13,6 +13,7 @@ import argparse
 import csv
 import json
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -29,7 +30,6 @@ from antlr_exp import report  # noqa: E402
 from antlr_exp.config import flatten  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"      # the shared MNIST / N-MNIST folders
 ANTLR_TRAIN = Path(sys.executable).parent / "antlr-train"
 SCALES = ("tiny", "quick", "full")
 METHOD_ORDER = ("activation", "activation_rnn", "timing", "antlr")
@@ -50,7 +50,8 @@ def parse_args(description: str, name: str, argv=None, extra=(), scales=SCALES) 
     p.add_argument("--out", type=Path, default=REPO / "docs" / "figures", help="where the PNG and the table go")
     p.add_argument("--sweep-root", type=Path, default=None,
                    help="parent of the sweep folders (default multirun/<driver>_<scale>)")
-    p.add_argument("--data", type=Path, default=DATA, help="folder holding mnist/ and nmnist/")
+    # the folder holding mnist/ and nmnist/, found as antlr-train's data.root finds it
+    p.add_argument("--data", type=Path, default=Path(os.environ.get("ANTLR_EXP_DATA") or "data"), help="folder holding mnist/ and nmnist/ (default: $ANTLR_EXP_DATA, else data)")
     p.add_argument("--no-run", action="store_true", help="only redraw from existing sweep folders")
     p.add_argument("--jobs", type=int, default=1, help=">1: hydra/launcher=local with this many parallel jobs")
     p.add_argument("overrides", nargs="*", help="extra antlr-train overrides for every sweep (e.g. device=cuda)")

@@ -21,6 +21,9 @@ from antlr_exp.config import CONF_DIR
 from kernel_paths import pytest_terminal_summary  # noqa: F401  (says loudly when C++-path tests were skipped)
 
 REPO = Path(__file__).resolve().parents[1]
+#: Where the tests that use real data find it: the same place antlr-train looks ($ANTLR_EXP_DATA,
+#: else data/ in the repository); those tests are skipped where it is absent.
+DATA_ROOT = Path(os.environ.get("ANTLR_EXP_DATA") or REPO / "data")
 ANTLR_TRAIN = Path(sys.executable).parent / "antlr-train"
 
 

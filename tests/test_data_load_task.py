@@ -37,6 +37,7 @@ def test_default_num_steps_of_matching():
 @pytest.mark.parametrize("name, folder", [("mnist", "data/mnist"), ("nmnist", "data/nmnist")])
 def test_default_root_is_relative_to_the_working_directory(tmp_path, monkeypatch, name, folder):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ANTLR_EXP_DATA", raising=False)
     with pytest.raises(DatasetNotFoundError) as caught:
         load_task(name, cache_dir=tmp_path / "cache") if name == "nmnist" else load_task(name)
     assert str(tmp_path / folder) in str(caught.value)
@@ -47,3 +48,11 @@ def test_validation_share_is_one_sixth(size, val):
     train_ids, val_ids = split_train_val(size, seed=0, purpose="test")
     assert len(val_ids) == val and len(train_ids) == size - val
     assert sorted(train_ids.tolist() + val_ids.tolist()) == list(range(size))
+
+
+@pytest.mark.parametrize("name", ["mnist", "nmnist"])
+def test_default_root_follows_ANTLR_EXP_DATA(tmp_path, monkeypatch, name):
+    monkeypatch.setenv("ANTLR_EXP_DATA", str(tmp_path / "elsewhere"))
+    with pytest.raises(DatasetNotFoundError) as caught:
+        load_task(name, cache_dir=tmp_path / "cache") if name == "nmnist" else load_task(name)
+    assert str(tmp_path / "elsewhere" / name) in str(caught.value)

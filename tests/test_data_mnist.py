@@ -16,11 +16,12 @@ from antlr_exp.data import SILENT, DatasetCorruptError, latency_encode, load_tas
 from antlr_exp.data.encoding import spike_times_to_dense
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
 
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+from conftest import DATA_ROOT
+
+SHARED_MNIST = DATA_ROOT / "mnist"
 needs_shared = pytest.mark.skipif(
     not (SHARED_MNIST / "MNIST" / "raw").is_dir(),
-    reason=f"the offline MNIST copy is not at {SHARED_MNIST} (expected ../shared/data/mnist "
-           f"beside the repository)",
+    reason=f"the offline MNIST copy is not at {SHARED_MNIST} (set ANTLR_EXP_DATA to the folder holding mnist/)",
 )
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -14,13 +14,14 @@ from torch.utils.data import DataLoader
 from antlr_exp.data import DatasetCorruptError, cache_stats, load_task, reset_cache_stats
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
 
-SHARED_NMNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "nmnist"
+from conftest import DATA_ROOT
+
+SHARED_NMNIST = DATA_ROOT / "nmnist"
 needs_shared = pytest.mark.skipif(
     not (SHARED_NMNIST / "Train").is_dir(),
-    reason=f"the offline N-MNIST subset is not at {SHARED_NMNIST} (expected "
-           f"../shared/data/nmnist beside the repository)",
+    reason=f"the offline N-MNIST subset is not at {SHARED_NMNIST} (set ANTLR_EXP_DATA to the folder holding nmnist/)",
 )
-# Per digit 0..9, from shared/data/nmnist/README.md.
+# Per digit 0..9, from the README of the offline N-MNIST subset.
 SHARED_TRAIN_PER_DIGIT = [97, 116, 99, 93, 105, 92, 94, 117, 87, 100]
 SHARED_TEST_PER_DIGIT = [8, 14, 8, 11, 14, 7, 10, 15, 2, 11]
 

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import DATA_ROOT as DATA  # noqa: E402  ($ANTLR_EXP_DATA, as antlr-train finds it)
 sys.path.insert(0, str(SCRIPTS))
 import figures_common  # noqa: E402
 

@@ -37,8 +37,9 @@ def test_report_gives_mean_and_std_per_method(method_sweep, capsys):
     rows = aggregate([method_sweep], metrics=list(METRICS))
     assert sorted(row["method.name"] for row in rows) == ["activation", "antlr", "timing"]
     # seed is not a setting; the seeds of a method are its trials
-    assert all(set(row) == {"method.name", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))}
+    assert all(set(row) == {"method.name", "loss.name", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))}
                for row in rows)
+    assert all(row["loss.name"] == "spike_train" for row in rows)
     for row in rows:
         summaries = [json.loads(p.read_text()) for p in method_sweep.glob("*/summary.json")]
         values = {m: np.array([s[m] for s in summaries if s["method"] == row["method.name"]]) for m in METRICS}
@@ -48,7 +49,7 @@ def test_report_gives_mean_and_std_per_method(method_sweep, capsys):
             assert row[f"{metric}_std"] == pytest.approx(array.std(ddof=1))
     report_main([str(method_sweep), "--metrics", *METRICS, "--csv", str(method_sweep / "table.csv")])
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("| method.name | n | test_loss")
+    assert table[0].startswith("| method.name | loss.name | n | test_loss")
     assert len(table) == 5 and (method_sweep / "table.csv").is_file()
 
 
@@ -63,6 +64,7 @@ def test_report_groups_by_what_varies_besides_the_seed(tmp_path):
         (job / "summary.json").write_text(json.dumps({"test_accuracy": accuracy}))
     assert len(load_jobs([tmp_path])) == 4
     rows = {(r["method.name"], r["optimizer.lr"]): r for r in aggregate([tmp_path])}
+    assert all(r["loss.name"] is None for r in rows.values())  # these configs name no loss
     assert set(rows) == {("antlr", 0.1), ("antlr", 0.2), ("timing", 0.1)}
     assert rows[("antlr", 0.1)]["test_accuracy_mean"] == pytest.approx(0.6)
     assert rows[("antlr", 0.1)]["test_accuracy_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))

@@ -1,3 +1,44 @@
-"""antlr-exp: train spiking neural networks with activation-based, timing-based and ANTLR gradients."""
+"""antlr-exp: train spiking neural networks with activation-based, timing-based and ANTLR gradients.
+
+Library use (the names load on first use, so ``import antlr_exp`` stays cheap)::
+
+    from antlr_exp import SpikingNetwork, NeuronParams, load_task
+    from antlr_exp import count_loss, latency_loss, spike_train_loss, no_spike_weight_penalty
+
+``examples/train_own_tensors.py`` trains a network on your own tensors.
+"""
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "SpikingNetwork": "network",
+    "NetworkOutput": "network",
+    "decide": "network",
+    "NeuronParams": "neuron",
+    "load_task": "data",
+    "TaskData": "data",
+    "count_loss": "losses",
+    "count_targets": "losses",
+    "label_spike_trains": "losses",
+    "latency_loss": "losses",
+    "no_spike_count_term": "losses",
+    "no_spike_weight_penalty": "losses",
+    "spike_train_loss": "losses",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'antlr_exp' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_EXPORTS])

@@ -19,10 +19,11 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
+from . import console
 from .config import CONF_DIR
 from .errors import ConfigError
 from .runtime import tune_malloc
-from .train import USER_ERRORS, run
+from .train import SUMMARY_FILE, USER_ERRORS, run
 
 PROG = "antlr-train"
 
@@ -126,6 +127,7 @@ def _train(cfg: DictConfig):
         print(f"{PROG}: interrupted; to continue from the last checkpoint, repeat the command with "
               f"resume=true hydra.run.dir={run_dir}", file=sys.stderr)
         sys.exit(130)
+    console.report_result(summary, run_dir / SUMMARY_FILE)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
 

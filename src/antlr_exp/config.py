@@ -29,15 +29,29 @@ from .metrics import metric_names as split_metric_names
 from .network import DECISIONS
 from .neuron import NeuronParams
 
-#: The folder holding the Hydra configs (the repository's ``conf/``).
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def find_conf_dir() -> Path:
+    """The folder holding the Hydra configs: the copy of ``conf/`` shipped inside an installed
+    package (``antlr_exp/conf``), else the source tree's top-level ``conf/`` (editable installs
+    and ``PYTHONPATH=src``)."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "conf", package.parents[1] / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise FileNotFoundError(f"antlr-exp's configs are missing: neither {package / 'conf'} nor "
+                            f"{package.parents[1] / 'conf'} holds config.yaml; reinstall the package")
+
+
+#: The folder holding the Hydra configs (see ``find_conf_dir``).
+CONF_DIR = find_conf_dir()
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
 TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
 LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
 DEVICES = ("auto", "cpu", "cuda")
-LOGGERS = ("csv", "wandb")
+LOGGERS = ("csv", "wandb", "tensorboard")
 WANDB_MODES = ("offline", "online", "disabled")
 MONITOR_MODES = ("min", "max")
 DTYPE_NAMES = ("float32", "float64")
@@ -233,6 +247,7 @@ def register_configs() -> None:
         ("task", "nmnist", NmnistTaskConfig),
         ("logger", "csv", LoggerConfig),
         ("logger", "wandb", WandbLoggerConfig),
+        ("logger", "tensorboard", LoggerConfig),
     ):
         cs.store(name=f"schema_{group}_{name}", node=node)
 
@@ -379,6 +394,9 @@ def validate(cfg: DictConfig) -> None:
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
                               "pip install 'antlr-exp[wandb]', or use logger=csv")
+    if cfg.logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise ConfigError("logger=tensorboard needs the tensorboard package, which is not installed: "
+                          "pip install 'antlr-exp[tensorboard]', or use logger=csv")
     _accepted("loss.decision", loss.decision, DECISIONS)
     _accepted("optimizer", cfg.optimizer.name, ("adam",))
     check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))

@@ -1,4 +1,4 @@
-"""Losses of SPEC section 3 (paper Table 1) as differentiable functions of (spikes, times).
+"""Losses of the paper (Table 1) as differentiable functions of (spikes, times).
 
 Every loss takes the output layer's ``spikes`` [B, T, O] and, where it needs them, ``times``
 [B, T, O] (``t * S``, the tensor that carries dL/dt_hat). Autograd then delivers dL/dS and

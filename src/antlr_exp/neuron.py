@@ -1,6 +1,6 @@
 """Neuron parameters and the kernels derived from them.
 
-The neuron is the discrete-time current-based LIF of SPEC section 1 (paper eqs. 1-3), with a
+The neuron is the discrete-time current-based LIF of the paper (eqs. 1-3), with a
 spike resetting both the membrane potential V and the synaptic current I::
 
     I[t] = alpha_I (1 - S[t-1]) I[t-1] + beta_I * sum_i w_i S_i[t]

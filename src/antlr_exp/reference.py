@@ -1,6 +1,6 @@
 """A plain per-time-step simulation differentiated by autograd.
 
-This is the RNN-like description of SPEC section 1 written step by step, with the surrogate on
+This is the RNN-like description of the paper's neuron (eqs. 1-3) written step by step, with the surrogate on
 the spike function. It is the independent oracle for the ``activation`` rule (reset factors
 detached) and the ``activation_rnn`` rule (reset paths kept), and the slow baseline of
 ``scripts/bench.py``. It is not used for training. Its surrogate derivatives are written out

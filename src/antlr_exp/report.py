@@ -1,10 +1,13 @@
 """``antlr-report``: a table of mean and standard deviation over trials from multirun folders.
 
 Every folder below the given paths that holds a ``summary.json`` is one finished job; its
-``.hydra/config.yaml`` says what it ran. Jobs are grouped by method and by every other config
-value that differs between jobs of one method (except the seed and bookkeeping such as paths
-and loggers), so
+``.hydra/config.yaml`` says what it ran (for an ``evaluate=`` run, the evaluated checkpoint's
+config, saved beside its summary as ``evaluated_config.yaml``). Jobs are grouped by method, loss
+and every other config value that differs between jobs of one method (except the seed and
+bookkeeping such as paths, caches and loggers), so
 ``antlr-train -m method=activation,timing,antlr seed=0,1,2`` gives one row per method with n = 3.
+A job folder without a summary (failed or still running) and a job a sweep never started are
+named below the table; an unreadable summary is skipped with a warning.
 
 Standard deviations are sample standard deviations (ddof = 1); with one trial there is none.
 """
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
+import io
 import json
 import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
@@ -33,29 +39,96 @@ DEFAULT_METRICS = (
 )
 #: Config keys (and prefixes) that never define a setting.
 NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "data.root", "data.download", "logger",
-                 "trainer.progress_bar", "optimized_metric")
+                 "trainer.progress_bar", "optimized_metric", "task.options.cache_dir", "trainer.record_gradients")
+#: Columns every table starts with.
+ALWAYS = ("method.name", "loss.name")
+#: Written by ``evaluate=`` beside its summary: the evaluated checkpoint's config.
+EVALUATED_CONFIG = "evaluated_config.yaml"
+FORMATS = ("markdown", "csv", "json")
+
+
+@dataclass
+class Jobs:
+    """What the folders hold: finished jobs, and the job folders that are not."""
+
+    finished: list = field(default_factory=list)  # [(flat config, summary)]
+    folders: list = field(default_factory=list)  # the job folder of each finished job
+    failed: list = field(default_factory=list)  # job folders with a config and no summary
+    missing: list = field(default_factory=list)  # (sweep folder, job number) never started
+    skipped: list = field(default_factory=list)  # (summary file, why)
+
+
+def _job_config(folder: Path) -> Optional[Path]:
+    for candidate in (folder / EVALUATED_CONFIG, folder / ".hydra" / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def expected_jobs(sweep: Path) -> Optional[int]:
+    """How many jobs the sweep in ``sweep`` (its ``multirun.yaml``) asked for, or None."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        hydra = OmegaConf.load(sweep / "multirun.yaml").hydra
+        sweeper = OmegaConf.to_container(hydra.sweeper, resolve=False)
+        if "optuna" in str(sweeper.get("_target_", "")):
+            return int(sweeper["n_trials"])
+        arguments = {str(k): f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()}
+        for override in hydra.overrides.task:
+            arguments[str(override).split("=", 1)[0]] = str(override)
+        count = 1
+        for override in OverridesParser.create().parse_overrides(list(arguments.values())):
+            if override.is_sweep_override():
+                count *= len(list(override.sweep_string_iterator()))
+        return count
+    except Exception:  # no multirun.yaml, or a sweep this cannot count
+        return None
+
+
+def scan(paths) -> Jobs:
+    """Every job below ``paths``: finished (config + readable summary), failed, missing."""
+    jobs = Jobs()
+    for path in paths:
+        path = Path(path)
+        for summary_file in sorted(path.rglob("summary.json")):
+            config_file = _job_config(summary_file.parent)
+            if config_file is None:
+                continue
+            try:
+                summary = json.loads(summary_file.read_text())
+                if not isinstance(summary, dict):
+                    raise ValueError("not a JSON object")
+                config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
+            except Exception as error:
+                jobs.skipped.append((summary_file, f"{type(error).__name__}: {error}"))
+                continue
+            jobs.finished.append((flatten(config), summary))
+            jobs.folders.append(summary_file.parent)
+        for sweep_file in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
+            sweep = sweep_file.parent
+            numbered = {int(p.name): p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()}
+            for number, folder in sorted(numbered.items()):
+                if (folder / ".hydra" / "config.yaml").is_file() and not (folder / "summary.json").is_file():
+                    jobs.failed.append(folder)
+            expected = expected_jobs(sweep)
+            candidates = list(numbered) + ([expected - 1] if expected else [])
+            jobs.missing += [(sweep, n) for n in range(max(candidates, default=-1) + 1) if n not in numbered]
+    return jobs
 
 
 def load_jobs(paths) -> list:
     """``[(flat config, summary)]`` of every finished job below ``paths``, in folder order."""
-    jobs = []
-    for path in paths:
-        for summary_file in sorted(Path(path).rglob("summary.json")):
-            config_file = summary_file.parent / ".hydra" / "config.yaml"
-            if not config_file.is_file():
-                continue
-            config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
-            jobs.append((flatten(config), json.loads(summary_file.read_text())))
-    return jobs
+    return scan(paths).finished
 
 
 def setting_keys(jobs: list) -> list:
-    """``method.name`` and every other config key whose value differs between jobs of the same
-    method (keys that follow from the method, such as its loss, add no column)."""
+    """``method.name``, ``loss.name`` and every other config key whose value differs between jobs
+    of the same method (keys that follow from the method add no column)."""
     by_method: dict = {}
     for config, _ in jobs:
         by_method.setdefault(config.get("method.name"), []).append(config)
-    keys = ["method.name"]
+    keys = list(ALWAYS)
     for key in sorted(set().union(*(config for config, _ in jobs))) if jobs else []:
         if key in keys or any(key == k or key.startswith(k + ".") for k in NOT_A_SETTING):
             continue
@@ -72,9 +145,26 @@ def mean_std(values: list) -> tuple:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
-def aggregate(paths, by: Optional[list] = None, metrics: Optional[list] = None) -> list:
+class ReportError(ValueError):
+    """A --by or --metrics key no job has."""
+
+
+def check_keys(jobs: list, by: Optional[list], metrics: Optional[list]) -> None:
+    """Every ``by`` key must be a config key of some job, every metric a numeric summary key."""
+    config_keys = sorted(set().union(*(config for config, _ in jobs))) if jobs else []
+    metric_keys = sorted({k for _, s in jobs for k, v in s.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    for flag, given, accepted in (("--by", by or [], config_keys), ("--metrics", metrics or [], metric_keys)):
+        for key in given:
+            if key not in accepted:
+                close = difflib.get_close_matches(key, accepted, n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise ReportError(f"{flag} {key}: no job has this key; {hint}accepted: {', '.join(accepted)}")
+
+
+def aggregate(paths, by: Optional[list] = None, metrics: Optional[list] = None, jobs: Optional[list] = None) -> list:
     """One dict per setting: the ``by`` keys, ``n`` and ``<metric>_mean`` / ``<metric>_std``."""
-    jobs = load_jobs(paths)
+    jobs = load_jobs(paths) if jobs is None else jobs
     by = list(by) if by else setting_keys(jobs)
     metrics = list(metrics) if metrics else [m for m in DEFAULT_METRICS
                                              if any(s.get(m) is not None for _, s in jobs)]
@@ -98,6 +188,12 @@ def _cell(mean, std) -> str:
     return f"{mean:.4g}" if std is None else f"{mean:.4g} ± {std:.2g}"
 
 
+def _columns(rows: list) -> tuple:
+    by = [k for k in rows[0] if k != "n" and not k.endswith(("_mean", "_std"))]
+    metrics = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
+    return by, metrics
+
+
 def markdown(rows: list, by: list, metrics: list) -> str:
     header = [*by, "n", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -108,27 +204,65 @@ def markdown(rows: list, by: list, metrics: list) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Optional[list] = None) -> None:
+def render(rows: list, fmt: str = "markdown") -> str:
+    """The table as markdown (mean ± std cells), CSV or JSON (one column per mean and std)."""
+    if fmt == "markdown":
+        return markdown(rows, *_columns(rows))
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return stream.getvalue().rstrip("\n")
+
+
+def problems(jobs: Jobs) -> list:
+    """Lines naming the skipped summaries, failed jobs and missing jobs."""
+    lines = [f"warning: skipped {path}: unreadable summary ({why})" for path, why in jobs.skipped]
+    if jobs.failed:
+        lines.append(f"{len(jobs.failed)} failed or unfinished job(s) (no summary.json): "
+                     + ", ".join(str(f) for f in jobs.failed))
+    if jobs.missing:
+        lines.append(f"{len(jobs.missing)} job(s) never started: "
+                     + ", ".join(str(sweep / str(n)) for sweep, n in jobs.missing))
+    return lines
+
+
+def sweep_report(folder: Path) -> str:
+    """What a sweep ends with: the table of ``antlr-report FOLDER`` and its failed or missing jobs."""
+    jobs = scan([folder])
+    lines = [f"antlr-report {folder}:"]
+    rows = aggregate([folder], jobs=jobs.finished)
+    lines.append(render(rows) if rows else f"no finished jobs below {folder}")
+    return "\n".join(lines + problems(jobs))
+
+
+def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="antlr-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="multirun folders (or any folders holding job folders)")
-    parser.add_argument("--by", nargs="+", help="config keys to group by (default: method.name and what varies)")
+    parser.add_argument("--by", nargs="+", help="config keys to group by (default: method.name, loss.name and what varies)")
     parser.add_argument("--metrics", nargs="+", help=f"summary keys (default: {', '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="how the table is printed (default: markdown)")
     parser.add_argument("--csv", type=Path, help="also write the table as CSV to this file")
     args = parser.parse_args(argv)
     for path in args.paths:
         if not Path(path).is_dir():
             parser.exit(2, f"antlr-report: error: {path} is not a folder\n")
-    rows = aggregate(args.paths, args.by, args.metrics)
+    jobs = scan(args.paths)
+    try:
+        check_keys(jobs.finished, args.by, args.metrics)
+    except ReportError as error:
+        parser.exit(2, f"antlr-report: error: {error}\n")
+    for line in problems(jobs):
+        print(f"antlr-report: {line}", file=sys.stderr)
+    rows = aggregate(args.paths, args.by, args.metrics, jobs=jobs.finished)
     if not rows:
         parser.exit(2, f"antlr-report: error: no finished jobs (summary.json with .hydra/config.yaml) below {', '.join(args.paths)}\n")
-    by = [k for k in rows[0] if k != "n" and not k.endswith(("_mean", "_std"))]
-    metrics = [k[: -len("_mean")] for k in rows[0] if k.endswith("_mean")]
-    print(markdown(rows, by, metrics))
+    print(render(rows, args.format))
     if args.csv:
-        with open(args.csv, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        args.csv.write_text(render(rows, "csv") + "\n")
+    return 0
 
 
 if __name__ == "__main__":

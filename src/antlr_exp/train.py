@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
+from . import console
 from .config import flatten, neuron_params, rule_kwargs, validate
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError
@@ -52,6 +53,8 @@ from .losses import (
     spike_train_loss,
 )
 from .metrics import SplitMeter
+from .provenance import now, provenance
+from .report import EVALUATED_CONFIG
 from .network import NetworkOutput, SpikingNetwork
 
 log = logging.getLogger(__name__)
@@ -463,7 +466,10 @@ class Trainer:
         self.simulated_steps = []
         elapsed = time.perf_counter() - started
         for k, state in enumerate(self.states):
-            row = {"epoch": state.epoch, "step": state.step, "lr": lr}
+            # epoch: passes over the training set, fractional between epoch ends (the matching task's
+            # training set is one problem, so there one epoch is one step)
+            epochs = state.epoch + state.batch_in_epoch / self.batches_per_epoch
+            row = {"epoch": round(epochs, 6), "step": state.step, "lr": lr}
             row.update(train_rows[k])
             row["train_simulated_steps"] = simulated
             row.update(val_rows[k])
@@ -476,6 +482,8 @@ class Trainer:
                 state.best_value, state.best_step, state.best_epoch = value, state.step, state.epoch
                 self._save_best(k)
             self.run_logs[k].log(row)
+            if not getattr(self, "bar_shown", True):
+                console.log_evaluation(row, self._total_steps(), self.seeds[k] if self.trials > 1 else None)
         if self.gradients is not None:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
@@ -514,7 +522,8 @@ class Trainer:
 
     def fit(self) -> None:
         s, state = self.settings, self.state
-        bar = tqdm(total=self._total_steps(), initial=state.step, disable=not s.progress_bar,
+        self.bar_shown = console.bar_enabled(s.progress_bar)  # else one log line per evaluation point
+        bar = tqdm(total=self._total_steps(), initial=state.step, disable=not self.bar_shown,
                    desc=f"{self.cfg.task.name}/{self.cfg.method.name}", dynamic_ncols=True, leave=False,
                    mininterval=0.5)
         started = time.perf_counter()
@@ -584,7 +593,7 @@ def train_early_stop(cfg: DictConfig) -> bool:
 
 def run_facts(cfg: DictConfig) -> dict:
     """What a summary says about the run (the aggregator groups by the config, not by these)."""
-    return {"task": cfg.task.name, "method": cfg.method.name, "loss": cfg.loss.name,
+    return {"task": cfg.task.name, "method": cfg.method.name, "loss_name": cfg.loss.name,
             "decision": cfg.loss.decision, "seed": cfg.seed, "single_spike": cfg.single_spike}
 
 
@@ -593,6 +602,7 @@ def run_facts(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
+    started_at = now()
     run_dir = Path(run_dir)
     resume_from = None
     if cfg.resume:
@@ -620,6 +630,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.fit()
         summaries = trainer.test_trials()
         for trial_dir, summary, run_log in zip(trainer.trial_dirs, summaries, trainer.run_logs):
+            summary.update(provenance(trial_dir, started_at))
             write_json(summary, trial_dir / SUMMARY_FILE)
             run_log.summary(summary)
         failed = False
@@ -647,6 +658,7 @@ def trials_summary(summaries: list, trial_dirs: list, run_dir: Path) -> dict:
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """``evaluate=PATH``: the checkpoint's own task, network, method and loss; ``data``,
     ``device`` and ``trainer.test_batch_size`` from this command."""
+    started_at = now()
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load(path)
     saved = OmegaConf.create(payload["config"])
@@ -666,6 +678,9 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     for split, dataset in (("val", data.val), ("test", data.test)):
         summary.update(evaluate(net, dataset, objective, meter, merged.trainer.test_batch_size, device, split))
     summary.setdefault("test_accuracy", None)
+    summary.update(provenance(run_dir, started_at))
+    # what antlr-report files this run under: the checkpoint's settings, not this command's defaults
+    OmegaConf.save(merged, Path(run_dir) / EVALUATED_CONFIG)
     write_json(summary, Path(run_dir) / SUMMARY_FILE)
     return summary
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import os
+from pathlib import Path
 
 from antlr_exp.data.common import DatasetCorruptError, TaskData
 from antlr_exp.data.encoding import SILENT, latency_encode, spike_times_to_dense
@@ -45,6 +46,12 @@ def task_options(name: str) -> tuple[str, ...]:
     return tuple(p for p in parameters if p not in _COMMON)
 
 
+def default_root(name: str) -> Path:
+    """Where task ``name``'s files are when no root is given: ``$ANTLR_EXP_DATA/<name>``, else
+    ``data/<name>`` relative to the working directory (antlr-train's ``data.root`` is the same)."""
+    return Path(os.environ.get("ANTLR_EXP_DATA") or "data") / name
+
+
 def load_task(name: str, *, root: str | os.PathLike | None = None, download: bool = False,
               limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
               num_steps: int | None = None, **task_options_given) -> TaskData:
@@ -52,9 +59,9 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, download: boo
 
     Args:
         name: ``"matching"``, ``"mnist"`` or ``"nmnist"``.
-        root: data folder (mnist: holds ``MNIST/raw/``, default ``data/mnist``; nmnist: holds
-            ``Train/`` and ``Test/`` or tonic's ``NMNIST/``, default ``data/nmnist``; ignored by
-            matching).
+        root: data folder (mnist: holds ``MNIST/raw/``; nmnist: holds ``Train/`` and ``Test/`` or
+            tonic's ``NMNIST/``; ignored by matching). Default: ``default_root(name)``, i.e.
+            ``$ANTLR_EXP_DATA/<name>``, else ``data/<name>`` in the working directory.
         download: fetch missing files (mnist, nmnist; needs internet).
         limit_train: at most this many training samples (ignored by matching).
         limit_test: at most this many validation and this many test samples (ignored by
@@ -86,6 +93,6 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, download: boo
     if num_steps is not None:
         arguments["num_steps"] = num_steps
     if name != "matching":
-        arguments.update(root=root, download=download, limit_train=limit_train,
+        arguments.update(root=default_root(name) if root is None else root, download=download, limit_train=limit_train,
                          limit_test=limit_test)
     return loader(**arguments)

@@ -1,0 +1,65 @@
+"""A non-editable install works: the wheel carries conf/, and antlr-train runs from any folder.
+
+The wheel is built from a copy of the source tree (so no build/ is left in the repository),
+installed into a temporary target folder and run from an unrelated folder with only that
+target on the path. About 10-20 s (no download: no dependencies are installed, the venv's are used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from conftest import REPO, cli_env, tiny_overrides
+
+
+def _setuptools_version() -> tuple:
+    try:
+        return tuple(int(p) for p in metadata.version("setuptools").split(".")[:2])
+    except (metadata.PackageNotFoundError, ValueError):
+        return ()
+
+
+def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("src", "conf"):
+        shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    wheels = tmp_path / "wheels"
+    # build with this environment's setuptools where it is recent enough (no network), else let pip
+    # fetch the build requirements as it does for any install
+    isolation = ["--no-build-isolation"] if _setuptools_version() >= (77,) else []
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation, "-q",
+                    "-w", str(wheels), str(source)], check=True, capture_output=True, timeout=300)
+    wheel = next(wheels.glob("antlr_exp-*.whl"))
+    shipped = {n[len("antlr_exp/conf/"):] for n in zipfile.ZipFile(wheel).namelist()
+               if n.startswith("antlr_exp/conf/")}
+    assert shipped == {str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml")}
+
+    target = tmp_path / "target"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                    str(wheel)], check=True, capture_output=True, timeout=120)
+    env = dict(cli_env(), PYTHONPATH=str(target), ANTLR_EXP_KERNELS="python")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    where = subprocess.run([sys.executable, "-c", "import antlr_exp.config as c; print(c.__file__); print(c.CONF_DIR)"],
+                           cwd=elsewhere, env=env, capture_output=True, text=True, check=True)
+    module, conf = where.stdout.split()
+    assert Path(module).is_relative_to(target) and Path(conf) == target / "antlr_exp" / "conf"
+
+    result = subprocess.run([sys.executable, "-m", "antlr_exp.cli", *tiny_overrides("matching", data_roots),
+                             "hydra.run.dir=run"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((elsewhere / "run" / "summary.json").read_text())
+    assert summary["steps"] == 2 and summary["task"] == "matching"
+    assert summary["git_commit"] is None  # neither the installed package nor this folder is in git
+    assert (target / "bin" / "antlr-plot").is_file() and (target / "bin" / "antlr-report").is_file()
+    assert not (target / "antlr_exp" / "run").exists() and not list(elsewhere.glob("outputs"))
