@@ -123,7 +123,7 @@ def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) ->
                               f"of the run to continue")
         return
     existing = [p for p in (last, checkpoints / ckpt.BEST) if p.is_file()]
-    if existing:
+    if existing and not requeued():  # a job SLURM started again resumes (prepare_job)
         raise ConfigError(f"{folder} already holds another run's checkpoints ({existing[0]}); accepted: "
                           f"resume=true to continue that run, or another {key}")
 
