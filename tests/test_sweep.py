@@ -95,4 +95,5 @@ def test_slurm_launcher_config_targets_submitit():
                       return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
-    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", 1, 1)
+    assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", None, 1)
+    assert launcher.max_num_timeout > 0  # a job stopped by its time limit is requeued (and resumes)

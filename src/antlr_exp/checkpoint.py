@@ -4,17 +4,20 @@ A run folder holds ``checkpoints/last.pt`` (everything needed to continue: weigh
 scheduler, RNG states, the shuffling order of the current epoch, the metrics history, the best
 weights so far) and ``checkpoints/best.pt`` (the best-validation weights and the config, what
 ``evaluate=`` reads). Both are replaced with ``os.replace`` only once completely written, so a
-run killed at any moment leaves the previous complete file behind.
+run killed at any moment leaves the previous complete file behind. A write that fails (a full
+disk) removes its temporary file and raises ``CheckpointWriteError``; the previous file stays.
 """
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from .errors import CheckpointWriteError, ConfigError
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -24,16 +27,37 @@ def checkpoint_dir(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints"
 
 
+def _write_file(path: Path, data: memoryview) -> None:
+    """Write ``data`` to ``path`` and flush it to the disk (an OSError when the disk is full)."""
+    with open(path, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+
 def save_atomic(payload: dict, path: Path) -> None:
-    """``torch.save(payload)`` to ``path`` through a temporary file in the same folder."""
+    """``torch.save(payload)`` to ``path`` through a temporary file in the same folder.
+
+    The payload is serialised in memory first, so a failed write is an OSError (torch's own
+    writer reports a full disk as an unreadable RuntimeError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as stream:
-        torch.save(payload, stream)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    try:
+        _write_file(temporary, buffer.getbuffer())
+        os.replace(temporary, path)
+    except BaseException as error:
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if not isinstance(error, OSError):
+            raise
+        reason = "the disk is full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else (error.strerror or str(error))
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written before"
+        raise CheckpointWriteError(f"could not write {path}: {reason}; {kept}") from None
 
 
 def load(path: Path) -> dict:
@@ -54,3 +78,17 @@ def resolve_for_evaluation(path: str) -> Path:
     if not candidate.is_file():
         raise ConfigError(f"evaluate={path}: no checkpoint there; accepted: a .pt file or a run folder with checkpoints/{BEST}")
     return candidate
+
+
+def load_for_evaluation(path: Path) -> dict:
+    """A checkpoint ``evaluate=`` can use: a dict with the run's config and its weights."""
+    accepted = f"accepted: a .pt file from a run's checkpoints/ folder, or a run folder with checkpoints/{BEST}"
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"evaluate={path} is not a checkpoint of antlr-train (unreadable as one: "
+                          f"{type(error).__name__}); {accepted}") from None
+    if not (isinstance(payload, dict) and isinstance(payload.get("config"), dict)
+            and isinstance(payload.get("best_model", payload.get("model")), dict)):
+        raise ConfigError(f"evaluate={path} is not a checkpoint of antlr-train (no config and weights in it); {accepted}")
+    return payload

@@ -20,8 +20,10 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from . import console
+from . import checkpoint as ckpt
+from . import preflight, stopping
 from .config import CONF_DIR
-from .errors import ConfigError
+from .errors import ConfigError, RunStopped, StopSignal
 from .runtime import tune_malloc
 from .train import SUMMARY_FILE, USER_ERRORS, run
 
@@ -120,26 +122,47 @@ def check_override_keys(arguments: list) -> None:
 def _train(cfg: DictConfig):
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        summary = run(cfg, run_dir)
+        preflight.prepare_job(cfg, run_dir)
+        with stopping.catch_stop_signals():
+            summary = run(cfg, run_dir)
     except USER_ERRORS as error:
         _fail(error)
+    except RunStopped as error:
+        _stopped(error, run_dir)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; to continue from the last checkpoint, repeat the command with "
-              f"resume=true hydra.run.dir={run_dir}", file=sys.stderr)
+        print(f"{PROG}: interrupted; {_resume_hint(run_dir)}", file=sys.stderr)
         sys.exit(130)
     console.report_result(summary, run_dir / SUMMARY_FILE)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
 
 
+def _resume_hint(run_dir: Path) -> str:
+    """How to continue a stopped run, or that there is nothing to continue yet."""
+    if (ckpt.checkpoint_dir(run_dir) / ckpt.LAST).is_file():
+        return (f"to continue from the last checkpoint, repeat the command with resume=true "
+                f"hydra.run.dir={run_dir}")
+    return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume: run the command again"
+
+
+def _stopped(error: RunStopped, run_dir: Path) -> None:
+    """A run that stopped early: one line and a non-zero status (128 + the signal's number after a
+    signal, once the handler that was there before, e.g. submitit's requeue, has had it)."""
+    message = " ".join(str(error).split())
+    if isinstance(error, StopSignal):
+        print(f"{PROG}: {message}; {_resume_hint(run_dir)}", file=sys.stderr, flush=True)
+        stopping.pass_on(error.signum)
+        sys.exit(128 + error.signum)
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
 def main() -> None:
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
     try:
         check_group_choices(sys.argv[1:])
-    except ConfigError as error:
-        _fail(error)
-    try:
         check_override_keys(sys.argv[1:])
+        sys.argv[1:] = preflight.check_command(sys.argv[1:])
     except ConfigError as error:
         _fail(error)
     _train()

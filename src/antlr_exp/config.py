@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import netrc
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, List, Optional
@@ -273,11 +275,11 @@ def _number(key: str, value: Any, *, low: float, high: float = math.inf, low_ope
     """``value`` must be a finite number in the interval (None too when ``optional``)."""
     if value is None and optional:
         return
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if ok:
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
         extra = " or null" if optional else ""
         raise ConfigError(f"{key}={value!r} is out of range; accepted: a number in {interval}{extra}")
 
@@ -288,6 +290,44 @@ def _positive_int(key: str, value: Any, optional: bool = False) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         extra = " or null" if optional else ""
         raise ConfigError(f"{key}={value!r} is not accepted; accepted: an integer >= 1{extra}")
+
+
+#: torch.manual_seed takes seeds up to 2**64 - 1.
+MAX_SEED = 2**64 - 1
+
+
+def _check_finite_numbers(container: Any, path: str = "") -> None:
+    """No inf or NaN anywhere in the config (a learning rate, a lambda, a neuron constant)."""
+    if isinstance(container, dict):
+        for key, value in container.items():
+            _check_finite_numbers(value, f"{path}{key}.")
+    elif isinstance(container, list):
+        for index, value in enumerate(container):
+            _check_finite_numbers(value, f"{path.rstrip('.')}[{index}].")
+    elif isinstance(container, float) and not math.isfinite(container):
+        raise ConfigError(f"{path.rstrip('.')}={container} is not accepted; accepted: a finite number")
+
+
+def _check_betas(betas: Any) -> None:
+    values = list(betas) if isinstance(betas, (list, tuple)) or OmegaConf.is_list(betas) else [betas]
+    if len(values) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                                   for b in values):
+        raise ConfigError(f"optimizer.betas={_show(betas)} is not accepted; accepted: two numbers in [0, 1), "
+                          f"e.g. [0.9, 0.999]")
+
+
+def wandb_has_credentials() -> bool:
+    """An API key in WANDB_API_KEY or in the netrc file ``wandb login`` writes."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    try:
+        return netrc.netrc(path).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def flatten(container: dict, prefix: str = "") -> dict:
@@ -385,6 +425,9 @@ def validate(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"{missing[0]} has no value; set it, e.g. {missing[0]}=<value>")
     task, method, loss, trainer = cfg.task, cfg.method, cfg.loss, cfg.trainer
+    _check_finite_numbers(OmegaConf.to_container(cfg, resolve=True))
+    if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
+        raise ConfigError(f"seed={cfg.seed} is not accepted; accepted: an integer in [0, 2**64 - 1]")
 
     _accepted("task", task.name, tuple(TASK_TARGET_KIND))
     _accepted("device", cfg.device, DEVICES)
@@ -394,6 +437,9 @@ def validate(cfg: DictConfig) -> None:
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
                               "pip install 'antlr-exp[wandb]', or use logger=csv")
+        if cfg.logger.mode == "online" and not wandb_has_credentials():
+            raise ConfigError("logger.mode=online needs wandb credentials, and none were found (WANDB_API_KEY, "
+                              "or `wandb login`); accepted here: logger.mode=offline or disabled")
     if cfg.logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package, which is not installed: "
                           "pip install 'antlr-exp[tensorboard]', or use logger=csv")
@@ -456,6 +502,7 @@ def validate(cfg: DictConfig) -> None:
     _accepted("trainer.monitor", trainer.monitor, metric_names(cfg, "val"))
     _accepted("trainer.monitor_mode", trainer.monitor_mode, MONITOR_MODES)
     _number("optimizer.lr", cfg.optimizer.lr, low=0.0, low_open=True)
+    _check_betas(cfg.optimizer.betas)
     _number("optimizer.weight_decay", cfg.optimizer.weight_decay, low=0.0)
     _number("optimizer.grad_clip_value", cfg.optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
     for key in ("limit_train", "limit_test"):

@@ -39,9 +39,10 @@ from tqdm import tqdm
 
 from . import checkpoint as ckpt
 from . import console
+from . import stopping
 from .config import flatten, neuron_params, rule_kwargs, validate
 from .data import TaskData, load_task
-from .errors import ConfigError, DatasetNotFoundError, InputError
+from .errors import ConfigError, DatasetNotFoundError, InputError, NonFiniteError, StopSignal
 from .loggers import RunLog
 from .losses import (
     count_loss,
@@ -376,6 +377,7 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "wandb_run_id": self.wandb_run_id,
+            "train_meter": dict(vars(self.train_meter)),  # the training metrics since the last evaluation
         }
         if self.trials == 1:
             payload.update(shuffle_generator=self.shuffle.get_state(), state=asdict(self.state),
@@ -401,6 +403,7 @@ class Trainer:
         if payload["cuda_rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.wandb_run_id = payload["wandb_run_id"]
+        vars(self.train_meter).update(payload.get("train_meter", {}))
         recorded = self.run_dir / GRADIENTS_FILE
         if self.gradients is not None and recorded.is_file():  # the rows up to the checkpoint's step
             self.gradients = list(ckpt.load(recorded)[: self.state.step])
@@ -437,6 +440,7 @@ class Trainer:
         self.simulated_steps.append(out.num_steps)
         losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
         loss = losses.sum()  # each trial's parameters get the gradient of its own loss
+        self._check_finite("the training loss", loss, self.state.step + 1)
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
@@ -458,6 +462,8 @@ class Trainer:
         return value > best if self.settings.monitor_mode == "max" else value < best
 
     def _evaluation_point(self, lr: float, started: float) -> None:
+        for name, parameter in self.net.named_parameters():
+            self._check_finite(f"the weight {name}", parameter, self.state.step)
         train_rows = self.train_meter.compute_trials("train")
         val_rows = evaluate_trials(self.net, [data.val for data in self.datas], self.objective, self.eval_meter,
                                    self.settings.test_batch_size, self.device, "val")
@@ -544,11 +550,44 @@ class Trainer:
                 if due:
                     self._evaluation_point(lr, started)
                     started = time.perf_counter()
+                if stopping.requested() is not None:
+                    self._stop_on_signal(started)
                 if self._done():
                     break
         if state.last_eval_step != state.step:  # the budget ended between evaluation points
             self._evaluation_point(lr, started)
         bar.close()
+
+    # -- stopping early -----------------------------------------------------------------------
+
+    def _last_checkpoint_note(self) -> str:
+        last = ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST
+        if last.is_file() and self.state.last_eval_step >= 0:
+            return f"the last good checkpoint is {last} (step {self.state.last_eval_step})"
+        return "no checkpoint was written before"
+
+    def _check_finite(self, what: str, value: torch.Tensor, step: int) -> None:
+        """Stop before a non-finite loss or weight (at optimizer step ``step``) is stepped on or
+        saved (NonFiniteError)."""
+        if not bool(torch.isfinite(value.detach()).all()):
+            bad = value.detach()[~torch.isfinite(value.detach())].flatten()[0].item()
+            raise NonFiniteError(
+                f"{what} became {bad} at step {step}; the run stopped without saving it and "
+                f"{self._last_checkpoint_note()}; try a smaller optimizer.lr (now {self.cfg.optimizer.lr}) "
+                f"or set optimizer.grad_clip_value")
+
+    def _stop_on_signal(self, started: float) -> None:
+        """A stop signal arrived: save ``last.pt`` at this step and raise StopSignal."""
+        elapsed = time.perf_counter() - started
+        for state in self.states:
+            state.train_time_s += elapsed
+        if self.gradients is not None:
+            ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
+                             self.run_dir / GRADIENTS_FILE)
+        ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+        signum = stopping.requested()
+        raise StopSignal(f"stopped by {signal_name(signum)} at step {self.state.step}; the checkpoint "
+                         f"{ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST} holds this step", signum)
 
     def test(self) -> dict:
         """Summary: the best checkpoint's validation row and its test metrics (of a plain run; a
@@ -589,6 +628,12 @@ def train_early_stop(cfg: DictConfig) -> bool:
     if cfg.method.get("no_spike_penalty") and cfg.method.get("penalty_window", "full") == "full":
         return False
     return True
+
+
+def signal_name(signum: int) -> str:
+    import signal
+
+    return signal.Signals(signum).name
 
 
 def run_facts(cfg: DictConfig) -> dict:
@@ -660,7 +705,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     ``device`` and ``trainer.test_batch_size`` from this command."""
     started_at = now()
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
-    payload = ckpt.load(path)
+    payload = ckpt.load_for_evaluation(path)
     saved = OmegaConf.create(payload["config"])
     merged = OmegaConf.merge(saved, {"data": cfg.data, "device": cfg.device,
                                      "trainer": {"test_batch_size": cfg.trainer.test_batch_size},

@@ -10,7 +10,7 @@ import inspect
 import os
 from pathlib import Path
 
-from antlr_exp.data.common import DatasetCorruptError, TaskData
+from antlr_exp.data.common import VALIDATION_FRACTION_DENOMINATOR, DatasetCorruptError, TaskData
 from antlr_exp.data.encoding import SILENT, latency_encode, spike_times_to_dense
 from antlr_exp.data.matching import MatchingProblem, load_matching, make_matching_problem
 from antlr_exp.data.mnist import LatencyMNIST, load_mnist
@@ -78,7 +78,8 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, download: boo
         int64 scalar label (mnist, nmnist) or a float32 [T, num_outputs] spike train (matching).
 
     Raises:
-        ConfigError: unknown task name or option, or an invalid value.
+        ConfigError: unknown task name or option, or an invalid value, or a split that comes out
+            empty (fewer than 6 training files leave no validation samples).
         DatasetNotFoundError: data files missing (DatasetCorruptError: present but unusable).
     """
     if name not in TASKS:
@@ -95,4 +96,18 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, download: boo
     if name != "matching":
         arguments.update(root=default_root(name) if root is None else root, download=download, limit_train=limit_train,
                          limit_test=limit_test)
-    return loader(**arguments)
+    data = loader(**arguments)
+    check_splits(name, data)
+    return data
+
+
+def check_splits(name: str, data: TaskData) -> None:
+    """Every split must hold samples: an empty one would be reported as accuracy 0 and loss 0."""
+    sizes = {split: len(getattr(data, split)) for split in ("train", "val", "test")}
+    empty = [split for split, size in sizes.items() if size == 0]
+    if empty:
+        shown = ", ".join(f"{split} {size}" for split, size in sizes.items())
+        raise ConfigError(
+            f"task={name}: the {empty[0]} split is empty (samples: {shown}); every split needs samples, and the "
+            f"validation split is 1/{VALIDATION_FRACTION_DENOMINATOR} of the training files, so at least "
+            f"{VALIDATION_FRACTION_DENOMINATOR} training files are needed")

@@ -30,8 +30,9 @@ test recordings. Only the recordings kept are read.
 Cache: the frames of each source folder are stored on disk as the flat indices of their
 non-zero entries (int32, one index per active (t, p, y, x), about 16 kB per recording), in
 ``<cache_dir>/nmnist-<split>-<key>.npz``. The key hashes every framing parameter (T, bin_us,
-first_saccade_only), the split, the list of recordings with their sizes, the tonic version
-and a format number, so changing any of them never reuses stale frames. Files are written
+first_saccade_only), the split, the list of recordings with their sizes and modification
+times (nanoseconds), the tonic version and a format number, so changing any of them, or
+rewriting a recording even at the same size, never reuses stale frames. Files are written
 atomically. ``cache_stats()`` counts hits and misses in this process.
 """
 
@@ -107,12 +108,15 @@ class Recording:
         relpath: path relative to its split folder, e.g. ``"5/00001.bin"``.
         label: digit 0..9 (the name of its folder).
         size: file size in bytes.
+        mtime_ns: modification time in nanoseconds (with ``size``, what the frame cache's key
+            knows of the file's contents).
     """
 
     path: Path
     relpath: str
     label: int
     size: int
+    mtime_ns: int = 0
 
 
 # ---------------------------------------------------------------- reading and framing
@@ -201,8 +205,9 @@ def _scan_original_layout(folder: Path) -> list[Recording]:
         if not digit_folder.is_dir():
             continue
         for path in sorted(digit_folder.glob("*.bin")):
+            stat = path.stat()
             recordings.append(Recording(path=path, relpath=f"{digit}/{path.name}", label=digit,
-                                        size=path.stat().st_size))
+                                        size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
 
 
@@ -238,8 +243,9 @@ def _tonic_recordings(root: Path, train: bool) -> list[Recording]:
     recordings = []
     for name, label in zip(dataset.data, dataset.targets, strict=True):
         path = Path(name)
+        stat = path.stat()
         recordings.append(Recording(path=path, relpath=path.relative_to(folder).as_posix(),
-                                    label=int(label), size=path.stat().st_size))
+                                    label=int(label), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
 
 
@@ -365,7 +371,7 @@ def _cache_key(split: str, recordings: list[Recording], num_steps: int, bin_us: 
         "num_steps": num_steps,
         "bin_us": bin_us,
         "first_saccade_only": first_saccade_only,
-        "recordings": [[r.relpath, r.size] for r in recordings],
+        "recordings": [[r.relpath, r.size, r.mtime_ns] for r in recordings],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 

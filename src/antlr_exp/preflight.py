@@ -1,0 +1,316 @@
+"""What ``antlr-train`` checks before Hydra creates or touches any folder, and the run folder's lock.
+
+Hydra writes ``<run folder>/.hydra/`` before the task function starts, so checks made inside the
+run would come too late: a refused command would already have rewritten the recorded config of
+the run it names. ``check_command(argv)`` therefore composes the config of every job of the
+command itself (one for a run, one per combination of a basic ``-m`` sweep), validates each,
+checks each job's folder (``resume=true`` needs the same run there; a new run must not land in a
+folder holding another run's checkpoints; no part of the path may be a file) and only then makes
+the run folder, locks it, and hands Hydra the command with that folder spelt out.
+
+Each run folder holds a lock (``.lock``, taken with ``fcntl.flock``) while a process trains in it:
+a second process aimed at the same folder stops with one line instead of mixing its files in.
+Without ``hydra.run.dir=``/``hydra.sweep.dir=``, a new run whose default folder (named after the
+second it started) already exists gets ``<name>_1``, ``<name>_2``, ... instead.
+
+Composition errors (a misspelt key, a wrong type) are left to Hydra: the command goes on unchanged
+and Hydra reports them.
+"""
+
+from __future__ import annotations
+
+import copy
+import fcntl
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from . import checkpoint as ckpt
+from .config import CONF_DIR, validate
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+#: Hydra flags that print something instead of running a job: no checks for them.
+_NOT_A_RUN = ("help", "hydra_help", "cfg", "info", "shell_completion", "experimental_rerun")
+_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+#: Characters an override value may hold without quotes.
+_PLAIN = re.compile(r"^[\w./~:+@-]+$")
+
+_held_locks: dict = {}  # resolved folder -> open lock file, kept open for the life of the process
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder
+
+
+def check_folder_path(folder: Path, key: str) -> None:
+    """Every existing part of ``folder`` must be a folder (Hydra would fail with a traceback)."""
+    for part in (folder, *folder.parents):
+        if part.exists():
+            if not part.is_dir():
+                raise ConfigError(f"{key}={folder}: {part} is a file, not a folder; "
+                                  f"accepted: a path whose existing parts are folders")
+            return
+
+
+def lock_run_folder(folder: Path) -> None:
+    """Hold ``folder/.lock`` for the rest of this process; ConfigError when another process holds it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if key in _held_locks:
+        return
+    stream = open(folder / LOCK_FILE, "a+")
+    try:
+        fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        stream.seek(0)
+        holder = stream.read().strip()
+        stream.close()
+        raise ConfigError(f"the run folder {folder} is in use by another antlr-train process"
+                          f"{f' (pid {holder})' if holder else ''}; wait for it to end or choose another "
+                          f"hydra.run.dir") from None
+    stream.seek(0)
+    stream.truncate()
+    stream.write(f"{os.getpid()}\n")
+    stream.flush()
+    _held_locks[key] = stream
+
+
+def release_run_folders() -> None:
+    """Let go of every lock this process holds (tests; a process's locks end with it anyway)."""
+    while _held_locks:
+        _, stream = _held_locks.popitem()
+        stream.close()
+
+
+def new_folder(folder: Path) -> Path:
+    """Create ``folder``, or ``folder_1``, ``folder_2``, ... when it exists (atomic: ``mkdir``)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    candidate, number = folder, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            number += 1
+            candidate = folder.with_name(f"{folder.name}_{number}")
+
+
+def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) -> None:
+    """What a job may do with its folder: ``resume=true`` continues the same run (in a sweep, a job
+    that never wrote a checkpoint starts from the beginning); a new run never overwrites another
+    run's checkpoints."""
+    from .train import check_same_run  # train imports torch's heavy parts; only needed here
+
+    check_folder_path(folder, key)
+    if cfg.evaluate:
+        ckpt.load_for_evaluation(ckpt.resolve_for_evaluation(cfg.evaluate))
+        return
+    checkpoints = ckpt.checkpoint_dir(folder)
+    last = checkpoints / ckpt.LAST
+    if cfg.resume:
+        if last.is_file():
+            check_same_run(ckpt.load(last)["config"], cfg, folder)
+        elif not in_sweep:
+            raise ConfigError(f"resume=true but {last} does not exist; point hydra.run.dir at the folder "
+                              f"of the run to continue")
+        return
+    existing = [p for p in (last, checkpoints / ckpt.BEST) if p.is_file()]
+    if existing and not requeued():  # a job SLURM started again resumes (prepare_job)
+        raise ConfigError(f"{folder} already holds another run's checkpoints ({existing[0]}); accepted: "
+                          f"resume=true to continue that run, or another {key}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+
+
+def _parse(argv: list):
+    from hydra._internal.utils import get_args_parser
+
+    if "--version" in argv:
+        return None
+    try:
+        args = get_args_parser().parse_args(argv)
+    except SystemExit:  # Hydra's own parser reports it again
+        return None
+    if any(getattr(args, flag, None) for flag in _NOT_A_RUN) or args.config_path or args.config_dir:
+        return None
+    return args
+
+
+def _compose(overrides: list, config_name: str) -> DictConfig:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="antlr-train"):
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
+
+
+def _task_config(composed: DictConfig, job_num: int = 0) -> tuple:
+    """(the job's config without ``hydra``, the ``hydra`` node with ``job.num`` set)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    composed = copy.deepcopy(composed)
+    with open_dict(composed):
+        composed.hydra.job.num = job_num
+    HydraConfig.instance().set_config(composed)  # so ${hydra:...} resolves as it will in the job
+    hydra_node = composed.hydra
+    cfg = copy.deepcopy(composed)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, hydra_node
+
+
+def _sweep_jobs(overrides: list, hydra_node: DictConfig) -> Optional[list]:
+    """Each job's overrides, as the basic sweeper expands them; None for another sweeper (Optuna
+    draws its values as it goes: only the fixed part of the command is checked)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if OmegaConf.select(hydra_node, "sweeper._target_") != _BASIC_SWEEPER:
+        return None
+    params = OmegaConf.select(hydra_node, "sweeper.params") or {}
+    arguments = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    parsed = OverridesParser.create().parse_overrides(arguments)
+    [jobs] = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    return jobs
+
+
+def _fixed_overrides(overrides: list) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    return [o for o in overrides if not parser.parse_override(o).is_sweep_override()]
+
+
+def _value(path: Path) -> str:
+    text = str(path)
+    if _PLAIN.match(text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _given(overrides: list, key: str) -> Optional[str]:
+    for override in overrides:
+        name, _, value = override.partition("=")
+        if name.lstrip("+~") == key:
+            return value
+    return None
+
+
+def _with_folder(argv: list, overrides: list, key: str, folder: Path) -> list:
+    """``argv`` with ``key=folder`` among its overrides (next to them: argparse wants them together)."""
+    spelt = f"{key}={_value(folder)}"
+    argv = list(argv)
+    positions = [i for i, a in enumerate(argv) if a in overrides]
+    for i in positions:
+        if argv[i].partition("=")[0].lstrip("+~") == key:
+            argv[i] = spelt
+            return argv
+    argv.insert(positions[-1] + 1 if positions else len(argv), spelt)
+    return argv
+
+
+def _varying(jobs: list) -> list:
+    """Per job, the overrides that differ between the jobs (what names a job in a message)."""
+    keys = [dict(o.partition("=")[::2] for o in job) for job in jobs]
+    varying = {k for k in keys[0] if len({job.get(k) for job in keys}) > 1}
+    return [[f"{k}={v}" for k, v in job.items() if k in varying] for job in keys]
+
+
+def check_command(argv: list) -> list:
+    """Check every job of ``antlr-train ARGV`` and claim its folder; the command to hand Hydra
+    (its run or sweep folder spelt out). Raises ConfigError (one line) on the first problem."""
+    args = _parse(argv)
+    if args is None:
+        return argv
+    overrides = list(args.overrides)
+    config_name = args.config_name or "config"
+    try:
+        fixed = _fixed_overrides(overrides)
+        base = _compose(fixed, config_name)
+    except Exception:  # a parse or composition error: Hydra reports it
+        return argv
+    multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
+    if not multirun and fixed != overrides:  # a sweep without -m: Hydra says what to do
+        return argv
+    if not multirun:
+        cfg, hydra_node = _task_config(base)
+        validate(cfg)
+        folder = Path(str(hydra_node.run.dir))
+        check_job_folder(cfg, folder, "hydra.run.dir", in_sweep=False)
+        given = _given(overrides, "hydra.run.dir")
+        if given is None or "${" in given:
+            folder = new_folder(folder) if given is None else folder
+            argv = _with_folder(argv, overrides, "hydra.run.dir", folder)
+        lock_run_folder(folder)
+        return argv
+
+    _, hydra_node = _task_config(base)
+    sweep_dir = Path(str(hydra_node.sweep.dir))
+    check_folder_path(sweep_dir, "hydra.sweep.dir")
+    jobs = _sweep_jobs(overrides, hydra_node)
+    resume = bool(OmegaConf.select(base, "resume"))
+    if resume and not sweep_dir.is_dir():
+        raise ConfigError(f"resume=true but the sweep folder {sweep_dir} does not exist; point hydra.sweep.dir "
+                          f"at the folder of the sweep to continue")
+    names = _varying(jobs) if jobs else []
+    for number, job_overrides in enumerate(jobs if jobs is not None else [fixed]):
+        try:
+            composed = _compose(job_overrides, config_name)
+        except Exception:
+            return argv
+        cfg, job_hydra = _task_config(composed, number)
+        name = " ".join(names[number]) if jobs is not None else ""
+        label = "" if jobs is None else f"sweep job {number}{f' ({name})' if name else ''}: "
+        try:
+            validate(cfg)
+            if jobs is not None:
+                folder = sweep_dir / str(job_hydra.sweep.subdir)
+                check_job_folder(cfg, folder, "hydra.sweep.dir", in_sweep=True)
+        except ConfigError as error:
+            raise ConfigError(f"{label}{error}") from None
+    given = _given(overrides, "hydra.sweep.dir")
+    if given is None or "${" in given:
+        sweep_dir = new_folder(sweep_dir) if given is None else sweep_dir
+        argv = _with_folder(argv, overrides, "hydra.sweep.dir", sweep_dir)
+    return argv
+
+
+# ---------------------------------------------------------------------------------------------
+# In the job
+
+
+def requeued() -> bool:
+    """Whether SLURM started this job again (after ``scontrol requeue``, a preemption, a time limit)."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
+    except ValueError:
+        return False
+
+
+def prepare_job(cfg: DictConfig, run_dir: Path) -> None:
+    """In the job, before it trains: lock its folder, and settle ``resume``: in a sweep repeated with
+    ``resume=true`` a job that never wrote a checkpoint starts from the beginning; a job SLURM
+    started again continues from its ``last.pt``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    lock_run_folder(run_dir)
+    if cfg.evaluate:
+        return
+    last = ckpt.checkpoint_dir(run_dir) / ckpt.LAST
+    in_sweep = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if cfg.resume and in_sweep and not last.is_file():
+        log.info("%s has no checkpoint yet: this job starts from the beginning", run_dir)
+        cfg.resume = False
+    elif not cfg.resume and requeued() and last.is_file():
+        log.info("SLURM started this job again: resuming from %s", last)
+        cfg.resume = True
