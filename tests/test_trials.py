@@ -234,3 +234,44 @@ def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
     assert train_early_stop(compose_config(*base, "method.penalty_window=early_stop"))
     assert train_early_stop(compose_config(*overrides_for("mnist", "antlr", False, data_roots)))
     assert not train_early_stop(compose_config(*overrides_for("mnist", "activation", False, data_roots)))
+
+
+def test_would_stop_early_by_hand():
+    from antlr_exp.network import NetworkOutput
+    from antlr_exp.train import would_stop_early
+
+    def out(first_steps, steps=60):
+        spikes = torch.zeros(2, steps, 3)
+        for (b, o), t in first_steps.items():
+            spikes[b, t, o] = 1.0
+        return NetworkOutput([spikes], [spikes], steps)
+
+    everyone = {(b, o): 5 + 3 * b + o for b in range(2) for o in range(3)}  # all fire by step 10
+    assert would_stop_early(out(everyone))
+    assert not would_stop_early(out({k: v for k, v in everyone.items() if k != (1, 2)}))  # one silent
+    assert not would_stop_early(out({**everyone, (1, 2): 55}))  # fires in the last chunk: no saving
+    assert would_stop_early(out({**everyone, (1, 2): 49}))  # the stop would fall at step 50 of 60
+
+
+def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots, tmp_path, monkeypatch):
+    """While no stop is possible the plain pass runs (no chunking cost); once a step shows a stop
+    would be possible, the chunked pass runs again."""
+    from antlr_exp.network import SpikingNetwork
+    from antlr_exp.train import Trainer, load_trials, resolve_device
+
+    cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "loss=latency", "data.limit_train=48")
+    datas, net = load_trials(cfg)
+    trainer = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), net=net)
+    calls, possible = [], iter([False, False, True])
+    real_forward = SpikingNetwork.forward
+    monkeypatch.setattr(SpikingNetwork, "forward", lambda self, x, early_stop=False, chunk=10:
+                        calls.append(early_stop) or real_forward(self, x, early_stop, chunk))
+    monkeypatch.setattr("antlr_exp.train.would_stop_early", lambda out: next(possible))
+    batches = trainer._epoch_batches()
+    for _ in range(5):
+        trainer._train_step(*next(batches))
+        if calls[-1]:  # this network is silent: a chunked step runs to the end, so no stop next
+            assert trainer.stop_possible is False
+    # chunked first (it runs to the end here); then plain while the (patched) check says no, and
+    # chunked again after it says yes
+    assert calls == [True, False, False, False, True]

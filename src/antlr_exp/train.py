@@ -56,7 +56,7 @@ from .losses import (
 from .metrics import SplitMeter
 from .provenance import now, provenance
 from .report import EVALUATED_CONFIG
-from .network import NetworkOutput, SpikingNetwork
+from .network import NetworkOutput, SpikingNetwork, first_spike_times
 
 log = logging.getLogger(__name__)
 
@@ -331,6 +331,9 @@ class Trainer:
         self.best_models: list = [None] * self.trials
         self.batches_per_epoch = math.ceil(len(self.data.train) / self.settings.batch_size)
         self.early_stop = train_early_stop(cfg)
+        # whether the last step could stop early: while it could not, steps run the plain whole-window
+        # pass (no chunking cost) and only check whether a stop would have been possible
+        self.stop_possible = True
         self.simulated_steps: list = []  # per training step since the last evaluation point
         self.wandb_run_id = None
         self.run_log: Optional[RunLog] = None
@@ -436,7 +439,10 @@ class Trainer:
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
         self.net.train()
         inputs, targets = inputs.to(self.device), targets.to(self.device)
-        out = self.net(inputs, early_stop=self.early_stop)
+        chunked = self.early_stop and self.stop_possible
+        out = self.net(inputs, early_stop=chunked, chunk=EARLY_STOP_CHUNK)
+        if self.early_stop:
+            self.stop_possible = out.num_steps < self.net.num_steps if chunked else would_stop_early(out)
         self.simulated_steps.append(out.num_steps)
         losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
         loss = losses.sum()  # each trial's parameters get the gradient of its own loss
@@ -616,6 +622,20 @@ class Trainer:
             summary.update(tests[k])
             summaries.append(summary)
         return summaries
+
+
+#: steps simulated at a time by the training early stop
+EARLY_STOP_CHUNK = 10
+
+
+def would_stop_early(out: NetworkOutput) -> bool:
+    """Whether a whole-window pass would have stopped at a chunk before the end: every output of
+    every sample fired before the last chunk."""
+    fired = out.output_spikes.detach().amax(dim=1) > 0
+    if not bool(fired.all()):
+        return False
+    last_first = int(first_spike_times(out.output_spikes.detach()).max())
+    return (last_first // EARLY_STOP_CHUNK + 1) * EARLY_STOP_CHUNK < out.num_steps
 
 
 def train_early_stop(cfg: DictConfig) -> bool:
