@@ -15,6 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# Triton's interpreter runs the GPU kernels' tests (tests/test_triton.py) on CPU tensors; triton
+# reads TRITON_INTERPRET when it is first imported, which any earlier test may cause, so it is set
+# here, before every test module (only without a GPU, where nothing else runs Triton).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from hydra import compose, initialize_config_dir
 
 from antlr_exp.config import CONF_DIR

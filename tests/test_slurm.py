@@ -62,7 +62,9 @@ def _release_when_requeued(job_id: str, deadline: float) -> None:
 
 
 def _without_time(summary):
-    return {k: v for k, v in summary.items() if k != "train_time_s"}
+    """Less what differs between two runs of the same training by nature (times, folder, command)."""
+    return {k: v for k, v in summary.items()
+            if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")}
 
 
 def test_slurm_sweep_equals_local_runs_and_a_signalled_job_resumes(tmp_path):
