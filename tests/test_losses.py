@@ -211,12 +211,15 @@ def test_no_spike_count_term_gradient():
         spikes[2, 4, 0] = spikes[2, 9, 0] = 1.0  # sample 2: target neuron 0 fired twice
     labels = torch.tensor([1, 2, 0])  # sample 1: target neuron 2 silent
     lam = 0.1
-    term = no_spike_count_term(spikes, labels, lam)
-    (grad,) = torch.autograd.grad(term, spikes)
-    assert abs(float(term.detach()) - lam / 3) < 1e-15
-    expected = torch.zeros_like(grad)
-    expected[1, :, 2] = -2 * lam / 3
-    torch.testing.assert_close(grad, expected)
+    for squared, slope in ((False, 1.0), (True, 2.0)):
+        term = no_spike_count_term(spikes, labels, lam, squared=squared)
+        (grad,) = torch.autograd.grad(term, spikes)
+        assert abs(float(term.detach()) - lam / 3) < 1e-15  # the same value either way
+        expected = torch.zeros_like(grad)
+        # default: the authors' gradient -lambda_ns / B at every step of the silent label neuron;
+        # the paper's squared form gives twice that
+        expected[1, :, 2] = -slope * lam / 3
+        torch.testing.assert_close(grad, expected)
 
 
 def test_no_spike_weight_penalty_gradient():

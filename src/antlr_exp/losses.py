@@ -266,11 +266,19 @@ def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor
 
 
 def no_spike_count_term(spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: float = 0.1,
-                        reduction: str = "mean") -> torch.Tensor:
-    """``lambda_ns * (min(sum_t S_d[t], 1) - 1)^2`` for the label's neuron d, batch mean."""
+                        reduction: str = "mean", squared: bool = False) -> torch.Tensor:
+    """The no-spike count term for the label's neuron d, batch mean.
+
+    The paper writes ``lambda_ns * (min(sum_t S_d[t], 1) - 1)^2``. Since the clipped count is 0
+    or 1, ``lambda_ns * (1 - min(sum_t S_d[t], 1))`` has the same value; its derivative, the
+    authors' code's gradient, is ``dL/dS_d[t] = -lambda_ns / B`` at every step of a sample whose
+    label neuron stayed silent, half the squared form's. That is the default; ``squared=True``
+    gives the squared form's gradient.
+    """
     _check_output(spikes)
     counts = spikes.sum(dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
-    return _reduce(lambda_ns * (counts.clamp(max=1.0) - 1.0).pow(2), reduction)
+    missing = 1.0 - counts.clamp(max=1.0)
+    return _reduce(lambda_ns * (missing.pow(2) if squared else missing), reduction)
 
 
 def no_spike_weight_penalty(net, out, p: float = 100.0) -> torch.Tensor:
