@@ -86,6 +86,15 @@ def write_fake_data(base: Path) -> dict:
     return {"mnist": base / "mnist", "nmnist": base / "nmnist", "cache": base / "cache"}
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test (the tests' runs are tiny), restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def data_roots(tmp_path_factory) -> dict:
     return write_fake_data(tmp_path_factory.mktemp("data"))

@@ -29,11 +29,8 @@ TINY = tiny_overrides("matching", {})
 
 
 @pytest.fixture(autouse=True)
-def one_thread_and_no_locks():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def one_thread_and_no_locks(one_thread):
     yield
-    torch.set_num_threads(threads)
     preflight.release_run_folders()
 
 

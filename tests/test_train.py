@@ -33,12 +33,7 @@ def read_metrics(run_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(stream)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the runs are tiny
 
 
 @pytest.mark.parametrize("task, method, loss", VALID)

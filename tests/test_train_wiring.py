@@ -19,12 +19,7 @@ from antlr_exp.train import Trainer, load_data, resolve_device, run
 from conftest import compose_config, tiny_overrides
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the runs are tiny
 
 
 def timing_trainer(data_roots, tmp_path):

@@ -24,12 +24,7 @@ K, SEED = 3, 5
 SPIKE_COLUMNS = ("spikes_per_sample",)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the runs are tiny
 
 
 def read_rows(folder):
