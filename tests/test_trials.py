@@ -270,3 +270,28 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
     # chunked first (it runs to the end here); then plain while the (patched) check says no, and
     # chunked again after it says yes
     assert calls == [True, False, False, False, True]
+
+
+def test_checkpoint_keeps_the_early_stop_choice(data_roots, tmp_path):
+    """A resumed run takes the same pass (chunked or whole window) the uninterrupted one would."""
+    from antlr_exp.train import Trainer, load_trials, resolve_device
+
+    cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "loss=latency")
+    datas, net = load_trials(cfg)
+    trainer = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), net=net)
+    trainer.stop_possible, trainer.simulated_steps = False, [40, 30]
+    resumed = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), resume_from=trainer._payload(), net=load_trials(cfg)[1])
+    assert resumed.stop_possible is False and resumed.simulated_steps == [40, 30]
+
+
+def test_a_stacked_run_logs_one_line_per_evaluation_point(data_roots, tmp_path, caplog):
+    """Without a progress bar: one INFO line per evaluation point with the mean over the trials."""
+    import logging
+
+    over = overrides_for("matching", "antlr", False, data_roots)  # 12 steps, an evaluation every 4
+    with caplog.at_level(logging.INFO, logger="antlr_exp"):
+        run(compose_config(*over, "trials=3"), tmp_path)
+    lines = [r.getMessage() for r in caplog.records if "step " in r.getMessage() and "/12" in r.getMessage()]
+    assert [line.split(": step ")[1].split(" ")[0] for line in lines] == ["4/12", "8/12", "12/12"]
+    mean_val = sum(read_rows(tmp_path / f"seed_{s}")[0]["val_loss"] for s in range(3)) / 3
+    assert lines[0].startswith("mean of 3 trials: ") and f"val_loss {mean_val:.4g}" in lines[0]

@@ -41,9 +41,9 @@ def evaluation_line(row: dict, total_steps: int) -> str:
     return f"step {row['step']}/{total_steps} (epoch {row['epoch']:g}): " + ", ".join(parts)
 
 
-def log_evaluation(row: dict, total_steps: int, seed: Optional[int] = None) -> None:
-    """One INFO line; ``seed``: the trial of a stacked run (``trials=K``) the row belongs to."""
-    log.info(("" if seed is None else f"seed {seed}: ") + evaluation_line(row, total_steps))
+def log_evaluation(row: dict, total_steps: int, trials: int = 1) -> None:
+    """One INFO line; with ``trials`` > 1 the row is the mean over a stacked run's trials."""
+    log.info(("" if trials == 1 else f"mean of {trials} trials: ") + evaluation_line(row, total_steps))
 
 
 def result_block(summary: dict, summary_file: Path) -> str:

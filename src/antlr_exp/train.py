@@ -381,6 +381,8 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "wandb_run_id": self.wandb_run_id,
             "train_meter": dict(vars(self.train_meter)),  # the training metrics since the last evaluation
+            # the early stop's choice for the next step and the steps simulated since the last evaluation
+            "early_stop": {"stop_possible": self.stop_possible, "simulated_steps": list(self.simulated_steps)},
         }
         if self.trials == 1:
             payload.update(shuffle_generator=self.shuffle.get_state(), state=asdict(self.state),
@@ -407,6 +409,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(payload["cuda_rng"])
         self.wandb_run_id = payload["wandb_run_id"]
         vars(self.train_meter).update(payload.get("train_meter", {}))
+        early = payload.get("early_stop", {})
+        self.stop_possible = early.get("stop_possible", True)
+        self.simulated_steps = list(early.get("simulated_steps", []))
         recorded = self.run_dir / GRADIENTS_FILE
         if self.gradients is not None and recorded.is_file():  # the rows up to the checkpoint's step
             self.gradients = list(ckpt.load(recorded)[: self.state.step])
@@ -494,8 +499,11 @@ class Trainer:
                 state.best_value, state.best_step, state.best_epoch = value, state.step, state.epoch
                 self._save_best(k)
             self.run_logs[k].log(row)
-            if not getattr(self, "bar_shown", True):
-                console.log_evaluation(row, self._total_steps(), self.seeds[k] if self.trials > 1 else None)
+        if not getattr(self, "bar_shown", True):  # one line, a stacked run's mean over its trials
+            rows = [state.history[-1] for state in self.states]
+            shown = {key: value if key in ("epoch", "step", "lr") else sum(r[key] for r in rows) / len(rows)
+                     for key, value in rows[0].items()}
+            console.log_evaluation(shown, self._total_steps(), trials=self.trials)
         if self.gradients is not None:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
