@@ -175,3 +175,20 @@ def test_every_experiment_preset_and_its_sweep_is_valid(experiment):
     if "fig7" in experiment or "fig8" in experiment:
         assert methods == ["activation", "timing", "antlr"] and full.trials == 16 and "seed" not in params
         assert full.single_spike == experiment.endswith("single_spike")
+
+
+@pytest.mark.parametrize("experiment", ["fig7a_mnist", "fig7b_mnist_single_spike", "fig8a_nmnist",
+                                        "fig8b_nmnist_single_spike"])
+def test_paper_presets_count_the_timing_rules_silence_up_to_the_training_early_stop(experiment):
+    """The authors' code stops latency-loss training once every output fired and counts silence
+    up to there: the Fig. 7/8 presets' timing job does the same; the other rules and a run
+    without the preset keep their own settings."""
+    timing = compose_config(f"experiment={experiment}", "method=timing")
+    assert timing.method.penalty_window == "early_stop" and timing.loss.name == "latency"
+    validate(timing)
+    assert "penalty_window" not in compose_config(f"experiment={experiment}", "method=antlr").method
+    task = "nmnist" if "nmnist" in experiment else "mnist"
+    assert compose_config(f"task={task}", "method=timing").method.penalty_window == "full"
+    # the command line still wins over the preset
+    assert compose_config(f"experiment={experiment}", "method=timing",
+                          "method.penalty_window=full").method.penalty_window == "full"

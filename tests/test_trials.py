@@ -295,3 +295,29 @@ def test_a_stacked_run_logs_one_line_per_evaluation_point(data_roots, tmp_path, 
     assert [line.split(": step ")[1].split(" ")[0] for line in lines] == ["4/12", "8/12", "12/12"]
     mean_val = sum(read_rows(tmp_path / f"seed_{s}")[0]["val_loss"] for s in range(3)) / 3
     assert lines[0].startswith("mean of 3 trials: ") and f"val_loss {mean_val:.4g}" in lines[0]
+
+
+def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_roots):
+    """With K trials, one evaluation forward holds about ``test_batch_size`` samples in all (each
+    trial ceil(test_batch_size / K) of its own), not K times that: N-MNIST's 16 trials would
+    otherwise need 16 x 256 recordings of 300 steps at once. The metrics equal those of one
+    sample per trial and forward."""
+    from antlr_exp.metrics import SplitMeter
+    from antlr_exp.train import Objective, evaluate_trials, load_trials
+
+    cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "trials=3", "data.limit_test=10")
+    datas, net = load_trials(cfg)
+    objective = Objective(cfg, datas[0].num_outputs)
+    seen = []
+    forward = net.forward
+    net.forward = lambda x, **kw: seen.append(x.shape[0] * x.shape[1]) or forward(x, **kw)
+    sets = [data.test for data in datas]
+    batched = evaluate_trials(net, sets, objective, SplitMeter(cfg.loss.decision, True, 3), 6, torch.device("cpu"), "test")
+    assert max(seen) == 6 and sum(seen) == 3 * len(sets[0]), seen  # 2 samples per trial and forward
+    seen.clear()
+    one = evaluate_trials(net, sets, objective, SplitMeter(cfg.loss.decision, True, 3), 3, torch.device("cpu"), "test")
+    assert max(seen) == 3
+    assert any(row["test_accuracy"] > 0 for row in one), "the trials must fire for the comparison to mean anything"
+    for a, b in zip(batched, one):
+        assert set(a) == set(b)
+        assert all(close(a[key], b[key]) for key in a), (a, b)

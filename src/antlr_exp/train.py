@@ -143,13 +143,14 @@ def load_trials(cfg: DictConfig, device: Optional[torch.device] = None) -> tuple
 def memory_estimate(cfg: DictConfig, data: TaskData, trials: int) -> int:
     """Bytes a training step and an evaluation batch need, roughly: the recorded potentials,
     spikes, times and adjoints of every layer (about 8 [T, K*B, N] tensors each), the input, and
-    the parameters with their gradients, Adam moments and best copy."""
+    the parameters with their gradients, Adam moments and best copy. An evaluation batch holds
+    ``test_batch_size`` samples over all trials together (``evaluate_trials``)."""
     size = torch.empty(0, dtype=DTYPES[cfg.get("dtype", "float32")]).element_size()
     sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
     steps = data.num_steps
-    batch = max(cfg.trainer.batch_size, cfg.trainer.test_batch_size // 2)
-    activations = 8 * steps * trials * batch * sum(sizes[1:]) * size
-    inputs = 3 * steps * trials * batch * sizes[0] * 4
+    samples = max(trials * cfg.trainer.batch_size, cfg.trainer.test_batch_size // 2)
+    activations = 8 * steps * samples * sum(sizes[1:]) * size
+    inputs = 3 * steps * samples * sizes[0] * 4
     parameters = 5 * trials * sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:])) * size
     return activations + inputs + parameters
 
@@ -232,10 +233,13 @@ def stack_trials(batches: list) -> tuple:
 @torch.no_grad()
 def evaluate_trials(net: SpikingNetwork, datasets: list, objective: Objective, meter: SplitMeter,
                     batch_size: int, device: torch.device, split: str) -> list:
-    """Metrics of each trial of ``net`` on its dataset (whole window simulated, no early stop)."""
+    """Metrics of each trial of ``net`` on its dataset (whole window simulated, no early stop).
+    ``batch_size`` samples go through one forward pass over all trials together, so each trial
+    takes ``ceil(batch_size / trials)`` of its own (the metrics do not depend on the batching)."""
     net.eval()
     meter.reset()
-    loaders = [DataLoader(dataset, batch_size=batch_size, shuffle=False) for dataset in datasets]
+    per_trial = max(1, -(-batch_size // len(datasets)))
+    loaders = [DataLoader(dataset, batch_size=per_trial, shuffle=False) for dataset in datasets]
     for batches in zip(*loaders):
         inputs, targets = stack_trials(list(batches))
         inputs, targets = inputs.to(device), targets.to(device)
