@@ -25,7 +25,7 @@ def main(argv=None) -> None:
         SCALES[args.scale], "fig7_mnist",
         f"Fig. 7: latency-coded MNIST, 784-800-10 ({args.scale} scale)",
         f"Latency MNIST, mean ± std over trials ({args.scale} scale; overrides: "
-        f"`{' '.join(SCALES[args.scale]) or 'none'}`). Spikes per test sample.\n")
+        f"`{fc.overrides_text(args, SCALES[args.scale])}`). Spikes per test sample.\n")
 
 
 if __name__ == "__main__":

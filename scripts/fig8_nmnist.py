@@ -25,7 +25,7 @@ def main(argv=None) -> None:
         SCALES[args.scale], "fig8_nmnist",
         f"Fig. 8: N-MNIST, 2x34x34-800-10 ({args.scale} scale)",
         f"N-MNIST, mean ± std over trials ({args.scale} scale; overrides: "
-        f"`{' '.join(SCALES[args.scale]) or 'none'}`). Spikes per test sample.\n")
+        f"`{fc.overrides_text(args, SCALES[args.scale])}`). Spikes per test sample.\n")
 
 
 if __name__ == "__main__":

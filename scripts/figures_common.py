@@ -79,6 +79,13 @@ def run_sweep(args: argparse.Namespace, label: str, overrides: list) -> Path:
     return sweep_dir
 
 
+def overrides_text(args: argparse.Namespace, scale_overrides: list) -> str:
+    """The overrides every sweep of a driver ran with (the scale's, then the command line's; data
+    and output settings left out), as the tables' preface states them."""
+    shown = [o for o in [*scale_overrides, *args.overrides] if not o.startswith(("data.root=", "hydra.", "device=", "resume="))]
+    return " ".join(shown) or "none"
+
+
 def data_root(args: argparse.Namespace, task: str) -> str:
     return f"data.root={(args.data / task).resolve()}"
 
@@ -139,16 +146,18 @@ def read_table(path: Path) -> list:
 
 # -- figures --------------------------------------------------------------------------------
 
-def accuracy_table(path: Path, panels: list, preface: str = "", label_key: str = None, with_loss: bool = False) -> None:
+def accuracy_table(path: Path, panels: list, preface: str = "", label_key=None, with_loss: bool = False) -> None:
     """One row per (panel, method[, label_key]): accuracy and spikes, mean ± std over trials;
-    ``with_loss``: also the test loss (comparable only where the rows share a loss)."""
-    header = ["setting", "method", *([label_key] if label_key else []), "n", "test accuracy (%)", "hidden spikes to decision",
+    ``label_key``: one config key or a tuple of them shown after the method; ``with_loss``: also
+    the test loss (comparable only where the rows share a loss)."""
+    keys = [label_key] if isinstance(label_key, str) else list(label_key or ())
+    header = ["setting", "method", *keys, "n", "test accuracy (%)", "hidden spikes to decision",
               "output spikes to decision", "hidden spikes (window)", "output spikes (window)",
               *(["test loss"] if with_loss else [])]
     rows = []
     for title, agg in panels:
         for r in agg:
-            rows.append([title, r["method.name"], *([r[label_key]] if label_key else []), r["n"], fmt(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 4),
+            rows.append([title, r["method.name"], *(r[k] for k in keys), r["n"], fmt(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 4),
                          *(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in TABLE_METRICS[1:]),
                          *([fmt(r["test_loss_mean"], r["test_loss_std"], digits=4)] if with_loss else [])])
     write_table(path, header, rows, preface)
@@ -211,11 +220,12 @@ def loss_curves(path: Path, panels: list, suptitle: str) -> None:
 
 def accuracy_figure(args: argparse.Namespace, task: str, presets: list, overrides: list, stem: str,
                     suptitle: str, preface: str = "", label_key: str = None, with_loss: bool = False) -> list:
-    """Run each ``(preset, title)`` sweep with ``overrides``, then draw ``<stem>.png`` (accuracy
-    against spikes, one row of panels per preset) and ``<stem>.md``; returns the panels."""
+    """Run each ``(preset, title[, its own overrides])`` sweep with ``overrides``, then draw
+    ``<stem>.png`` (accuracy against spikes, one row of panels per preset) and ``<stem>.md``;
+    returns the panels."""
     panels = []
-    for preset, title in presets:
-        sweep = run_sweep(args, preset, [f"experiment={preset}", data_root(args, task), *overrides])
+    for preset, title, *own in presets:
+        sweep = run_sweep(args, preset, [f"experiment={preset}", data_root(args, task), *overrides, *(own[0] if own else [])])
         by = ["method.name"] + ([label_key] if label_key else [])
         panels.append((title, aggregate([sweep], by=by, metrics=(*TABLE_METRICS, "test_loss"))))
     label_of = (lambda r: f"{r['method.name']} {label_key.split('.')[-1]}={r[label_key]}") if label_key else None

@@ -70,7 +70,9 @@ def test_lambda_sweep(tmp_path):
     out = run_driver("lambda_sweep", tmp_path)
     check_png(out / "lambda_sweep.png")
     rows = figures_common.read_table(out / "lambda_sweep.md")
-    assert [(r["method"], float(r["method.lambda_act"])) for r in rows] == [("antlr", 0.1), ("antlr", 1.0)]
+    # lambda_act swept at lambda_tim = 1, then lambda_tim at lambda_act = 1 (the shared point once)
+    assert [(r["method"], float(r["method.lambda_act"]), float(r["method.lambda_tim"])) for r in rows] == [
+        ("antlr", 0.1, 1.0), ("antlr", 1.0, 1.0), ("antlr", 1.0, 10.0)]
 
 
 @needs("mnist")
@@ -79,9 +81,12 @@ def test_same_loss(tmp_path):
     check_png(out / "same_loss.png")
     rows = figures_common.read_table(out / "same_loss.md")
     import same_loss
+    rules = {"same_loss_mnist_spike_train1": ("activation", "timing", "antlr"),
+             "same_loss_mnist_spike_train3": ("activation", "timing", "antlr"),
+             "same_loss_mnist": ("activation", "antlr")}
     assert [(r["setting"], r["method"]) for r in rows] == [
-        (title, m) for _, title in same_loss.PRESETS for m in ("activation", "antlr")]
-    # each setting ran both rules on the loss it names
+        (title, m) for preset, title in same_loss.PRESETS for m in rules[preset]]
+    # each setting ran its rules on the loss it names
     losses = {}
     for preset, _ in same_loss.PRESETS:
         for run in figures_common.load_runs(tmp_path / "sweeps" / preset):
@@ -89,7 +94,41 @@ def test_same_loss(tmp_path):
             losses.setdefault(preset, set()).add(
                 (config["method.name"], config["loss.name"], tuple(config.get("loss.label_steps") or ())))
     assert losses == {
-        "same_loss_mnist_spike_train1": {(m, "spike_train", (60,)) for m in ("activation", "antlr")},
-        "same_loss_mnist_spike_train3": {(m, "spike_train", (40, 60, 80)) for m in ("activation", "antlr")},
-        "same_loss_mnist": {(m, "count", ()) for m in ("activation", "antlr")},
+        "same_loss_mnist_spike_train1": {(m, "spike_train", (60,)) for m in rules["same_loss_mnist_spike_train1"]},
+        "same_loss_mnist_spike_train3": {(m, "spike_train", (40, 60, 80)) for m in rules["same_loss_mnist_spike_train3"]},
+        "same_loss_mnist": {(m, "count", ()) for m in rules["same_loss_mnist"]},
     }
+
+
+def test_same_loss_chooses_the_target_step_on_validation_averaged_over_the_rules(tmp_path):
+    """Hand-made choice sweep: step 40 is antlr's best and 80 the timing rule's, but 60 has the
+    best mean over the three rules; the test accuracies (never to be looked at) favour 20."""
+    import json
+
+    import same_loss
+    from omegaconf import OmegaConf
+
+    val = {20: (0.50, 0.10, 0.50), 40: (0.60, 0.10, 0.95), 60: (0.80, 0.40, 0.85), 80: (0.20, 0.50, 0.30)}
+    job = 0
+    for step, accuracies in val.items():
+        for method, accuracy in zip(("activation", "timing", "antlr"), accuracies):
+            folder = tmp_path / "sweeps" / "choose_step" / str(job)
+            (folder / ".hydra").mkdir(parents=True)
+            OmegaConf.save({"method": {"name": method}, "loss": {"name": "spike_train", "label_steps": [step]}},
+                           folder / ".hydra" / "config.yaml")
+            (folder / "summary.json").write_text(json.dumps({"val_accuracy": accuracy,
+                                                             "test_accuracy": 1.0 if step == 20 else 0.0}))
+            (folder / "metrics.csv").write_text("step\n1\n")
+            job += 1
+    args = figures_common.parse_args("t", "same_loss", ["--no-run", "--out", str(tmp_path / "out"),
+                                                        "--sweep-root", str(tmp_path / "sweeps")])
+    args.choose_scale = "tiny"
+    assert same_loss.choose_step(args) == 60
+    rows = figures_common.read_table(tmp_path / "out" / "same_loss_target_step.md")
+    assert [r[""] for r in rows] == ["", "", "chosen", ""]
+    assert rows[2]["mean (%)"] == f"{100 * sum(val[60]) / 3:.2f}"
+    # a missing rule at one step is an error, not a silent choice
+    import shutil
+    shutil.rmtree(tmp_path / "sweeps" / "choose_step" / "11")
+    with pytest.raises(SystemExit, match="lacks runs"):
+        same_loss.choose_step(args)
