@@ -98,8 +98,26 @@ def _summary(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(errors or lines or [''])[0 if errors else -1]}"
 
 
-def _build():
+def _module_name(source: Path, flags: list, capability: str) -> str:
+    """The compiled module's name, which is also its build folder's: one per source (its bytes and
+    its path), flags, torch installation and Python, so that other checkouts and environments
+    never rebuild this one's module."""
     import hashlib
+
+    import torch
+
+    key = hashlib.sha256()
+    key.update(source.read_bytes())
+    # torch's location too: torch's own versioning hashes each environment's include paths, so
+    # two environments sharing one folder would rebuild it in turn
+    key.update(" ".join(flags + [torch.__version__, os.path.dirname(torch.__file__), sys.version, capability]).encode())
+    # and the source's own path: the build file names it, so two checkouts of one source sharing
+    # a folder would also rebuild it in turn
+    key.update(str(source.resolve()).encode())
+    return f"antlr_exp_lif_kernels_{key.hexdigest()[:16]}"
+
+
+def _build():
     import logging
     import time
 
@@ -119,14 +137,7 @@ def _build():
     # copy torch has already loaded.
     flags = ["-O3", "-ffp-contract=off", "-fno-trapping-math", "-fopenmp"]
     flags += ["-mavx2", "-mfma"] if capability in ("AVX2", "AVX512") else []
-    # One build folder per source, flags, torch installation and Python: other checkouts and
-    # environments never rebuild this one's module.
-    key = hashlib.sha256()
-    key.update(_SOURCE.read_bytes())
-    # torch's location too: torch's own versioning hashes each environment's include paths, so
-    # two environments sharing one folder would rebuild it in turn
-    key.update(" ".join(flags + [torch.__version__, os.path.dirname(torch.__file__), sys.version, capability]).encode())
-    name = f"antlr_exp_lif_kernels_{key.hexdigest()[:16]}"
+    name = _module_name(_SOURCE, flags, capability)
     from .data.common import default_cache_dir  # $ANTLR_EXP_CACHE or ~/.cache/antlr-exp, as for the data
 
     cache = default_cache_dir() / "kernels" / name
