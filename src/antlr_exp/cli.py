@@ -42,19 +42,27 @@ def group_options(group: str) -> list:
     return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
 
 
-def check_group_choices(arguments: list) -> None:
-    """Name an unknown option of one of our groups in one line, before Hydra prints its own
-    multi-line report. Hydra's groups (``hydra/...``) and anything unparsable are left to Hydra."""
-    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+def _parsed(arguments: list) -> list:
+    """``(argument, override)`` for each ``key=value`` argument; ``override`` is None where
+    Hydra's parser refuses it (Hydra reports those itself)."""
     parser = OverridesParser.create()
+    parsed = []
     for argument in arguments:
         if argument.startswith("-") or "=" not in argument:
             continue
         try:
-            override = parser.parse_override(argument)
+            parsed.append((argument, parser.parse_override(argument)))
         except Exception:
-            continue
-        if override.type != OverrideType.CHANGE or override.key_or_group not in groups:
+            parsed.append((argument, None))
+    return parsed
+
+
+def check_group_choices(arguments: list) -> None:
+    """Name an unknown option of one of our groups in one line, before Hydra prints its own
+    multi-line report. Hydra's groups (``hydra/...``) and anything unparsable are left to Hydra."""
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
+    for _, override in _parsed(arguments):
+        if override is None or override.type != OverrideType.CHANGE or override.key_or_group not in groups:
             continue
         if override.value_type == ValueType.ELEMENT:
             values = [override.value()]
@@ -75,14 +83,9 @@ def check_override_keys(arguments: list) -> None:
     does not exist (with the keys its node accepts) or a value of the wrong type in one line,
     instead of Hydra's multi-line report. A sweep is checked with its first value; Hydra's own keys
     (``hydra...``), unparsable arguments and any other failure are left to Hydra."""
-    parser = OverridesParser.create()
     overrides, texts = [], {}
-    for argument in arguments:
-        if argument.startswith("-") or "=" not in argument:
-            continue
-        try:
-            override = parser.parse_override(argument)
-        except Exception:
+    for argument, override in _parsed(arguments):
+        if override is None:
             return
         if override.key_or_group.startswith("hydra"):
             continue
