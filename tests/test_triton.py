@@ -214,3 +214,46 @@ def test_kernels_compile_for_a_gpu(tmp_path):
     proc = subprocess.run([sys.executable, "-c", _COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env,
                           timeout=600)
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+
+
+def run_stacked(mode, monkeypatch, rule, single_spike, early_stop, trials=2, batch=3):
+    """A stacked network of ``trials`` trials (each its own weights and inputs) trained one step
+    with the latency loss (+ the no-spike count term), through ``mode``'s kernels; the early
+    stop, where on, cuts the window once every output of every sample has fired."""
+    from antlr_exp.losses import latency_loss, no_spike_count_term
+
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
+    torch.manual_seed(3)
+    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike), rule=rule,
+                         trials=trials).to(dtype=torch.float64, device=DEVICE)
+    with torch.no_grad():
+        for k in range(trials):  # excitable, differently per trial: every output fires, at different steps
+            for layer in net.layers:
+                layer.weight[k].mul_(6.0).add_(1.0 + 0.3 * k)
+                layer.bias[k].uniform_(0.0, 0.6)
+    x = random_spikes((trials, batch, STEPS, 10), 0.2, seed=4, dtype=torch.float64)
+    labels = torch.arange(trials * batch, device=DEVICE) % 4
+    out = net(x, early_stop=early_stop, chunk=5)
+    per = latency_loss(out.output_spikes, out.output_times, labels, reduction="none")
+    if rule == "antlr":
+        per = per + no_spike_count_term(out.output_spikes, labels, reduction="none")
+    per.view(trials, -1).mean(dim=1).sum().backward()
+    return out.num_steps, [s.detach() for s in out.spikes], [p.grad.detach().clone() for p in net.parameters()]
+
+
+@pytest.mark.parametrize("early_stop", [False, True])
+@pytest.mark.parametrize("single_spike", [False, True])
+@pytest.mark.parametrize("rule", ["timing", "antlr"])
+def test_stacked_trials_and_the_training_early_stop_equal_the_pytorch_path(rule, single_spike, early_stop,
+                                                                          monkeypatch):
+    steps, spikes, grads = run_stacked("triton", monkeypatch, rule, single_spike, early_stop)
+    steps_py, spikes_py, grads_py = run_stacked("python", monkeypatch, rule, single_spike, early_stop)
+    assert steps == steps_py
+    if early_stop:
+        assert steps < STEPS, "every output must fire early for the early stop to be exercised"
+    for a, b in zip(spikes, spikes_py):
+        assert b.sum() > 0 and torch.equal(a, b)
+    for a, b in zip(grads, grads_py):
+        assert b.abs().max() > 0
+        assert not torch.equal(b[0], b[1]), "the trials must differ for the stacking to be tested"
+        torch.testing.assert_close(a, b, **_tolerances(torch.float64))
