@@ -73,10 +73,13 @@ def main(argv=None) -> None:
         ("--choose-step", dict(action="store_true", help="pick the one-spike target step on the validation split first")),
         ("--choose-scale", dict(choices=tuple(CHOICE_SCALES), default="epoch",
                                 help="the scale of that choice (default: one epoch on every training image)")),
+        ("--choose-only", dict(action="store_true", help="stop after the choice (its table is written)")),
     ])
     presets = PRESETS
-    if args.choose_step:
+    if args.choose_step or args.choose_only:
         step = choose_step(args)
+        if args.choose_only:
+            return
         presets = [(p, f"spike-train loss, target spike at {step} (chosen on validation)", [f"loss.label_steps=[{step}]"])
                    if p == SPIKE_TRAIN1 else (p, title) for p, title in PRESETS]
     fc.accuracy_figure(
