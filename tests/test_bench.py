@@ -67,3 +67,27 @@ def test_bench_compare_paths_rows(tmp_path):
     assert "ms_per_iter" in rows["triton"] or "triton" in rows["triton"]["skipped"]
     assert "ms_per_iter" in rows["snntorch"] or "snntorch" in rows["snntorch"]["skipped"]
     assert "obench shape only" in rows["spikingjelly"]["skipped"]
+
+
+def test_profile_step_restores_the_real_functions_after_its_variants():
+    """scripts/profile_step.py patches in variants that compute wrong gradients on purpose; each
+    timed row gets its own, and the real functions are back afterwards."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import profile_step
+
+    from antlr_exp import layer
+
+    names = ("_times_gradient_at_events", "cpp_kernels", "stacked_weight_t")
+    before = {name: getattr(layer, name) for name in names}
+    seen = []
+
+    def step():  # records which functions each row ran with
+        seen.append({name: getattr(layer, name) is before[name] for name in names})
+
+    medians = profile_step.time_variants(step, 2)
+    assert set(medians) == {"as is", "no_fill", "no_transposes"}
+    assert seen[0] == dict.fromkeys(names, True)
+    assert seen[1] == {"_times_gradient_at_events": False, "cpp_kernels": True, "stacked_weight_t": True}
+    assert seen[2] == {"_times_gradient_at_events": True, "cpp_kernels": False, "stacked_weight_t": False}
+    assert seen[3] == seen[0]
+    assert all(getattr(layer, name) is before[name] for name in names)
