@@ -132,3 +132,11 @@ def test_same_loss_chooses_the_target_step_on_validation_averaged_over_the_rules
     shutil.rmtree(tmp_path / "sweeps" / "choose_step" / "11")
     with pytest.raises(SystemExit, match="lacks runs"):
         same_loss.choose_step(args)
+
+
+def test_the_tables_preface_names_the_scale_and_the_command_lines_overrides(tmp_path):
+    args = figures_common.parse_args("t", "x", ["--out", str(tmp_path), "trials=4", "resume=true",
+                                                 "hydra/launcher=local", "data.root=/somewhere", "device=cpu"])
+    assert figures_common.overrides_text(args, ["trainer.max_epochs=1"]) == "trainer.max_epochs=1 trials=4"
+    bare = figures_common.parse_args("t", "x", ["--out", str(tmp_path)])
+    assert figures_common.overrides_text(bare, []) == "none"
