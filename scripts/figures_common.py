@@ -82,7 +82,7 @@ def run_sweep(args: argparse.Namespace, label: str, overrides: list) -> Path:
 def overrides_text(args: argparse.Namespace, scale_overrides: list) -> str:
     """The overrides every sweep of a driver ran with (the scale's, then the command line's; data
     and output settings left out), as the tables' preface states them."""
-    shown = [o for o in [*scale_overrides, *args.overrides] if not o.startswith(("data.root=", "hydra.", "device=", "resume="))]
+    shown = [o for o in [*scale_overrides, *args.overrides] if not o.startswith(("data.root=", "hydra.", "hydra/", "device=", "resume="))]
     return " ".join(shown) or "none"
 
 
