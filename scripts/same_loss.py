@@ -18,7 +18,7 @@ from __future__ import annotations
 import figures_common as fc
 
 PRESETS = [
-    ("same_loss_mnist_spike_train1", "spike-train loss, target spike at 60"),
+    ("same_loss_mnist_spike_train1", "spike-train loss, target spike at 80"),
     ("same_loss_mnist_spike_train3", "spike-train loss, targets at 40, 60, 80"),
     ("same_loss_mnist", "count loss (1/0 spikes)"),
 ]

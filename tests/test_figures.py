@@ -94,7 +94,7 @@ def test_same_loss(tmp_path):
             losses.setdefault(preset, set()).add(
                 (config["method.name"], config["loss.name"], tuple(config.get("loss.label_steps") or ())))
     assert losses == {
-        "same_loss_mnist_spike_train1": {(m, "spike_train", (60,)) for m in rules["same_loss_mnist_spike_train1"]},
+        "same_loss_mnist_spike_train1": {(m, "spike_train", (80,)) for m in rules["same_loss_mnist_spike_train1"]},
         "same_loss_mnist_spike_train3": {(m, "spike_train", (40, 60, 80)) for m in rules["same_loss_mnist_spike_train3"]},
         "same_loss_mnist": {(m, "count", ()) for m in rules["same_loss_mnist"]},
     }
