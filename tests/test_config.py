@@ -192,3 +192,21 @@ def test_paper_presets_count_the_timing_rules_silence_up_to_the_training_early_s
     # the command line still wins over the preset
     assert compose_config(f"experiment={experiment}", "method=timing",
                           "method.penalty_window=full").method.penalty_window == "full"
+
+
+@pytest.mark.parametrize("single", ["false", "true"])
+def test_n_mnist_same_loss_activation_job_is_fig8s_activation_job(single):
+    """results.md reuses Fig. 8's activation job as the activation row of the N-MNIST same-loss
+    study: the two presets must give that job the same configuration."""
+    from omegaconf import OmegaConf
+
+    same = compose_config("experiment=same_loss_nmnist", "method=activation", f"single_spike={single}")
+    fig8 = compose_config("experiment=fig8a_nmnist", "method=activation", f"single_spike={single}")
+    assert OmegaConf.to_container(same, resolve=True) == OmegaConf.to_container(fig8, resolve=True)
+    # and ANTLR's job differs from Fig. 8's ANTLR job in the loss alone
+    antlr = OmegaConf.to_container(compose_config("experiment=same_loss_nmnist", "method=antlr",
+                                                  f"single_spike={single}"), resolve=True)
+    paper = OmegaConf.to_container(compose_config("experiment=fig8a_nmnist", "method=antlr",
+                                                  f"single_spike={single}"), resolve=True)
+    assert antlr["loss"] == OmegaConf.to_container(same.loss, resolve=True) and antlr["loss"] != paper["loss"]
+    assert {k: v for k, v in antlr.items() if k != "loss"} == {k: v for k, v in paper.items() if k != "loss"}
