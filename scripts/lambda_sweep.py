@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     rows = fc.aggregate([act_sweep, tim_sweep], by=["method.name", ACT, TIM])
     by_act = sorted((r for r in rows if r[TIM] == 1.0), key=lambda r: r[ACT])
     by_tim = sorted((r for r in rows if r[ACT] == 1.0), key=lambda r: r[TIM])
-    table = [r for r in by_act] + [r for r in by_tim if r[TIM] != 1.0]
+    table = by_act + [r for r in by_tim if r[TIM] != 1.0]
     fc.accuracy_table(args.out / "lambda_sweep.md", [("antlr, latency MNIST", table)],
                       f"ANTLR, lambda_act swept at lambda_tim = 1, then lambda_tim swept at lambda_act = 1; mean ± "
                       f"std over trials ({args.scale} scale; overrides: `{fc.overrides_text(args, overrides)}`).\n",

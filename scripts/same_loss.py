@@ -15,15 +15,17 @@ setting, and same_loss_target_step.md says what each step scored.
 
 from __future__ import annotations
 
+import copy
+
 import figures_common as fc
 
+SPIKE_TRAIN1 = "same_loss_mnist_spike_train1"
 PRESETS = [
-    ("same_loss_mnist_spike_train1", "spike-train loss, target spike at 80"),
+    (SPIKE_TRAIN1, "spike-train loss, target spike at 80"),
     ("same_loss_mnist_spike_train3", "spike-train loss, targets at 40, 60, 80"),
     ("same_loss_mnist", "count loss (1/0 spikes)"),
 ]
 CANDIDATE_STEPS = (20, 40, 60, 80)
-SPIKE_TRAIN1 = "same_loss_mnist_spike_train1"
 SCALES = {
     "tiny": ["data.limit_train=32", "data.limit_test=32", "trainer.max_steps=2", fc.seeds(1)],
     "quick": ["data.limit_train=3000", "data.limit_test=1000", "trainer.max_epochs=1", fc.seeds(5)],
@@ -45,7 +47,8 @@ def choose_step(args) -> int:
     """The one-spike target step with the best validation accuracy, averaged over the rules."""
     steps = ",".join(f"[{s}]" for s in CANDIDATE_STEPS)
     # one trial per rule and step, whatever trials= the main sweeps take
-    own = fc.argparse.Namespace(**{**vars(args), "overrides": [o for o in args.overrides if not o.startswith("trials=")]})
+    own = copy.copy(args)
+    own.overrides = [o for o in args.overrides if not o.startswith("trials=")]
     sweep = fc.run_sweep(own, "choose_step", [f"experiment={SPIKE_TRAIN1}", fc.data_root(args, "mnist"),
                                                *CHOICE_SCALES[args.choose_scale], f"loss.label_steps={steps}"])
     scores: dict = {}
@@ -84,7 +87,7 @@ def main(argv=None) -> None:
                    if p == SPIKE_TRAIN1 else (p, title) for p, title in PRESETS]
     fc.accuracy_figure(
         args, "mnist", presets, SCALES[args.scale], "same_loss",
-        f"Activation vs ANTLR, same loss and decision (most spike), latency MNIST ({args.scale} scale)",
+        f"The rules under one loss and decision (most spike), latency MNIST ({args.scale} scale)",
         f"Same loss and decision (most spike) for every rule in each setting, mean ± std over trials "
         f"({args.scale} scale; overrides: `{fc.overrides_text(args, SCALES[args.scale])}`). The test loss is "
         f"each setting's own loss, comparable between the rows of a setting only.\n", with_loss=True)
