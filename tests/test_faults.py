@@ -347,6 +347,24 @@ def test_sigterm_on_the_cli_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_
     assert f"stopped by SIGTERM at step {step}" in stderr and f"resume=true hydra.run.dir={folder}" in stderr
 
 
+def test_sigterm_in_a_sweep_job_hints_at_the_sweep_command(tmp_path):
+    sweep = tmp_path / "sweep"
+    overrides = [*tiny_overrides("matching", {}, steps=400), "trainer.val_every_n_steps=400"]
+    process = subprocess.Popen([str(ANTLR_TRAIN), "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
+                               cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 120
+    while not (sweep / "0" / "metrics.csv").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert (sweep / "0" / "checkpoints" / "last.pt").is_file() and not (sweep / "1").exists()
+    assert f"repeat the -m command with resume=true hydra.sweep.dir={sweep}" in stderr, stderr
+    assert "hydra.run.dir" not in stderr
+
+
 # ---------------------------------------------------------------------------------------------
 # 8. N-MNIST cache key; empty splits
 

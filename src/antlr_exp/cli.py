@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra import compose, initialize_config_dir
@@ -16,6 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType, ValueType
 from hydra.errors import ConfigCompositionException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
@@ -123,7 +125,9 @@ def check_override_keys(arguments: list) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _train(cfg: DictConfig):
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
         preflight.prepare_job(cfg, run_dir)
         with stopping.catch_stop_signals():
@@ -131,29 +135,35 @@ def _train(cfg: DictConfig):
     except USER_ERRORS as error:
         _fail(error)
     except RunStopped as error:
-        _stopped(error, run_dir)
+        _stopped(error, run_dir, sweep_dir)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; {_resume_hint(run_dir)}", file=sys.stderr)
+        print(f"{PROG}: interrupted; {_resume_hint(run_dir, sweep_dir)}", file=sys.stderr)
         sys.exit(130)
     console.report_result(summary, run_dir / SUMMARY_FILE)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
 
 
-def _resume_hint(run_dir: Path) -> str:
-    """How to continue a stopped run, or that there is nothing to continue yet."""
+def _resume_hint(run_dir: Path, sweep_dir: Optional[Path] = None) -> str:
+    """How to continue a stopped run, or that there is nothing to continue yet.
+
+    A job of a sweep (``sweep_dir`` given) continues with the whole ``-m`` command: resume=true
+    there finishes nothing twice, continues the started jobs and starts the others."""
     if (ckpt.checkpoint_dir(run_dir) / ckpt.LAST).is_file():
+        if sweep_dir is not None:
+            return (f"to continue the sweep, repeat the -m command with resume=true hydra.sweep.dir={sweep_dir} "
+                    f"(this job continues from its last checkpoint in {run_dir})")
         return (f"to continue from the last checkpoint, repeat the command with resume=true "
                 f"hydra.run.dir={run_dir}")
     return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume: run the command again"
 
 
-def _stopped(error: RunStopped, run_dir: Path) -> None:
+def _stopped(error: RunStopped, run_dir: Path, sweep_dir: Optional[Path] = None) -> None:
     """A run that stopped early: one line and a non-zero status (128 + the signal's number after a
     signal, once the handler that was there before, e.g. submitit's requeue, has had it)."""
     message = " ".join(str(error).split())
     if isinstance(error, StopSignal):
-        print(f"{PROG}: {message}; {_resume_hint(run_dir)}", file=sys.stderr, flush=True)
+        print(f"{PROG}: {message}; {_resume_hint(run_dir, sweep_dir)}", file=sys.stderr, flush=True)
         stopping.pass_on(error.signum)
         sys.exit(128 + error.signum)
     print(f"{PROG}: error: {message}", file=sys.stderr)
