@@ -70,6 +70,22 @@ def test_failed_and_missing_jobs_are_named(tmp_path, capsys):
     assert str(sweep / "1") in text and str(sweep / "2") in text
 
 
+def test_a_finished_stacked_job_is_not_called_failed_and_an_unfinished_one_is(data_roots, tmp_path, capsys):
+    sweep = tmp_path / "sweep"
+    make_sweep(sweep, ["method=antlr,timing", "trials=2"])
+    stacked = compose_config(*tiny_overrides("mnist", data_roots), "trials=2")
+    run(stacked, sweep / "0")  # the job's summaries are seed_0/ and seed_1/, indexed by trials.json
+    save_hydra_config(stacked, sweep / "0")
+    make_job(sweep / "1", config("timing", 0), None)  # a stacked job stopped before any trial finished
+    (sweep / "1" / "seed_0").mkdir()
+    assert report_main([str(sweep)]) == 0
+    captured = capsys.readouterr()
+    assert f"1 failed or unfinished job(s) (no summary.json): {sweep / '1'}" in captured.err
+    assert str(sweep / "0") not in captured.err
+    [row] = aggregate([sweep], by=["method.name"])
+    assert (row["method.name"], row["n"]) == ("antlr", 2)
+
+
 def test_expected_jobs_counts_the_presets_sweeper_params(tmp_path):
     # an experiment preset's hydra.sweeper.params, one of them overridden on the command line
     make_sweep(tmp_path, ["seed=0", "trainer.max_epochs=1"], params={"method.name": "a,b,c", "seed": "range(0,16)"})

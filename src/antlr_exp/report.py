@@ -44,6 +44,7 @@ NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "data.root", "data.down
 ALWAYS = ("method.name", "loss.name")
 #: Written by ``evaluate=`` beside its summary: the evaluated checkpoint's config.
 EVALUATED_CONFIG = "evaluated_config.yaml"
+TRIALS_FILE = "trials.json"  # a stacked job's index of its trials (trials=K), in place of summary.json
 FORMATS = ("markdown", "csv", "json")
 
 
@@ -109,7 +110,8 @@ def scan(paths) -> Jobs:
             sweep = sweep_file.parent
             numbered = {int(p.name): p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()}
             for number, folder in sorted(numbered.items()):
-                if (folder / ".hydra" / "config.yaml").is_file() and not (folder / "summary.json").is_file():
+                finished = (folder / "summary.json").is_file() or (folder / TRIALS_FILE).is_file()
+                if (folder / ".hydra" / "config.yaml").is_file() and not finished:
                     jobs.failed.append(folder)
             expected = expected_jobs(sweep)
             candidates = list(numbered) + ([expected - 1] if expected else [])

@@ -55,7 +55,7 @@ from .losses import (
 )
 from .metrics import SplitMeter
 from .provenance import now, provenance
-from .report import EVALUATED_CONFIG
+from .report import EVALUATED_CONFIG, TRIALS_FILE
 from .network import NetworkOutput, SpikingNetwork, first_spike_times
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 #: Errors that are the user's to fix: the CLI prints their one-line message, no traceback.
 USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)
 SUMMARY_FILE = "summary.json"
-TRIALS_FILE = "trials.json"
 #: With trainer.record_gradients: every step's flattened gradient (after backward, before
 #: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
 GRADIENTS_FILE = "gradients.pt"
