@@ -22,7 +22,7 @@ from antlr_exp.cli import _resume_hint
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.errors import CheckpointWriteError, ConfigError, NonFiniteError, StopSignal
-from antlr_exp.train import run
+from antlr_exp.train import Trainer, run
 from conftest import ANTLR_TRAIN, _fake_digits, _write_idx, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
@@ -180,6 +180,28 @@ def _without_time(summary):
     the folder and the command's overrides (provenance)."""
     return {k: v for k, v in summary.items()
             if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")}
+
+
+@pytest.mark.parametrize("trials", [1, 2])
+def test_resuming_a_finished_run_keeps_its_summaries_and_a_larger_budget_trains_on(trials, data_roots, tmp_path,
+                                                                                   monkeypatch):
+    folder = tmp_path / "run"
+    overrides = [*tiny_overrides("mnist", data_roots, steps=2), f"trials={trials}"]
+    first = run(compose_config(*overrides), folder)
+    written = {p: p.read_bytes() for p in folder.rglob("summary.json")}
+    assert len(written) == trials
+
+    def tested_again(self):
+        raise AssertionError("a finished run was tested again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "test_trials", tested_again)
+        again = run(compose_config(*overrides, "resume=true"), folder)
+    assert again == first
+    assert {p: p.read_bytes() for p in folder.rglob("summary.json")} == written  # started_at and all
+    longer = run(compose_config(*overrides, "resume=true", "trainer.max_steps=3"), folder)
+    summaries = [longer] if trials == 1 else longer["summaries"]
+    assert [s["steps"] for s in summaries] == [3] * trials
 
 
 def test_resume_true_on_a_sweep_resumes_started_jobs_and_starts_the_others(tmp_path):

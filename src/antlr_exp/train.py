@@ -696,6 +696,11 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
              "-".join(map(str, trainer.net.sizes)),
              f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
              len(data.train), run_dir)
+    if resume_from is not None and trainer._done():
+        finished = finished_summaries(trainer)
+        if finished is not None:  # e.g. a finished job of a sweep that runs again with resume=true
+            log.info("%s finished training and testing at step %d; its summary stands", run_dir, trainer.state.step)
+            return finished[0] if net.trials == 1 else trials_summary(finished, trainer.trial_dirs, run_dir)
     if trainer.early_stop:
         log.info("training stops simulating once every output has fired (exact for the latency loss)")
     trainer.open_log()
@@ -714,6 +719,20 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if net.trials == 1:
         return summaries[0]
     return trials_summary(summaries, trainer.trial_dirs, run_dir)
+
+
+def finished_summaries(trainer: "Trainer") -> Optional[list]:
+    """Each trial's summary.json when every trial was tested at the checkpoint's step, else None."""
+    summaries = []
+    for trial_dir in trainer.trial_dirs:
+        try:
+            summary = json.loads((Path(trial_dir) / SUMMARY_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(summary, dict) or summary.get("steps") != trainer.state.step:
+            return None
+        summaries.append(summary)
+    return summaries
 
 
 def trials_summary(summaries: list, trial_dirs: list, run_dir: Path) -> dict:
