@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 
 import pytest
@@ -321,3 +322,21 @@ def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_r
     for a, b in zip(batched, one):
         assert set(a) == set(b)
         assert all(close(a[key], b[key]) for key in a), (a, b)
+
+
+def test_a_trial_whose_output_layer_falls_silent_is_named_once(data_roots, tmp_path, caplog):
+    # theta = 1000: no neuron can fire, so both trials' outputs stay silent from the first epoch
+    silent = compose_config(*tiny_overrides("mnist", data_roots, steps=4), "trials=2", "neuron.theta=1000",
+                            "trainer.val_every_n_steps=1")
+    with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
+        run(silent, tmp_path / "silent")
+    warnings = [r.getMessage() for r in caplog.records if "output layer fired" in r.getMessage()]
+    assert sorted(w.split(":")[0] for w in warnings) == ["trial seed 0", "trial seed 1"]  # once each, 4 points
+    assert all("0 spikes per training sample in the steps up to 1," in w and "at least 100 %" in w for w in warnings)
+    caplog.clear()
+    # theta = 0.01: every neuron fires, no warning
+    firing = compose_config(*tiny_overrides("mnist", data_roots, steps=2), "trials=2", "neuron.theta=0.01")
+    with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
+        summary = run(firing, tmp_path / "firing")
+    assert all(s["test_output_spikes_per_sample"] > 1 for s in summary["summaries"])
+    assert not [r for r in caplog.records if "output layer fired" in r.getMessage()]

@@ -497,6 +497,7 @@ class Trainer:
             row["time_s"] = round(state.train_time_s, 3)
             state.history.append(row)
             state.last_eval_step = state.step
+            self._warn_if_output_fell_silent(k, state.history)
             value = row[self.settings.monitor]
             if self._improved(value, k):
                 state.best_value, state.best_step, state.best_epoch = value, state.step, state.epoch
@@ -511,6 +512,21 @@ class Trainer:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+
+    def _warn_if_output_fell_silent(self, k: int, history: list) -> None:
+        """One warning when a trial's output layer goes (nearly) silent on the training samples:
+        fewer than SILENT_OUTPUTS output spikes per sample means that at least 1 - that fraction of
+        the samples had no output spike at all (a silent output gets no gradient from the latency
+        loss; only the no-spike terms reach it)."""
+        key = "train_output_spikes_per_sample"
+        now = history[-1].get(key)
+        before = history[-2].get(key) if len(history) > 1 else None
+        if now is None or now >= SILENT_OUTPUTS or (before is not None and before < SILENT_OUTPUTS):
+            return
+        who = f"trial seed {self.seeds[k]}" if self.trials > 1 else "the run"
+        log.warning("%s: its output layer fired %.3g spikes per training sample in the steps up to %d, so at least "
+                    "%.0f %% of those samples had no output spike; training goes on, and the test uses the "
+                    "best validation checkpoint", who, now, history[-1]["step"], 100 * (1 - now))
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -634,6 +650,9 @@ class Trainer:
             summaries.append(summary)
         return summaries
 
+
+#: output spikes per training sample below which a trial's output layer counts as fallen silent
+SILENT_OUTPUTS = 0.5
 
 #: steps simulated at a time by the training early stop
 EARLY_STOP_CHUNK = 10
