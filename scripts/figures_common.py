@@ -68,7 +68,12 @@ def run_sweep(args: argparse.Namespace, label: str, overrides: list) -> Path:
     sweep_dir = (args.sweep_root / label).resolve()
     if args.no_run:
         return sweep_dir
-    cmd = [str(ANTLR_TRAIN), "-m", *overrides, *args.overrides,
+    extra = list(args.overrides)
+    if not sweep_dir.is_dir() and any(_is_resume(o) for o in extra):
+        # resume=true continues a driver: its started sweeps continue, the ones it has not reached start
+        print(f"[{label}: not started before, so it starts now (resume=true applies to started sweeps)]", flush=True)
+        extra = [o for o in extra if not _is_resume(o)]
+    cmd = [str(ANTLR_TRAIN), "-m", *overrides, *extra,
            f"hydra.sweep.dir={sweep_dir}", "trainer.progress_bar=false"]
     if args.jobs > 1:
         cmd += ["hydra/launcher=local", f"hydra.launcher.n_jobs={args.jobs}"]
@@ -77,6 +82,11 @@ def run_sweep(args: argparse.Namespace, label: str, overrides: list) -> Path:
     subprocess.run(cmd, cwd=REPO, check=True, stdout=subprocess.DEVNULL if args.scale == "tiny" else None)
     print(f"[{label}: {time.perf_counter() - started:.0f} s]", flush=True)
     return sweep_dir
+
+
+def _is_resume(override: str) -> bool:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~") == "resume" and value.strip().lower() in ("true", "yes", "1", "on")
 
 
 def overrides_text(args: argparse.Namespace, scale_overrides: list) -> str:

@@ -4,6 +4,7 @@ then the PNG and the markdown table must appear with the expected series."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,10 +18,10 @@ sys.path.insert(0, str(SCRIPTS))
 import figures_common  # noqa: E402
 
 
-def run_driver(name: str, tmp_path: Path) -> Path:
+def run_driver(name: str, tmp_path: Path, *overrides: str) -> Path:
     out = tmp_path / "figures"
     subprocess.run([sys.executable, str(SCRIPTS / f"{name}.py"), "--scale", "tiny", "--out", str(out),
-                    "--sweep-root", str(tmp_path / "sweeps"), "--data", str(DATA)], cwd=REPO, check=True)
+                    "--sweep-root", str(tmp_path / "sweeps"), "--data", str(DATA), *overrides], cwd=REPO, check=True)
     return out
 
 
@@ -38,7 +39,7 @@ def test_read_table_roundtrip(tmp_path):
     assert figures_common.read_table(tmp_path / "t.md") == [{"a": "1", "b": "x ± 2"}, {"a": "3", "b": "-"}]
 
 
-def test_fig6_matching(tmp_path):
+def test_fig6_matching_and_resumed_after_a_stop_between_its_sweeps(tmp_path):
     out = run_driver("fig6_matching", tmp_path)
     check_png(out / "fig6_matching.png")
     rows = figures_common.read_table(out / "fig6_matching.md")
@@ -46,6 +47,20 @@ def test_fig6_matching(tmp_path):
         (s, m) for s in ("1", "3") for m in ("activation", "timing", "antlr"))
     assert all(r["n"] == "1" and r["iterations"] == "4" for r in rows)
     assert all(float(r["loss of best checkpoint"]) > 0 for r in rows)
+    # resume=true on a driver whose later sweep never started (a session stopped between them):
+    # the finished sweep keeps its results, the missing one runs, the table has both
+    sweeps = tmp_path / "sweeps"
+    first, second = sorted(p for p in sweeps.iterdir() if p.is_dir())
+    kept = {f: f.read_bytes() for f in first.rglob("summary.json")}
+    assert kept
+    shutil.rmtree(second)  # as if the session had stopped before the second sweep
+    (tmp_path / "figures" / "fig6_matching.md").unlink()
+    out = run_driver("fig6_matching", tmp_path, "resume=true")
+    assert {f: f.read_bytes() for f in first.rglob("summary.json")} == kept  # not trained or tested again
+    assert len(list(second.rglob("summary.json"))) == 3  # activation, timing, antlr
+    rows = figures_common.read_table(out / "fig6_matching.md")
+    assert sorted((r["target spikes"], r["method"]) for r in rows) == sorted(
+        (s, m) for s in ("1", "3") for m in ("activation", "timing", "antlr"))
 
 
 @pytest.mark.parametrize("name,task,settings", [
