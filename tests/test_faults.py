@@ -352,9 +352,14 @@ def test_the_stop_is_handed_to_the_handler_that_was_there_before():
         signal.signal(signal.SIGUSR1, before)
 
 
+# steps of a run the signal must interrupt: far more than the half second the tests wait (400 steps
+# of the tiny matching task took under that on quiet cores, so the signal could come after the end)
+LONG = 200_000
+
+
 def test_sigterm_on_the_cli_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_path):
     folder = tmp_path / "run"
-    overrides = [*tiny_overrides("matching", {}, steps=400), "trainer.val_every_n_steps=400"]
+    overrides = [*tiny_overrides("matching", {}, steps=LONG), f"trainer.val_every_n_steps={LONG}"]
     process = subprocess.Popen([str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={folder}"], cwd=tmp_path,
                                env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
@@ -365,13 +370,13 @@ def test_sigterm_on_the_cli_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, stderr
     step = ckpt.load(folder / "checkpoints" / "last.pt")["state"]["step"]
-    assert 0 < step < 400
+    assert 0 < step < LONG
     assert f"stopped by SIGTERM at step {step}" in stderr and f"resume=true hydra.run.dir={folder}" in stderr
 
 
 def test_sigterm_in_a_sweep_job_hints_at_the_sweep_command(tmp_path):
     sweep = tmp_path / "sweep"
-    overrides = [*tiny_overrides("matching", {}, steps=400), "trainer.val_every_n_steps=400"]
+    overrides = [*tiny_overrides("matching", {}, steps=LONG), f"trainer.val_every_n_steps={LONG}"]
     process = subprocess.Popen([str(ANTLR_TRAIN), "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
                                cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
