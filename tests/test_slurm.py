@@ -9,6 +9,7 @@ exactly like the same runs made locally without interruption.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from antlr_exp.train import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
 
-STEPS = 200
+STEPS = 600  # the rest of the training after the first evaluation point outlasts the signal's way
 
 
 def _no_slurm_reason():
@@ -51,14 +52,34 @@ def _evaluated_steps(run_folder) -> int:
 
 
 def _release_when_requeued(job_id: str, deadline: float) -> None:
-    """SLURM holds a requeued job for two minutes (its begin time); start it now instead."""
+    """SLURM holds a requeued job for two minutes (its begin time); start it sooner. Not at once:
+    the node refuses to start a job in the same second its previous run was killed (slurmctld logs
+    "Killing non-startable batch JobId=...: Job credential revoked"), and the job is lost."""
     while time.monotonic() < deadline:
         state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True,
                                timeout=30).stdout.split()
         if state[:2] == ["PENDING", "BeginTime"]:
+            time.sleep(2.5)
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
             return
         time.sleep(0.2)
+
+
+def _finish(process, timeout: float, sweep) -> str:
+    """The sweep command's output once it ends; past ``timeout`` it is killed and the test fails
+    with what SLURM and the job logs said, so that a hang can be told from a slow machine."""
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output = process.communicate()[0]
+        report = [f"the sweep command did not end within {timeout} s; its last output:", output[-3000:]]
+        for command in (["squeue", "-a"], ["sinfo", "-N", "-l"]):
+            shown = subprocess.run(command, capture_output=True, text=True, timeout=30)
+            report += [f"$ {' '.join(command)}", shown.stdout + shown.stderr]
+        for path in sorted((sweep / ".submitit").glob("*/*_log.*")) + sorted(sweep.glob("*/antlr-train.log")):
+            report += [f"--- {path.relative_to(sweep)}", path.read_text()[-3000:]]
+        pytest.fail("\n".join(report), pytrace=False)
 
 
 def _without_time(summary):
@@ -82,7 +103,7 @@ def test_slurm_sweep_equals_local_runs_and_a_signalled_job_resumes(tmp_path):
         job_id = job_folder.name
         subprocess.run(["scancel", "--signal=USR2", job_id], check=True, timeout=30)
         _release_when_requeued(job_id, deadline=time.monotonic() + 60)
-        output, _ = process.communicate(timeout=300)
+        output = _finish(process, 300, sweep)
     finally:
         if process.poll() is None:
             process.kill()
@@ -99,3 +120,22 @@ def test_slurm_sweep_equals_local_runs_and_a_signalled_job_resumes(tmp_path):
         summary = json.loads((sweep / job / "summary.json").read_text())
         assert _without_time(summary) == _without_time(expected)
         assert _rows(sweep / job / "metrics.csv") == _rows(local / "metrics.csv")
+
+
+def test_a_job_that_fails_ends_the_slurm_sweep_with_its_error(tmp_path):
+    # Job 1's folder is held by another process, so that job fails as soon as it starts. The sweep
+    # command must end and say why: this cluster keeps no accounting, so the command learns of the
+    # failure from the job's result alone (a job that merely exits leaves none, and it waits forever).
+    sweep = tmp_path / "multirun"
+    (sweep / "1").mkdir(parents=True)
+    with open(sweep / "1" / ".lock", "w") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+        process = subprocess.Popen(
+            [str(ANTLR_TRAIN), "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
+             "hydra.launcher.timeout_min=10", *tiny_overrides("matching", {}, steps=20), "seed=0,1",
+             f"hydra.sweep.dir={sweep}"],
+            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        output = _finish(process, 120, sweep)
+    assert process.returncode != 0, output
+    assert f"the run folder {sweep / '1'} is in use by another antlr-train process" in output, output
+    assert (sweep / "0" / "summary.json").is_file()  # the other job finished

@@ -7,6 +7,7 @@ to stderr and exits with status 2, before any training starts.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -32,10 +33,29 @@ from .train import SUMMARY_FILE, USER_ERRORS, run
 PROG = "antlr-train"
 
 
+class JobFailed(RuntimeError):
+    """A job run by submitit (``hydra/launcher=slurm``) ended early: the one line it printed."""
+
+
+def in_submitit_job() -> bool:
+    """Whether this process is a job that submitit started (it sets both variables in the job)."""
+    return bool(os.environ.get("SUBMITIT_EXECUTOR")) and bool(os.environ.get("SUBMITIT_FOLDER"))
+
+
+def _exit(status: int, line: str) -> None:
+    """Print ``line`` and exit with ``status``; in a submitit job raise ``JobFailed`` instead. submitit
+    records an exception as the job's result, so the sweep command ends with the line; an exit
+    would leave no result, and where SLURM keeps no accounting (no ``sacct``) the sweep command
+    would wait for the job forever."""
+    print(line, file=sys.stderr, flush=True)
+    if in_submitit_job():
+        raise JobFailed(line)
+    sys.exit(status)
+
+
 def _fail(error: Exception) -> None:
     message = " ".join(str(error).split())  # one line, whatever the message's layout
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    _exit(2, f"{PROG}: error: {message}")
 
 
 def group_options(group: str) -> list:
@@ -137,8 +157,7 @@ def _train(cfg: DictConfig):
     except RunStopped as error:
         _stopped(error, run_dir, sweep_dir)
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; {_resume_hint(run_dir, sweep_dir)}", file=sys.stderr)
-        sys.exit(130)
+        _exit(130, f"{PROG}: interrupted; {_resume_hint(run_dir, sweep_dir)}")
     console.report_result(summary, run_dir / SUMMARY_FILE)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
@@ -164,10 +183,11 @@ def _stopped(error: RunStopped, run_dir: Path, sweep_dir: Optional[Path] = None)
     message = " ".join(str(error).split())
     if isinstance(error, StopSignal):
         print(f"{PROG}: {message}; {_resume_hint(run_dir, sweep_dir)}", file=sys.stderr, flush=True)
+        # submitit's handler requeues the job and exits. Its SIGTERM handler does nothing, on
+        # purpose: SLURM itself requeues a preempted job, so no result may be written here.
         stopping.pass_on(error.signum)
         sys.exit(128 + error.signum)
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    sys.exit(1)
+    _exit(1, f"{PROG}: error: {message}")
 
 
 def main() -> None:
