@@ -331,8 +331,17 @@ def test_a_trial_whose_output_layer_falls_silent_is_named_once(data_roots, tmp_p
     with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
         run(silent, tmp_path / "silent")
     warnings = [r.getMessage() for r in caplog.records if "output layer fired" in r.getMessage()]
-    assert sorted(w.split(":")[0] for w in warnings) == ["trial seed 0", "trial seed 1"]  # once each, 4 points
+    assert sorted(w.split(": its output")[0] for w in warnings) == [  # each trial's folder, once, 4 points
+        f"{tmp_path / 'silent' / 'seed_0'} (trial seed 0)", f"{tmp_path / 'silent' / 'seed_1'} (trial seed 1)"]
     assert all("0 spikes per training sample in the steps up to 1," in w and "at least 100 %" in w for w in warnings)
+    caplog.clear()
+    # one run: its folder, which names the job in a sweep's shared console
+    single = compose_config(*tiny_overrides("mnist", data_roots, steps=2), "neuron.theta=1000",
+                            "trainer.val_every_n_steps=1")
+    with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
+        run(single, tmp_path / "single")
+    warnings = [r.getMessage() for r in caplog.records if "output layer fired" in r.getMessage()]
+    assert [w.split(": its output")[0] for w in warnings] == [str(tmp_path / "single")]
     caplog.clear()
     # theta = 0.01: every neuron fires, no warning
     firing = compose_config(*tiny_overrides("mnist", data_roots, steps=2), "trials=2", "neuron.theta=0.01")
