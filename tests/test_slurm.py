@@ -138,4 +138,6 @@ def test_a_job_that_fails_ends_the_slurm_sweep_with_its_error(tmp_path):
         output = _finish(process, 120, sweep)
     assert process.returncode != 0, output
     assert f"the run folder {sweep / '1'} is in use by another antlr-train process" in output, output
+    assert "Error executing job with overrides" in output and "seed=1" in output, output  # which job
+    assert "Traceback" not in output, output  # the job's line, not a traceback
     assert (sweep / "0" / "summary.json").is_file()  # the other job finished

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType, ValueType
-from hydra.errors import ConfigCompositionException
+from hydra.errors import CompactHydraException, ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
@@ -33,8 +33,10 @@ from .train import SUMMARY_FILE, USER_ERRORS, run
 PROG = "antlr-train"
 
 
-class JobFailed(RuntimeError):
-    """A job run by submitit (``hydra/launcher=slurm``) ended early: the one line it printed."""
+class JobFailed(CompactHydraException):
+    """A job run by submitit (``hydra/launcher=slurm``) ended early: the one line it printed. The
+    sweep command shows it as it is, after Hydra's line naming the job's overrides (a Hydra
+    "compact" exception: no traceback)."""
 
 
 def in_submitit_job() -> bool:
