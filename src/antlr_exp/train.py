@@ -524,7 +524,7 @@ class Trainer:
         if now is None or now >= SILENT_OUTPUTS or (before is not None and before < SILENT_OUTPUTS):
             return
         # the folder names the job where a sweep's jobs share one console
-        who = f"{self.trial_dirs[k]} (trial seed {self.seeds[k]})" if self.trials > 1 else str(self.run_dir)
+        who = f"{self.trial_dirs[k]}" + (f" (trial seed {self.seeds[k]})" if self.trials > 1 else "")
         log.warning("%s: its output layer fired %.3g spikes per training sample in the steps up to %d, so at least "
                     "%.0f %% of those samples had no output spike; training goes on, and the test uses the "
                     "best validation checkpoint", who, now, history[-1]["step"], 100 * (1 - now))
