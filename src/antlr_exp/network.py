@@ -9,7 +9,17 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, InputError
-from .layer import LIFState, RuleConfig, SpikingLinear
+from .kernels import SURROGATE_CODES, cpp_kernels
+from .layer import (
+    LIFState,
+    RuleConfig,
+    SpikingLinear,
+    _flatten_input,
+    offset_for_trials,
+    SynapticInput,
+    run_layer,
+    weight_gradient,
+)
 from .neuron import NeuronParams
 
 DECISIONS = ("most_spike", "earliest_spike")
@@ -80,6 +90,23 @@ class SpikingNetwork(nn.Module):
             SpikingLinear(n_in, n_out, self.params, self.rule, trials) for n_in, n_out in zip(sizes[:-1], sizes[1:])
         )
 
+    #: train through :class:`FusedNetworkFunction` where it applies (see :meth:`uses_fused_backward`)
+    fused: bool = True
+
+    def uses_fused_backward(self, flat: torch.Tensor) -> bool:
+        """True where a training forward goes through :class:`FusedNetworkFunction`: on the C++
+        kernels (CPU), for the SRM-based rules, with autograd on and an input that needs no
+        gradient. Elsewhere each layer is its own autograd node; both give the same gradients."""
+        return (
+            self.fused
+            and self.rule.rule != "activation_rnn"
+            and flat.device.type == "cpu"
+            and torch.is_grad_enabled()
+            and not flat.requires_grad
+            and any(p.requires_grad for p in self.parameters())
+            and cpp_kernels() is not None
+        )
+
     def set_rule(self, rule: str, lambda_act: float = 1.0, lambda_tim: float = 1.0) -> None:
         """Switch the gradient rule of every layer (the forward pass is the same for all rules)."""
         self.rule = RuleConfig(rule, lambda_act, lambda_tim)
@@ -134,6 +161,8 @@ class SpikingNetwork(nn.Module):
             if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 return self._train_until_all_fired(flat, chunk)
             return self._simulate_until_all_fired(flat, chunk)
+        if self.uses_fused_backward(flat):
+            return self._fused_forward(flat)
         spikes, times = [], []
         s, t, events = flat, None, None
         last = len(self.layers) - 1
@@ -173,11 +202,22 @@ class SpikingNetwork(nn.Module):
         step_index = torch.arange(steps_done, dtype=flat.dtype, device=flat.device).view(1, -1, 1)
         return NetworkOutput(spikes, [s * step_index for s in spikes], steps_done, self.trials)
 
+    def _fused_forward(self, flat: torch.Tensor, simulated: Optional[list] = None) -> NetworkOutput:
+        dtype = self.layers[0].weight.dtype
+        flat = flat.to(dtype) if flat.dtype != dtype else flat
+        params = [p for layer in self.layers for p in (layer.weight, layer.bias)]
+        outputs = FusedNetworkFunction.apply(flat, self, simulated, *params)
+        return NetworkOutput(list(outputs[0::2]), list(outputs[1::2]), flat.shape[1], self.trials)
+
     def _train_until_all_fired(self, flat: torch.Tensor, chunk: int) -> NetworkOutput:
         """The simulation runs once, chunk by chunk; each layer's graph node is then made from
         the recorded potentials and spikes of the simulated steps."""
         keep_current = self.rule.rule == "activation_rnn"
         steps_done, pieces = self._chunks_until_all_fired(flat, chunk, keep_current)
+        if self.uses_fused_backward(flat):
+            simulated = [(torch.cat([r[2] for r in chunks], dim=0), torch.cat([r[3] for r in chunks], dim=0))
+                         for chunks in pieces]
+            return self._fused_forward(flat[:, :steps_done], simulated)
         spikes, times = [], []
         s, t = flat[:, :steps_done], None
         for layer, chunks in zip(self.layers, pieces):
@@ -188,6 +228,105 @@ class SpikingNetwork(nn.Module):
             spikes.append(s)
             times.append(t)
         return NetworkOutput(spikes, times, steps_done, self.trials)
+
+
+class FusedNetworkFunction(torch.autograd.Function):
+    """All layers of a :class:`SpikingNetwork` as one autograd node (C++ kernels, SRM rules).
+
+    The forward is the layer-by-layer simulation. The backward runs the layers top down through
+    the C++ ``fused_adjoint``, which forms a layer's dL/dS and dL/dt_hat from the layer above's
+    G, H and weights as it goes (instead of materializing ``G W`` and the spike-time gradient as
+    [T, B, N] tensors) and, on event input, sums the weight gradient from the input events
+    directly, so the first layer's G is never stored. Gradients that a loss puts on hidden
+    layers' spikes or times are added as the per-layer path adds them. The gradients are those
+    of the per-layer :class:`~antlr_exp.layer.SpikingLinearFunction` nodes, up to the order of
+    floating-point sums (the tests compare both).
+
+    Outputs: spikes and times of every layer, interleaved, each [B, T_sim, N].
+    """
+
+    @staticmethod
+    def forward(ctx, flat, net, simulated, *params):
+        ctx.set_materialize_grads(False)
+        batch, steps, _ = flat.shape
+        trials = net.trials
+        last = len(net.layers) - 1
+        s, events = flat, None
+        outputs, saved, layouts = [], [], []
+        step_index = None
+        for index, layer in enumerate(net.layers):
+            weight, bias = params[2 * index], params[2 * index + 1]
+            n_in = weight.shape[-1]
+            inp = events if events is not None else _flatten_input(s)
+            inp = offset_for_trials(inp, trials, n_in, batch)
+            if simulated is None:
+                potential, spikes, times, _, _, events = run_layer(
+                    inp, weight.detach(), bias.detach(), net.params, steps, batch, emit_events=index < last)
+            else:
+                potential, spikes = simulated[index]
+                if step_index is None:
+                    step_index = torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(steps, 1, 1)
+                times = spikes * step_index
+                events = None
+            s = spikes.transpose(0, 1)
+            outputs += [s, times.transpose(0, 1)]
+            layouts.append(tuple(x is not None for x in inp))
+            saved += [x for x in inp if x is not None] + [potential, spikes]
+        ctx.save_for_backward(*saved, *params)
+        ctx.net, ctx.layouts, ctx.shape = net, layouts, (batch, steps)
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        net = ctx.net
+        ext = cpp_kernels()
+        params, rule = net.params, net.rule
+        batch, steps = ctx.shape
+        trials = net.trials
+        saved = list(ctx.saved_tensors)
+        n_layers = len(ctx.layouts)
+        weights = saved[len(saved) - 2 * n_layers :: 2]
+        per_layer = []
+        for layout in ctx.layouts:
+            inp = SynapticInput(*(saved.pop(0) if present else None for present in layout))
+            potential, spikes = saved.pop(0), saved.pop(0)
+            per_layer.append((inp, potential, spikes))
+        empty = weights[0].new_empty(0)
+        no_index = torch.empty(0, dtype=torch.int64)
+
+        def time_major(grad):
+            return empty if grad is None else grad.transpose(0, 1).reshape(steps, -1)
+
+        grads = [None] * (2 * n_layers)
+        g_up = h_up = w_up = empty
+        for index in range(n_layers - 1, -1, -1):
+            inp, potential, spikes = per_layer[index]
+            weight = weights[index]
+            n_in = weight.shape[-1]
+            events = inp.dense is None and ctx.needs_input_grad[3 + 2 * index]
+            need_g = index > 0 or (inp.dense is not None and ctx.needs_input_grad[3 + 2 * index])
+            want_h = index > 0 and rule.tim_weight != 0.0
+            g, h, lam_v_sum, dw_t = ext.fused_adjoint(
+                potential.reshape(steps, -1), spikes.reshape(steps, -1), time_major(grad_outputs[2 * index]), time_major(grad_outputs[2 * index + 1]),
+                g_up if rule.act_weight != 0.0 else empty, h_up if rule.tim_weight != 0.0 else empty, w_up,
+                inp.row_offsets if events else no_index, inp.cols if events else no_index,
+                inp.values if events and inp.values is not None else empty,
+                trials, batch // trials, n_in, float(params.alpha_I), float(params.alpha_V), float(params.theta),
+                rule.act_weight, rule.tim_weight, float(params.vstar_min), SURROGATE_CODES[params.surrogate],
+                float(params.surrogate_a), float(params.surrogate_b), bool(params.single_spike),
+                float(params.beta_I) * float(params.beta_V), need_g, want_h,
+            )
+            if ctx.needs_input_grad[3 + 2 * index]:
+                if events:
+                    grads[2 * index] = (ext.transpose_contiguous(dw_t) if trials == 1 else
+                                        dw_t.view(trials, n_in, -1).transpose(1, 2).contiguous())
+                else:
+                    grads[2 * index] = weight_gradient(inp, g.view(steps * batch, -1), n_in, trials, steps)
+            if ctx.needs_input_grad[4 + 2 * index]:
+                grad_bias = lam_v_sum.view(trials, batch // trials, -1).sum(dim=1) * float(params.beta_bias)
+                grads[2 * index + 1] = grad_bias.view(-1) if trials == 1 else grad_bias
+            g_up, h_up, w_up = g, h, weight
+        return (None, None, None, *grads)
 
 
 def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:

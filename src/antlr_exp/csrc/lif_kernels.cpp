@@ -109,6 +109,82 @@ std::vector<int64_t> first_spikes(const scalar_t* S, int64_t T, int64_t M, int64
   return first;
 }
 
+// The row loops of the kernels below live in functions of their own: GCC honours __restrict on
+// function parameters (and keeps it when inlining) but not on local pointers, and without it the
+// many arrays of a loop need more run-time alias checks than it will emit, so the loops stayed
+// scalar. The arithmetic is unchanged.
+
+// One LIF step over n columns: I, V, the spike and its time, the carried state.
+template <typename scalar_t, bool SINGLE, bool STORE_I>
+__attribute__((noinline)) void lif_row(int64_t n, const scalar_t* __restrict xt, const scalar_t* __restrict bb,
+                                       scalar_t* __restrict c, scalar_t* __restrict p, scalar_t* __restrict kk,
+                                       scalar_t* __restrict a, scalar_t* __restrict Vt, scalar_t* __restrict St,
+                                       scalar_t* __restrict TMt, scalar_t* __restrict It, scalar_t aI, scalar_t aV,
+                                       scalar_t bI, scalar_t bV, scalar_t th, scalar_t tf) {
+  for (int64_t k = 0; k < n; ++k) {
+    const scalar_t i = aI * kk[k] * c[k] + bI * xt[k];
+    const scalar_t v = aV * kk[k] * p[k] + bV * i + bb[k];
+    scalar_t s = v >= th ? scalar_t(1) : scalar_t(0);
+    if constexpr (SINGLE) {
+      s *= a[k];
+      a[k] *= (scalar_t(1) - s);
+    }
+    c[k] = i;
+    p[k] = v;
+    kk[k] = scalar_t(1) - s;
+    Vt[k] = v;
+    St[k] = s;
+    TMt[k] = s * tf;
+    if constexpr (STORE_I) It[k] = i;
+  }
+}
+
+// how many of x[0..n) are nonzero (an integer sum, which vectorizes)
+template <typename scalar_t>
+__attribute__((noinline)) int32_t count_nonzero_row(int64_t n, const scalar_t* __restrict x) {
+  int32_t count = 0;
+  for (int64_t k = 0; k < n; ++k) count += x[k] != scalar_t(0) ? 1 : 0;
+  return count;
+}
+
+// y[k] += alpha * x[k]
+template <typename scalar_t>
+__attribute__((noinline)) void axpy_row(int64_t n, scalar_t alpha, const scalar_t* __restrict x, scalar_t* __restrict y) {
+  for (int64_t k = 0; k < n; ++k) y[k] += alpha * x[k];
+}
+
+// y[k] += x[k]
+template <typename scalar_t>
+__attribute__((noinline)) void add_row(int64_t n, const scalar_t* __restrict x, scalar_t* __restrict y) {
+  for (int64_t k = 0; k < n; ++k) y[k] += x[k];
+}
+
+// d[k] = 0 after the first spike (single-spike mode)
+template <typename scalar_t>
+__attribute__((noinline)) void mask_after_first(int64_t n, int64_t t, const int64_t* __restrict fs, scalar_t* __restrict d) {
+  for (int64_t k = 0; k < n; ++k) d[k] = t <= fs[k] ? d[k] : scalar_t(0);
+}
+
+// One reverse step of the spike-free-window recurrence over n columns; H too when Ht is given.
+template <typename scalar_t, bool WANT_H>
+__attribute__((noinline)) void adjoint_row(int64_t n, const scalar_t* __restrict St, const scalar_t* __restrict d,
+                                           scalar_t* __restrict nv, scalar_t* __restrict ni, scalar_t* __restrict sv,
+                                           scalar_t* __restrict Gt, scalar_t* __restrict Ht, scalar_t aI, scalar_t aV,
+                                           scalar_t c) {
+  for (int64_t k = 0; k < n; ++k) {
+    const scalar_t keep = scalar_t(1) - St[k];
+    const scalar_t g_later = c * ni[k];  // G[t+1] (0 at the last step)
+    const scalar_t lv = d[k] + aV * keep * nv[k];
+    const scalar_t li = lv + aI * keep * ni[k];
+    nv[k] = lv;
+    ni[k] = li;
+    sv[k] += lv;
+    const scalar_t g = c * li;
+    Gt[k] = g;
+    if constexpr (WANT_H) Ht[k] = scalar_t(0.5) * (keep * g_later - aI * g - c * aV * lv);
+  }
+}
+
 }  // namespace
 
 // Forward recurrence. The synaptic input of step t is either the row drive[t] [T, M] (beta_I not
@@ -177,7 +253,8 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
         scalar_t* __restrict a = SINGLE ? al + begin : nullptr;
         const scalar_t* __restrict bb = bias + begin;
         const int64_t n = end - begin;
-        std::vector<scalar_t> drive_row(events ? n : 0);
+        std::vector<scalar_t> drive_row(events ? n : 0);  // zero at first
+        bool drive_dirty = false;  // whether drive_row holds an earlier step's input
         ChunkEvents found{begin, {}, {}};
         if (emit_events) found.end_of_step.resize(T);
         for (int64_t t = 0; t < T; ++t) {
@@ -185,15 +262,20 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
           const scalar_t* __restrict xt;
           if (events) {  // gather this step's input events into the block's drive row
             scalar_t* __restrict dr = drive_row.data();
-            std::fill(dr, dr + n, scalar_t(0));
+            if (drive_dirty) std::fill(dr, dr + n, scalar_t(0));
+            drive_dirty = false;
             for (int64_t b = begin / N; b * N < end; ++b) {
               const int64_t lo = std::max(begin, b * N), hi = std::min(end, (b + 1) * N);
               const int64_t r = t * B + b;
+              if (off[r + 1] > off[r]) drive_dirty = true;
               for (int64_t e = off[r]; e < off[r + 1]; ++e) {
                 const scalar_t* __restrict wcol = W + cl[e] * N + (lo - b * N);
                 scalar_t* __restrict dst = dr + (lo - begin);
-                const scalar_t val = vl ? vl[e] : scalar_t(1);
-                for (int64_t j = 0; j < hi - lo; ++j) dst[j] += val * wcol[j];
+                if (vl) {
+                  axpy_row<scalar_t>(hi - lo, vl[e], wcol, dst);
+                } else {
+                  add_row<scalar_t>(hi - lo, wcol, dst);
+                }
               }
             }
             xt = dr;
@@ -204,28 +286,12 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
           scalar_t* __restrict St = S + row;
           scalar_t* __restrict TMt = TM + row;
           const scalar_t tf = static_cast<scalar_t>(t);
-          for (int64_t k = 0; k < n; ++k) {
-            const scalar_t i = aI * kk[k] * c[k] + bI * xt[k];
-            const scalar_t v = aV * kk[k] * p[k] + bV * i + bb[k];
-            scalar_t s = v >= th ? scalar_t(1) : scalar_t(0);
-            if constexpr (SINGLE) {
-              s *= a[k];
-              a[k] *= (scalar_t(1) - s);
-            }
-            c[k] = i;
-            p[k] = v;
-            kk[k] = scalar_t(1) - s;
-            Vt[k] = v;
-            St[k] = s;
-            TMt[k] = s * tf;
-            if constexpr (STORE_I) Iall[row + k] = i;
-          }
-          if (emit_events) {  // this step's spikes of the block, skipping empty runs of 16
-            for (int64_t k0 = 0; k0 < n; k0 += 16) {
-              const int64_t k1 = std::min(n, k0 + 16);
-              bool any = false;
-              for (int64_t k = k0; k < k1; ++k) any |= St[k] != scalar_t(0);
-              if (!any) continue;
+          lif_row<scalar_t, SINGLE, STORE_I>(n, xt, bb, c, p, kk, a, Vt, St, TMt, STORE_I ? Iall + row : nullptr, aI, aV,
+                                             bI, bV, th, tf);
+          if (emit_events) {  // this step's spikes of the block, skipping empty runs of 64
+            for (int64_t k0 = 0; k0 < n; k0 += 64) {
+              const int64_t k1 = std::min(n, k0 + 64);
+              if (count_nonzero_row<scalar_t>(k1 - k0, St + k0) == 0) continue;
               for (int64_t k = k0; k < k1; ++k)
                 if (St[k] != scalar_t(0)) found.neuron.push_back(begin + k);
             }
@@ -350,9 +416,7 @@ std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor sp
         // 1. activation part (vectorized surrogate), masked after the first spike in single-spike mode
         if (has_s) {
           sigma_row(V + row, GS + row, d, n, th, sa, sb, aw);
-          if (single) {
-            for (int64_t k = 0; k < n; ++k) d[k] = t <= first_spike[k] ? d[k] : scalar_t(0);
-          }
+          if (single) mask_after_first<scalar_t>(n, t, first_spike.data(), d);
         } else {
           std::fill(d, d + n, scalar_t(0));
         }
@@ -360,48 +424,193 @@ std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor sp
         if (has_t) {
           const scalar_t* Vt = V + row;
           const scalar_t* GTt = GT + row;
-          for (int64_t k = 0; k < n; ++k) {
-            if (St[k] != scalar_t(0)) {
-              scalar_t before = 0;
-              if (t > 0) before = Vt[k - M] * (scalar_t(1) - St[k - M]);
-              scalar_t vstar = Vt[k] - before;
-              if (vstar < vmin) vstar = vmin;
-              d[k] -= tw * GTt[k] / vstar;
+          for (int64_t k0 = 0; k0 < n; k0 += 64) {  // skipping runs of 64 without a spike
+            const int64_t k1 = std::min(n, k0 + 64);
+            if (count_nonzero_row<scalar_t>(k1 - k0, St + k0) == 0) continue;
+            for (int64_t k = k0; k < k1; ++k) {
+              if (St[k] != scalar_t(0)) {
+                scalar_t before = 0;
+                if (t > 0) before = Vt[k - M] * (scalar_t(1) - St[k - M]);
+                scalar_t vstar = Vt[k] - before;
+                if (vstar < vmin) vstar = vmin;
+                d[k] -= tw * GTt[k] / vstar;
+              }
             }
           }
         }
         // 3. the recurrence over the spike-free windows (branch-free, vectorized)
         scalar_t* __restrict Gt = G + row;
         if (H) {
-          scalar_t* __restrict Ht = H + row;
-          for (int64_t k = 0; k < n; ++k) {
-            const scalar_t keep = scalar_t(1) - St[k];
-            const scalar_t g_later = c * ni[k];  // G[t+1] (0 at the last step)
-            const scalar_t lv = d[k] + aV * keep * nv[k];
-            const scalar_t li = lv + aI * keep * ni[k];
-            nv[k] = lv;
-            ni[k] = li;
-            sv[k] += lv;
-            const scalar_t g = c * li;
-            Gt[k] = g;
-            Ht[k] = scalar_t(0.5) * (keep * g_later - aI * g - c * aV * lv);
-          }
+          adjoint_row<scalar_t, true>(n, St, d, nv, ni, sv, Gt, H + row, aI, aV, c);
         } else {
-          for (int64_t k = 0; k < n; ++k) {
-            const scalar_t keep = scalar_t(1) - St[k];
-            const scalar_t lv = d[k] + aV * keep * nv[k];
-            const scalar_t li = lv + aI * keep * ni[k];
-            nv[k] = lv;
-            ni[k] = li;
-            sv[k] += lv;
-            Gt[k] = c * li;
-          }
+          adjoint_row<scalar_t, false>(n, St, d, nv, ni, sv, Gt, nullptr, aI, aV, c);
         }
       }
       for (int64_t m = begin; m < end; ++m) LVS[m] = sum_v[m - begin];
     });
   });
   return {g_out, h_out, lam_v_sum};
+}
+
+// Network-level backward of one layer of an SRM-based rule (activation, timing, antlr), fused
+// with the products that the per-layer path runs as separate passes:
+//   dL/dS[t, r, n]  = ext_gs[t, r, n] + sum_j G_up[t, r, j] W_up[k, j, n]       (r = k*B + b)
+//   dL/dt[t, r, n]  = ext_gt[t, r, n] + sum_j H_up[t, r, j] W_up[k, j, n]       (at spikes only)
+// are formed on the fly from the layer above (G_up, H_up [T, K*B, N_up], W_up [K, N_up, N]); the
+// adjoint is srm_adjoint's; and with input events (CSR rows t*K*B + r, columns already moved to
+// their trial's block k*N_in + i) the weight gradient sum_t G[t, r, n] S_in[t, r, i] is summed
+// here as well, into dW_t [K*N_in, N], so that G need not be stored at all (need_g false).
+// Any of ext_gs, ext_gt, G_up, H_up may be empty. Each thread walks a contiguous range of rows
+// r (whole trials where there are at least as many trials as threads, so that no two threads
+// write the same gradient element; else rows of one trial, each thread summing its weight
+// gradient into a buffer of its own, added up at the end).
+// Returns {G [T, M] or empty, H [T, M] or empty, sum_t lam_V [M], dW_t [K*N_in, N] or empty}.
+std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor spikes, torch::Tensor ext_gs,
+                                         torch::Tensor ext_gt, torch::Tensor g_up, torch::Tensor h_up,
+                                         torch::Tensor w_up, torch::Tensor in_offsets, torch::Tensor in_cols,
+                                         torch::Tensor in_values, int64_t K, int64_t B, int64_t n_in, double alpha_I,
+                                         double alpha_V, double theta, double act_w, double tim_w, double vstar_min,
+                                         int64_t surrogate_kind, double surrogate_a, double surrogate_b, bool single,
+                                         double kernel_scale, bool need_g, bool want_h) {
+  const int64_t T = potential.size(0), M = potential.size(1);
+  const int64_t R = K * B;
+  TORCH_CHECK(M % R == 0, "fused_adjoint: columns must be K*B*N");
+  const int64_t N = M / R;
+  const bool has_up = g_up.numel() > 0 || h_up.numel() > 0;
+  const int64_t N_up = has_up ? w_up.size(-2) : 0;
+  const bool has_s = act_w != 0.0 && (ext_gs.numel() > 0 || g_up.numel() > 0);
+  const bool has_t = tim_w != 0.0 && (ext_gt.numel() > 0 || h_up.numel() > 0);
+  const bool want_dw = in_offsets.numel() > 0;
+  auto opts = potential.options();
+  auto g_out = need_g ? torch::empty({T, M}, opts) : torch::empty({0}, opts);
+  auto h_out = want_h ? torch::empty({T, M}, opts) : torch::empty({0}, opts);
+  auto lam_v_sum = torch::empty({M}, opts);
+  auto dw_t = want_dw ? torch::zeros({K * n_in, N}, opts) : torch::empty({0}, opts);
+  auto egs = ext_gs.numel() > 0 ? ext_gs.contiguous() : ext_gs;
+  auto egt = ext_gt.numel() > 0 ? ext_gt.contiguous() : ext_gt;
+  auto gu = g_up.numel() > 0 ? g_up.contiguous() : g_up;
+  auto hu = h_up.numel() > 0 ? h_up.contiguous() : h_up;
+  auto wu = has_up ? w_up.contiguous() : w_up;
+  const bool w_per_trial = has_up && wu.dim() == 3;
+  // one part per thread: whole trials where K >= parts, else rows of a trial with private dW
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(R, at::get_num_threads()));
+  const bool by_trial = K >= parts;
+  std::vector<int64_t> bounds(parts + 1);
+  for (int64_t p = 0; p <= parts; ++p) bounds[p] = by_trial ? (p * K / parts) * B : p * R / parts;
+  std::vector<torch::Tensor> private_dw;
+  if (want_dw && !by_trial)
+    for (int64_t p = 1; p < parts; ++p) private_dw.push_back(torch::zeros({K * n_in, N}, opts));
+  AT_DISPATCH_FLOATING_TYPES(potential.scalar_type(), "fused_adjoint", [&] {
+    const scalar_t aI = alpha_I, aV = alpha_V, tw = tim_w, vmin = vstar_min, c = kernel_scale;
+    const scalar_t th = theta, aw = act_w, sa = surrogate_a, sb = surrogate_b;
+    const auto sigma_row = surrogate_row_for<scalar_t>(static_cast<int>(surrogate_kind));
+    const scalar_t* V = potential.data_ptr<scalar_t>();
+    const scalar_t* S = spikes.data_ptr<scalar_t>();
+    const scalar_t* EGS = egs.numel() > 0 ? egs.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* EGT = egt.numel() > 0 ? egt.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* GU = gu.numel() > 0 ? gu.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* HU = hu.numel() > 0 ? hu.data_ptr<scalar_t>() : nullptr;
+    const scalar_t* WU = has_up ? wu.data_ptr<scalar_t>() : nullptr;
+    const int64_t* off = want_dw ? in_offsets.data_ptr<int64_t>() : nullptr;
+    const int64_t* cl = want_dw ? in_cols.data_ptr<int64_t>() : nullptr;
+    const scalar_t* vl = want_dw && in_values.numel() > 0 ? in_values.data_ptr<scalar_t>() : nullptr;
+    scalar_t* G = need_g ? g_out.data_ptr<scalar_t>() : nullptr;
+    scalar_t* H = want_h ? h_out.data_ptr<scalar_t>() : nullptr;
+    scalar_t* LVS = lam_v_sum.data_ptr<scalar_t>();
+    at::parallel_for(0, parts, 1, [&](int64_t part_begin, int64_t part_end) {
+      for (int64_t part = part_begin; part < part_end; ++part) {
+        const int64_t r0 = bounds[part], r1 = bounds[part + 1];
+        if (r1 <= r0) continue;
+        const int64_t width = (r1 - r0) * N;
+        scalar_t* DW = nullptr;
+        if (want_dw) DW = (by_trial || part == 0) ? dw_t.data_ptr<scalar_t>() : private_dw[part - 1].data_ptr<scalar_t>();
+        std::vector<scalar_t> next_v(width, scalar_t(0)), next_i(width, scalar_t(0)), sum_v(width, scalar_t(0));
+        std::vector<scalar_t> gs(has_s ? width : 0), d(width), grow(G ? 0 : width);
+        std::vector<int64_t> first_spike;
+        if (single && has_s) first_spike = first_spikes(S, T, M, r0 * N, r1 * N);
+        for (int64_t t = T - 1; t >= 0; --t) {
+          const int64_t base = t * M + r0 * N;
+          const scalar_t* __restrict St = S + base;
+          const scalar_t* __restrict Vt = V + base;
+          scalar_t* __restrict dd = d.data();
+          // 1. activation part: sigma(V) * (ext + G_up W_up), masked after the first spike
+          if (has_s) {
+            scalar_t* __restrict g = gs.data();
+            if (EGS) {
+              std::copy(EGS + base, EGS + base + width, g);
+            } else {
+              std::fill(g, g + width, scalar_t(0));
+            }
+            if (GU) {
+              for (int64_t r = r0; r < r1; ++r) {
+                const scalar_t* gup = GU + (t * R + r) * N_up;
+                const scalar_t* Wk = WU + (w_per_trial ? (r / B) * N_up * N : 0);
+                scalar_t* __restrict gr = g + (r - r0) * N;
+                for (int64_t j = 0; j < N_up; ++j)
+                  if (gup[j] != scalar_t(0)) axpy_row<scalar_t>(N, gup[j], Wk + j * N, gr);
+              }
+            }
+            sigma_row(Vt, g, dd, width, th, sa, sb, aw);
+            if (single) mask_after_first<scalar_t>(width, t, first_spike.data(), dd);
+          } else {
+            std::fill(dd, dd + width, scalar_t(0));
+          }
+          // 2. timing part at the spikes only
+          if (has_t) {
+            for (int64_t q = 0; q < width; ++q) {
+              if (q % 64 == 0 && count_nonzero_row<scalar_t>(std::min<int64_t>(64, width - q), St + q) == 0) {
+                q += 63;  // no spike in this run of 64
+                continue;
+              }
+              if (St[q] == scalar_t(0)) continue;
+              scalar_t gt = EGT ? EGT[base + q] : scalar_t(0);
+              if (HU) {
+                const int64_t r = r0 + q / N, n = q % N;
+                const scalar_t* hup = HU + (t * R + r) * N_up;
+                const scalar_t* Wk = WU + (w_per_trial ? (r / B) * N_up * N : 0);
+                scalar_t acc = 0;
+                for (int64_t j = 0; j < N_up; ++j) acc += hup[j] * Wk[j * N + n];
+                gt += acc;
+              }
+              scalar_t before = 0;
+              if (t > 0) before = Vt[q - M] * (scalar_t(1) - St[q - M]);
+              scalar_t vstar = Vt[q] - before;
+              if (vstar < vmin) vstar = vmin;
+              dd[q] -= tw * gt / vstar;
+            }
+          }
+          // 3. the recurrence over the spike-free windows
+          scalar_t* __restrict nv = next_v.data();
+          scalar_t* __restrict ni = next_i.data();
+          scalar_t* __restrict sv = sum_v.data();
+          scalar_t* __restrict gw = G ? G + base : grow.data();
+          if (H) {
+            adjoint_row<scalar_t, true>(width, St, dd, nv, ni, sv, gw, H + base, aI, aV, c);
+          } else {
+            adjoint_row<scalar_t, false>(width, St, dd, nv, ni, sv, gw, nullptr, aI, aV, c);
+          }
+          // 4. the weight gradient from this step's input events
+          if (DW) {
+            for (int64_t r = r0; r < r1; ++r) {
+              const int64_t er = t * R + r;
+              const scalar_t* __restrict gr = gw + (r - r0) * N;
+              for (int64_t e = off[er]; e < off[er + 1]; ++e) {
+                scalar_t* __restrict dst = DW + cl[e] * N;
+                if (vl) {
+                  axpy_row<scalar_t>(N, vl[e], gr, dst);
+                } else {
+                  add_row<scalar_t>(N, gr, dst);
+                }
+              }
+            }
+          }
+        }
+        std::copy(sum_v.begin(), sum_v.end(), LVS + r0 * N);
+      }
+    });
+  });
+  for (const auto& extra : private_dw) dw_t.add_(extra);
+  return {g_out, h_out, lam_v_sum, dw_t};
 }
 
 // Plain BPTT of the RNN-like equations with reset paths (activation_rnn). Returns {lam_V, lam_I}
@@ -558,5 +767,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("lif_forward", &lif_forward, "LIF forward recurrence over [T, M]");
   m.def("lif_forward_events", &lif_forward_events, "LIF forward recurrence fed by CSR input events");
   m.def("srm_adjoint", &srm_adjoint, "reverse adjoint of the SRM-based rules");
+  m.def("fused_adjoint", &fused_adjoint, "network-level adjoint of one layer, fed by the layer above");
   m.def("rnn_adjoint", &rnn_adjoint, "reverse adjoint with reset paths (activation_rnn)");
 }

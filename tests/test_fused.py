@@ -1,0 +1,85 @@
+"""The network-level fused backward (C++ path) against the per-layer autograd nodes.
+
+``SpikingNetwork`` trains through :class:`~antlr_exp.network.FusedNetworkFunction` on the C++
+kernels: it forms each layer's dL/dS and dL/dt_hat from the layer above inside the adjoint
+kernel and sums the first layer's weight gradient from the input events there. The per-layer
+path (``net.fused = False``: one :class:`~antlr_exp.layer.SpikingLinearFunction` per layer, whose
+rules the gradient tests check against autograd and the paper's equations) is the oracle here.
+"""
+
+import itertools
+
+import pytest
+import torch
+
+from antlr_exp.network import SpikingNetwork
+from antlr_exp.neuron import NeuronParams
+
+from kernel_paths import require_cpp_kernels
+
+SIZES = [30, 40, 20, 5]
+STEPS = 50
+
+
+def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=False, scale=8.0):
+    torch.manual_seed(1)
+    net = SpikingNetwork(SIZES, STEPS, NeuronParams(single_spike=single), rule=rule, trials=trials).double()
+    with torch.no_grad():
+        for layer in net.layers:
+            layer.weight.mul_(scale)  # every layer fires
+        if early_stop:
+            net.layers[-1].weight.abs_()  # every output fires, so the early stop comes in
+    net.fused = fused
+    g = torch.Generator().manual_seed(2)
+    shape = (trials, 4, STEPS, SIZES[0]) if trials > 1 else (4, STEPS, SIZES[0])
+    x = (torch.rand(shape, generator=g) < density).double()
+    used = net.uses_fused_backward(x.reshape(-1, STEPS, SIZES[0]))
+    out = net(x, early_stop=early_stop, chunk=10)
+    loss = 0.0
+    for index, (s, t) in enumerate(zip(out.spikes, out.times)):
+        if index == len(out.spikes) - 1 or hidden_loss:
+            # random weights on every spike and spike time: dL/dS and dL/dt_hat everywhere
+            loss = loss + (s * torch.randn(s.shape, generator=g, dtype=s.dtype)).sum()
+            loss = loss + (t * torch.randn(t.shape, generator=g, dtype=t.dtype)).sum()
+    loss.backward()
+    spikes = [int(s.sum()) for s in out.spikes]
+    return used, [p.grad.clone() for p in net.parameters()], spikes, out.num_steps
+
+
+CASES = list(itertools.product(["activation", "timing", "antlr"], [False, True], [1, 3], [0.03, 0.3]))
+
+
+@pytest.mark.parametrize("rule,single,trials,density", CASES)
+@pytest.mark.parametrize("hidden_loss", [False, True])
+def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density, hidden_loss):
+    require_cpp_kernels()
+    used, fused, spikes, _ = _gradients(rule, single, trials, density, hidden_loss, fused=True)
+    unused, layered, spikes_layered, _ = _gradients(rule, single, trials, density, hidden_loss, fused=False)
+    assert used and not unused
+    assert spikes == spikes_layered and all(n > 0 for n in spikes)  # every layer fired
+    nonzero = 0
+    for a, b in zip(fused, layered):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+        nonzero += int(b.abs().max() > 0)
+    assert nonzero == len(layered)  # every weight and bias got a gradient to compare
+
+
+@pytest.mark.parametrize("rule", ["timing", "antlr"])
+def test_fused_backward_after_the_training_early_stop(rule):
+    """The chunked training forward (early stop) hands its recorded simulation to the fused node."""
+    require_cpp_kernels()
+    used, fused, _, steps = _gradients(rule, False, 2, 0.3, False, fused=True, early_stop=True)
+    _, layered, _, steps_layered = _gradients(rule, False, 2, 0.3, False, fused=False, early_stop=True)
+    assert used and steps == steps_layered and steps < STEPS  # the early stop came in
+    for a, b in zip(fused, layered):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+
+
+def test_the_fused_node_is_not_used_where_it_does_not_apply():
+    net = SpikingNetwork([6, 5, 3], 10, rule="activation_rnn")
+    x = torch.zeros(2, 10, 6)
+    assert not net.uses_fused_backward(x)  # reset paths: per-layer rnn adjoint
+    net.set_rule("antlr")
+    with torch.no_grad():
+        assert not net.uses_fused_backward(x)  # no autograd
+    assert not net.uses_fused_backward(x.requires_grad_())  # the input wants a gradient
