@@ -64,6 +64,43 @@ def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density
     assert nonzero == len(layered)  # every weight and bias got a gradient to compare
 
 
+@pytest.mark.parametrize("rule", ["activation", "antlr"])
+@pytest.mark.parametrize("single", [False, True])
+def test_fused_backward_under_the_latency_loss(rule, single):
+    """The latency loss puts dL/dt_hat on first output spikes only: after a sample's last first
+    spike the layer above sends nothing down, and the fused kernel skips those rows (no
+    surrogate); the no-spike count term adds dL/dS on silent label neurons."""
+    require_cpp_kernels()
+    from antlr_exp.losses import latency_loss, no_spike_count_term
+
+    grads, silent_rows = [], []
+    for fused in (True, False):
+        torch.manual_seed(1)
+        net = SpikingNetwork(SIZES, STEPS, NeuronParams(single_spike=single), rule=rule).double()
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.mul_(8.0)
+            net.layers[-1].weight.abs_()  # outputs fire early, so later rows get nothing from above
+        net.fused = fused
+        g = torch.Generator().manual_seed(3)
+        x = (torch.rand(8, STEPS, SIZES[0], generator=g) < 0.05).double()
+        labels = torch.arange(8) % SIZES[-1]
+        out = net(x)
+        loss = latency_loss(out.output_spikes, out.output_times, labels)
+        if rule == "antlr":
+            loss = loss + no_spike_count_term(out.output_spikes, labels, 0.1)
+        else:  # the activation rule needs dL/dS: a count loss on the first half of the window
+            loss = loss + (out.output_spikes[:, : STEPS // 2].sum(dim=1) - 1.0).pow(2).mean()
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+        fired = out.output_spikes.sum(dim=1) > 0
+        silent_rows.append(int((~fired).any(dim=1).logical_not().sum()))
+    assert silent_rows[0] > 0  # some samples had every output fire: rows with nothing from above
+    for a, b in zip(*grads):
+        assert float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
+
+
 @pytest.mark.parametrize("rule", ["timing", "antlr"])
 def test_fused_backward_after_the_training_early_stop(rule):
     """The chunked training forward (early stop) hands its recorded simulation to the fused node."""

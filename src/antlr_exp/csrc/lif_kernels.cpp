@@ -571,6 +571,7 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
         if (want_dw) DW = (by_trial || part == 0) ? dw_t.data_ptr<scalar_t>() : private_dw[part - 1].data_ptr<scalar_t>();
         std::vector<scalar_t> next_v(width, scalar_t(0)), next_i(width, scalar_t(0)), sum_v(width, scalar_t(0));
         std::vector<scalar_t> gs(has_s ? width : 0), d(width), grow(G ? 0 : width);
+        std::vector<char> row_silent(r1 - r0, 0);
         std::vector<int64_t> first_spike;
         if (single && has_s) first_spike = first_spikes(S, T, M, r0 * N, r1 * N);
         for (int64_t t = T - 1; t >= 0; --t) {
@@ -578,7 +579,8 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
           const scalar_t* __restrict St = S + base;
           const scalar_t* __restrict Vt = V + base;
           scalar_t* __restrict dd = d.data();
-          // 1. activation part: sigma(V) * (ext + G_up W_up), masked after the first spike
+          // 1. activation part: sigma(V) * (ext + G_up W_up), masked after the first spike; rows
+          //    with no gradient from anywhere (G_up all zero, no ext_gs) are 0 without sigma
           if (has_s) {
             scalar_t* __restrict g = gs.data();
             if (EGS) {
@@ -586,15 +588,32 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
             } else {
               std::fill(g, g + width, scalar_t(0));
             }
+            int64_t silent_rows = 0;
             if (GU) {
               for (int64_t r = r0; r < r1; ++r) {
                 const scalar_t* gup = GU + (t * R + r) * N_up;
+                if (count_nonzero_row<scalar_t>(N_up, gup) == 0) {
+                  row_silent[r - r0] = !EGS;
+                  silent_rows += !EGS;
+                  continue;
+                }
+                row_silent[r - r0] = false;
                 const scalar_t* Wk = WU + (w_per_trial ? (r / B) * N_up * N : 0);
-                scalar_t* __restrict gr = g + (r - r0) * N;
-                matvec_acc_row<scalar_t>(N, N_up, gup, Wk, gr);
+                matvec_acc_row<scalar_t>(N, N_up, gup, Wk, g + (r - r0) * N);
               }
             }
-            sigma_row(Vt, g, dd, width, th, sa, sb, aw);
+            if (silent_rows == 0) {
+              sigma_row(Vt, g, dd, width, th, sa, sb, aw);
+            } else {
+              for (int64_t r = r0; r < r1; ++r) {
+                const int64_t o = (r - r0) * N;
+                if (row_silent[r - r0]) {
+                  std::fill(dd + o, dd + o + N, scalar_t(0));
+                } else {
+                  sigma_row(Vt + o, g + o, dd + o, N, th, sa, sb, aw);
+                }
+              }
+            }
             if (single) mask_after_first<scalar_t>(width, t, first_spike.data(), dd);
           } else {
             std::fill(dd, dd + width, scalar_t(0));
