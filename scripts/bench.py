@@ -15,8 +15,11 @@ loss); (b) snntorch's ``Synaptic`` neuron (reset to zero) unrolled with BPTT, co
 (skipped with a message if snntorch is absent: ``pip install -e .[bench]``).
 
 Every row steps with the same optimizer (fused Adam where available) and element-wise clipping.
-Rows are timed round-robin in one process (load from other processes falls on all rows
-alike); each row's peak resident memory is measured in a fresh subprocess of its own. Prints
+Rows take turns in one process (load from other processes falls on all rows alike): each turn
+runs ``--block`` consecutive steps of a row (default 4) and times all but the first, since
+training runs steps back to back and the first step after another row's turn runs on caches that
+row evicted (``--block 1`` times single steps in turn, each one cold); each row's peak resident
+memory is measured in a fresh subprocess of its own. Prints
 ms/iteration (median), peak memory and the ratio of every row to the antlr row; ``--json PATH``
 writes them.
 
@@ -195,9 +198,10 @@ def stacked_step_fn(method: str, shape: dict, trials: int, seed: int = 0):
     return step
 
 
-def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float) -> dict:
-    """Per rule: ms per step of one trial and of K stacked trials, timed round-robin; per
-    trial-iteration times and ``speedup_vs_single``."""
+def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, block: int = 1) -> dict:
+    """Per rule: ms per step of one trial and of K stacked trials, taking turns in blocks of
+    ``block`` steps (all but the first timed, as in :func:`time_rows`); per trial-iteration times
+    and ``speedup_vs_single``."""
     import torch
 
     shape = SHAPES[shape_name]
@@ -211,18 +215,20 @@ def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float) ->
         spent = 0.0
         for _ in range(iters):
             for name, fn in (("single", single), ("stacked", stacked)):
-                t0 = time.perf_counter()
-                fn()
-                elapsed = time.perf_counter() - t0
-                times[name].append(elapsed)
-                spent += elapsed
+                for index in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    elapsed = time.perf_counter() - t0
+                    spent += elapsed
+                    if index > 0 or block == 1:
+                        times[name].append(elapsed)
             if spent > max_seconds and len(times["single"]) >= 2:
                 break
         med = {k: 1000.0 * sorted(v)[len(v) // 2] for k, v in times.items()}
         rows[method] = {"trials": trials, "ms_single_step": med["single"], "ms_stacked_step": med["stacked"],
                         "ms_per_trial_iteration": med["stacked"] / trials,
                         "speedup_vs_single": med["single"] * trials / med["stacked"],
-                        "iters": len(times["single"]), "threads": torch.get_num_threads()}
+                        "iters": len(times["single"]), "threads": torch.get_num_threads(), "block": block}
     return rows
 
 
@@ -311,12 +317,15 @@ def build_step(shape_name: str, method: str):
         return "snntorch is not installed (pip install -e '.[bench]')"
 
 
-def time_rows(shape_name: str, methods, iters: int, max_seconds: float) -> dict:
-    """Median ms per step of every row, the rows timed round-robin in this one process.
+def time_rows(shape_name: str, methods, iters: int, max_seconds: float, block: int = 1) -> dict:
+    """Median ms per step of every row, the rows taking turns in this one process.
 
-    Interleaving the rows spreads any load from other processes over all of them, so the
-    ratios stay meaningful on a shared machine. A row stops after ``max_seconds`` of its own
-    time (at least 2 timed steps).
+    Taking turns spreads any load from other processes over all of them, so the ratios stay
+    meaningful on a shared machine. With ``block`` > 1 each turn runs ``block`` consecutive
+    steps of a row and times all but the first: training runs steps back to back, and the first
+    step after another row's turn pays for the caches that row evicted (``block=1``: single steps
+    in turn, every one timed cold). A row stops after ``max_seconds`` of its own time (at least
+    2 timed steps).
     """
     import torch
 
@@ -331,15 +340,17 @@ def time_rows(shape_name: str, methods, iters: int, max_seconds: float) -> dict:
         for m, fn in live.items():
             if spent[m] > max_seconds and len(times[m]) >= 2:
                 continue
-            t0 = time.perf_counter()
-            fn()
-            elapsed = time.perf_counter() - t0
-            times[m].append(elapsed)
-            spent[m] += elapsed
+            for index in range(block):
+                t0 = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - t0
+                spent[m] += elapsed
+                if index > 0 or block == 1:
+                    times[m].append(elapsed)
     for m, ts in times.items():
         ts.sort()
         results[m] = {"ms_per_iter": 1000.0 * ts[len(ts) // 2], "ms_min": 1000.0 * ts[0], "iters": len(ts),
-                      "threads": torch.get_num_threads()}
+                      "threads": torch.get_num_threads(), "block": block}
     return {m: results[m] for m in methods}
 
 
@@ -666,7 +677,10 @@ def main(argv=None) -> int:
                         help="default: mnist nmnist (and obench with --compare-paths); "
                              "with --trials-rows: fig6 mnist")
     parser.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES))
-    parser.add_argument("--iters", type=int, default=10, help="timed steps per row (median reported)")
+    parser.add_argument("--iters", type=int, default=10, help="turns per row (median step reported)")
+    parser.add_argument("--block", type=int, default=4,
+                        help="steps per turn of a rule row, all but the first timed (back to back, as in training); "
+                             "1: single steps in turn, each timed just after another row's step")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a row after this much of its own time (at least 2 steps)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
@@ -737,7 +751,7 @@ def main(argv=None) -> int:
         for shape in args.shapes:
             methods = list(ENGINE_METHODS) if shape != "mnist" else ["antlr"]
             methods = [m for m in methods if m in args.methods]
-            results[shape] = time_trial_rows(shape, methods, args.iters, args.max_seconds)
+            results[shape] = time_trial_rows(shape, methods, args.iters, args.max_seconds, args.block)
             _print_trial_table(shape, results[shape])
         if args.json:
             with open(args.json, "w") as f:
@@ -746,7 +760,7 @@ def main(argv=None) -> int:
             print(f"wrote {args.json}")
         return 0
     for shape in args.shapes:
-        rows = time_rows(shape, args.methods, args.iters, args.max_seconds)
+        rows = time_rows(shape, args.methods, args.iters, args.max_seconds, args.block)
         if not args.no_memory:
             for method in args.methods:
                 if "ms_per_iter" in rows[method]:

@@ -91,3 +91,27 @@ def test_profile_step_restores_the_real_functions_after_its_variants():
     assert seen[2] == {"_times_gradient_at_events": True, "cpp_kernels": False, "stacked_weight_t": False}
     assert seen[3] == seen[0]
     assert all(getattr(layer, name) is before[name] for name in names)
+
+
+def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
+    """A step that is slow only right after another row's step (cold caches) is timed cold with
+    ``block=1`` and warm with ``block=3``, where each turn's first step goes untimed."""
+    import time
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench
+
+    last = {"row": None}
+
+    def fake_step(name):
+        def step():
+            time.sleep(0.03 if last["row"] != name else 0.001)
+            last["row"] = name
+        return step
+
+    monkeypatch.setattr(bench, "build_step", lambda shape, method: fake_step(method))
+    cold = bench.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=1)
+    warm = bench.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=3)
+    assert cold["a"]["iters"] == 3 and warm["a"]["iters"] == 6  # 3 turns x (3 - 1) timed steps
+    assert cold["a"]["ms_per_iter"] > 25 and cold["b"]["ms_per_iter"] > 25
+    assert warm["a"]["ms_per_iter"] < 15 and warm["b"]["ms_per_iter"] < 15
