@@ -80,6 +80,12 @@ def worker(root: str, threads: Optional[int]) -> int:
         batches = iter(DataLoader(data.train, batch_size=cfg.trainer.batch_size, sampler=order))
     import antlr_exp
 
+    try:  # build (or load) the C++ kernels now, outside the timed steps
+        from antlr_exp.kernels import cpp_kernels
+
+        cpp_kernels()
+    except ImportError:
+        pass
     print(f"ready {len(data.train)} {cfg.trainer.batch_size} {torch.get_num_threads()} {antlr_exp.__file__}",
           flush=True)
     for line in sys.stdin:

@@ -57,15 +57,20 @@ def test_wrong_input_shapes():
         net(torch.zeros(2, 10, 2, 2, 2))
 
 
-def test_nan_and_inf_input():
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("grad", [True, False])
+def test_nan_and_inf_input(dense, grad):
+    """Refused on every path: with autograd on the C++ path, the fused node's scan of the input
+    checks it (sparse input: the event list; dense: the count only); otherwise the network does."""
     net = SpikingNetwork([6, 2], 10)
     x = torch.zeros(1, 10, 6)
-    x[0, 3, 2] = float("nan")
-    with pytest.raises(InputError, match="NaN"):
-        net(x)
-    x[0, 3, 2] = float("inf")
-    with pytest.raises(InputError, match="inf"):
-        net(x)
+    if dense:
+        x[0, ::2] = 1.0  # half the entries: past the event-driven density
+    with torch.set_grad_enabled(grad):
+        for bad, word in ((float("nan"), "NaN"), (float("inf"), "inf"), (float("-inf"), "inf")):
+            x[0, 3, 2] = bad
+            with pytest.raises(InputError, match=word):
+                net(x)
 
 
 def test_bad_loss_inputs_and_decision():

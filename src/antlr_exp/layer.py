@@ -103,15 +103,24 @@ class SynapticInput(NamedTuple):
     row_offsets: Optional[torch.Tensor]
 
 
+def raise_non_finite(spikes: torch.Tensor):
+    """The error for input spikes holding NaN or inf."""
+    bad = "NaN" if bool(torch.isnan(spikes).any()) else "inf"
+    raise InputError(f"input contains {bad} values: spikes must be finite (0/1)")
+
+
 def _flatten_input(spikes_in: torch.Tensor) -> SynapticInput:
-    """Time-major form of spikes [B, T, N_in]: dense rows, or the list of events when sparse."""
+    """Time-major form of spikes [B, T, N_in]: dense rows, or the list of events when sparse.
+    On the C++ path the scan also checks that every entry is finite (InputError if not)."""
     batch, steps, n_in = spikes_in.shape
     time_major = spikes_in.transpose(0, 1)
     ext = cpp_kernels() if spikes_in.device.type == "cpu" else None
     if ext is not None:
         found = ext.csr_events(time_major, SPARSE_DENSITY)
-        if len(found) > 1:
-            offsets, rows, cols, values, all_ones = found
+        if not bool(found[-1]):
+            raise_non_finite(spikes_in)
+        if len(found) > 2:
+            offsets, rows, cols, values, all_ones, _ = found
             return SynapticInput(None, rows, cols, None if bool(all_ones) else values, offsets)
     elif int(torch.count_nonzero(spikes_in)) < SPARSE_DENSITY * spikes_in.numel():
         t, b, i = time_major.nonzero(as_tuple=True)  # lexicographic: sorted by row t*B + b

@@ -14,9 +14,10 @@ from .layer import (
     LIFState,
     RuleConfig,
     SpikingLinear,
+    SynapticInput,
     _flatten_input,
     offset_for_trials,
-    SynapticInput,
+    raise_non_finite,
     run_layer,
     weight_gradient,
 )
@@ -113,7 +114,9 @@ class SpikingNetwork(nn.Module):
         for layer in self.layers:
             layer.rule = self.rule
 
-    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor, finite: bool = True) -> torch.Tensor:
+        """The input as [B, T, N_in] floats; shapes checked, and with ``finite`` that no entry is
+        NaN or inf (the fused path leaves that to the C++ scan of the first layer's input)."""
         if not isinstance(x, torch.Tensor):
             raise InputError(f"input of type {type(x).__name__}: expected a torch.Tensor")
         if self.trials > 1:
@@ -136,12 +139,16 @@ class SpikingNetwork(nn.Module):
             )
         if not torch.is_floating_point(flat):
             flat = flat.to(self.layers[0].weight.dtype)
+        if finite:
+            self._check_finite(flat)
+        return flat
+
+    @staticmethod
+    def _check_finite(flat: torch.Tensor) -> None:
         # the sum is NaN or inf whenever an entry is (and costs one cheap pass); the exact test
         # runs only then, since a huge finite input could overflow the sum alone
         if not bool(torch.isfinite(flat.sum())) and not bool(torch.isfinite(flat).all()):
-            bad = "NaN" if bool(torch.isnan(flat).any()) else "inf"
-            raise InputError(f"input contains {bad} values: spikes must be finite (0/1)")
-        return flat
+            raise_non_finite(flat)
 
     def forward(self, x: torch.Tensor, early_stop: bool = False, chunk: int = 10) -> NetworkOutput:
         """Simulate the window.
@@ -156,13 +163,14 @@ class SpikingNetwork(nn.Module):
                 shorter window gives the same gradients. Steps are run in chunks of ``chunk``
                 across all layers.
         """
-        flat = self._check_input(x)
+        flat = self._check_input(x, finite=False)
+        if not early_stop and self.uses_fused_backward(flat):
+            return self._fused_forward(flat)  # the C++ scan of the input checks it is finite
+        self._check_finite(flat)
         if early_stop:
             if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 return self._train_until_all_fired(flat, chunk)
             return self._simulate_until_all_fired(flat, chunk)
-        if self.uses_fused_backward(flat):
-            return self._fused_forward(flat)
         spikes, times = [], []
         s, t, events = flat, None, None
         last = len(self.layers) - 1

@@ -147,9 +147,9 @@ __attribute__((noinline)) int32_t count_nonzero_row(int64_t n, const scalar_t* _
   return count;
 }
 
-// y[q] += sum_j x[j] W[j * n + q] over j = 0..m-1 in ascending order (the sum of m axpys), with
-// two vectors of y held in registers across j (GCC vector extensions: the plain loop form of this
-// did not vectorize)
+// y[q] += sum_j x[j] W[j * n + q] over j = 0..m-1, with two vectors of y held in registers across j (GCC vector extensions: the plain loop form of this did not vectorize). The
+// one place where multiply-adds may fuse (as in the BLAS product of the per-layer path): each
+// term then rounds once instead of twice.
 typedef float float_x8 __attribute__((vector_size(32)));
 typedef double double_x4 __attribute__((vector_size(32)));
 template <typename scalar_t>
@@ -163,33 +163,91 @@ struct Vec32<double> {
   using type = double_x4;
 };
 
+// one block of NV vectors of matvec_acc_row: out[0..NV*L) = start[..] + sum_j x[j] Wq[j * n + ..],
+// the sum over j split four ways (j mod 4) so that four chains of multiply-adds run at once
+// instead of waiting on each other; the parts are added at the end
+template <typename scalar_t, int NV>
+__attribute__((always_inline, optimize("fp-contract=fast"))) inline void matvec_block(
+    int64_t n, int64_t m, const scalar_t* __restrict x, const scalar_t* __restrict Wq,
+    const scalar_t* start, scalar_t* out) {
+  using vec = typename Vec32<scalar_t>::type;
+  constexpr int64_t L = sizeof(vec) / sizeof(scalar_t);
+  constexpr int U = 4;
+  vec a[U][NV];
+  for (int v = 0; v < NV; ++v) {
+    std::memcpy(&a[0][v], start + v * L, sizeof(vec));
+    for (int u = 1; u < U; ++u) a[u][v] = vec{};
+  }
+  int64_t j = 0;
+  for (; j + U <= m; j += U) {
+    for (int u = 0; u < U; ++u) {
+      const scalar_t xj = x[j + u];
+      for (int v = 0; v < NV; ++v) {
+        vec w;
+        std::memcpy(&w, Wq + (j + u) * n + v * L, sizeof(vec));
+        a[u][v] += xj * w;
+      }
+    }
+  }
+  for (; j < m; ++j) {
+    const scalar_t xj = x[j];
+    for (int v = 0; v < NV; ++v) {
+      vec w;
+      std::memcpy(&w, Wq + j * n + v * L, sizeof(vec));
+      a[0][v] += xj * w;
+    }
+  }
+  for (int v = 0; v < NV; ++v) {
+    const vec total = (a[0][v] + a[1][v]) + (a[2][v] + a[3][v]);
+    std::memcpy(out + v * L, &total, sizeof(vec));
+  }
+}
+
 template <typename scalar_t>
-__attribute__((noinline)) void matvec_acc_row(int64_t n, int64_t m, const scalar_t* __restrict x,
-                                              const scalar_t* __restrict W, scalar_t* __restrict y) {
+__attribute__((noinline, optimize("fp-contract=fast"))) void matvec_acc_row(int64_t n, int64_t m,
+                                                                           const scalar_t* __restrict x,
+                                                                           const scalar_t* __restrict W,
+                                                                           scalar_t* __restrict y) {
   using vec = typename Vec32<scalar_t>::type;
   static_assert(sizeof(vec) == 32, "a 32-byte vector");
   constexpr int64_t L = 32 / sizeof(scalar_t);
-  int64_t q0 = 0;
-  for (; q0 + 2 * L <= n; q0 += 2 * L) {
-    vec a0, a1;
-    std::memcpy(&a0, y + q0, sizeof(vec));
-    std::memcpy(&a1, y + q0 + L, sizeof(vec));
-    for (int64_t j = 0; j < m; ++j) {
-      vec w0, w1;
-      std::memcpy(&w0, W + j * n + q0, sizeof(vec));
-      std::memcpy(&w1, W + j * n + q0 + L, sizeof(vec));
-      const scalar_t xj = x[j];
-      a0 += xj * w0;
-      a1 += xj * w1;
+  if (n < L) {
+    for (int64_t q = 0; q < n; ++q) {
+      scalar_t acc = y[q];
+      for (int64_t j = 0; j < m; ++j) acc += x[j] * W[j * n + q];
+      y[q] = acc;
     }
-    std::memcpy(y + q0, &a0, sizeof(vec));
-    std::memcpy(y + q0 + L, &a1, sizeof(vec));
+    return;
   }
-  for (; q0 < n; ++q0) {
-    scalar_t acc = y[q0];
-    for (int64_t j = 0; j < m; ++j) acc += x[j] * W[j * n + q0];
-    y[q0] = acc;
+  // blocks of 2 vectors (1 where n < 2L); a row that is not a multiple of the block ends with one
+  // more block flush with its end, started from the row's values saved before (the overlap is
+  // computed twice, in the same order, to the same values)
+  scalar_t saved[2 * L];
+  if (n >= 2 * L) {
+    std::memcpy(saved, y + n - 2 * L, sizeof(saved));
+    int64_t q0 = 0;
+    for (; q0 + 2 * L <= n; q0 += 2 * L) matvec_block<scalar_t, 2>(n, m, x, W + q0, y + q0, y + q0);
+    if (q0 < n) matvec_block<scalar_t, 2>(n, m, x, W + n - 2 * L, saved, y + n - 2 * L);
+  } else {
+    std::memcpy(saved, y + n - L, L * sizeof(scalar_t));
+    matvec_block<scalar_t, 1>(n, m, x, W, y, y);
+    if (n > L) matvec_block<scalar_t, 1>(n, m, x, W + n - L, saved, y + n - L);
   }
+}
+
+// how many of x[0..n) are nonzero; adds to *nonfinite how many are NaN or +-inf (v - v is NaN
+// exactly for those, and the compiler may not fold it without -ffinite-math-only)
+template <typename scalar_t>
+__attribute__((noinline)) int32_t count_nonzero_checked_row(int64_t n, const scalar_t* __restrict x,
+                                                            int32_t* __restrict nonfinite) {
+  int32_t count = 0, bad = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const scalar_t v = x[k];
+    count += v != scalar_t(0) ? 1 : 0;
+    bad += (v - v) != scalar_t(0) ? 1 : 0;
+  }
+  *nonfinite += bad;
+  return count;
 }
 
 // y[k] += alpha * x[k]
@@ -564,7 +622,13 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
     scalar_t* LVS = lam_v_sum.data_ptr<scalar_t>();
     at::parallel_for(0, parts, 1, [&](int64_t part_begin, int64_t part_end) {
       for (int64_t part = part_begin; part < part_end; ++part) {
-        const int64_t r0 = bounds[part], r1 = bounds[part + 1];
+       // a part of many trials runs in tiles of trials whose weights W_up fit in about 128 KiB,
+       // so that the time loop finds them in cache (it reads each trial's W_up at every step)
+       const int64_t tile_rows = (by_trial && w_per_trial)
+           ? B * std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, N_up * N * int64_t(sizeof(scalar_t))))
+           : bounds[part + 1] - bounds[part];
+       for (int64_t tile0 = bounds[part]; tile0 < bounds[part + 1]; tile0 += tile_rows) {
+        const int64_t r0 = tile0, r1 = std::min(bounds[part + 1], tile0 + tile_rows);
         if (r1 <= r0) continue;
         const int64_t width = (r1 - r0) * N;
         scalar_t* DW = nullptr;
@@ -669,6 +733,7 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
           }
         }
         std::copy(sum_v.begin(), sum_v.end(), LVS + r0 * N);
+       }
       }
     });
   });
@@ -727,8 +792,9 @@ std::vector<torch::Tensor> rnn_adjoint(torch::Tensor potential, torch::Tensor sp
 }
 
 // Nonzero entries of spikes viewed time-major [T, B, N] (any strides), as CSR rows row = t*B + b.
-// Returns {row_offsets [T*B+1], rows [nnz], cols [nnz], values [nnz], all_ones (bool, 0-dim)}.
-// Counting comes first, so a caller may ask only for the count with `count_only`.
+// Returns {row_offsets [T*B+1], rows [nnz], cols [nnz], values [nnz], all_ones (bool, 0-dim),
+// finite (bool, 0-dim)}, or, when the nonzeros are at least max_density of the entries, only
+// {nnz (1 element), finite}. `finite`: no entry is NaN or +-inf (checked in the counting pass).
 std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_density) {
   TORCH_CHECK(spikes_tbn.dim() == 3, "csr_events expects [T, B, N]");
   const int64_t T = spikes_tbn.size(0), B = spikes_tbn.size(1), N = spikes_tbn.size(2);
@@ -738,25 +804,33 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
   auto offsets = torch::empty({R + 1}, long_opts);
   int64_t* off = offsets.data_ptr<int64_t>();
   std::vector<torch::Tensor> out;
+  std::atomic<int64_t> nonfinite{0};
   AT_DISPATCH_FLOATING_TYPES(spikes_tbn.scalar_type(), "csr_events", [&] {
     const scalar_t* x = spikes_tbn.data_ptr<scalar_t>();
     off[0] = 0;
     at::parallel_for(0, R, 64, [&](int64_t begin, int64_t end) {
+      int32_t bad = 0;
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = x + (r / B) * st + (r % B) * sb;
         int64_t c = 0;
         if (sn == 1) {
-          for (int64_t n = 0; n < N; ++n) c += row[n] != scalar_t(0);
+          c = count_nonzero_checked_row<scalar_t>(N, row, &bad);
         } else {
-          for (int64_t n = 0; n < N; ++n) c += row[n * sn] != scalar_t(0);
+          for (int64_t n = 0; n < N; ++n) {
+            const scalar_t v = row[n * sn];
+            c += v != scalar_t(0);
+            bad += (v - v) != scalar_t(0);
+          }
         }
         off[r + 1] = c;
       }
+      nonfinite += bad;
     });
+    const auto finite = torch::scalar_tensor(nonfinite.load() == 0, torch::kBool);
     for (int64_t r = 0; r < R; ++r) off[r + 1] += off[r];
     const int64_t nnz = off[R];
     if (static_cast<double>(nnz) >= max_density * static_cast<double>(R * N)) {
-      out = {offsets.slice(0, R, R + 1)};  // too dense: only the count
+      out = {offsets.slice(0, R, R + 1), finite};  // too dense: only the count
       return;
     }
     auto rows = torch::empty({nnz}, long_opts);
@@ -772,14 +846,10 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
         const scalar_t* row = x + (r / B) * st + (r % B) * sb;
         int64_t k = off[r];
         if (k == off[r + 1]) continue;  // an empty row
-        constexpr int64_t kBlock = 16;
+        constexpr int64_t kBlock = 64;
         for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
           const int64_t n1 = std::min(N, n0 + kBlock);
-          if (sn == 1) {  // skip all-zero blocks with a vectorizable test
-            bool any = false;
-            for (int64_t n = n0; n < n1; ++n) any |= row[n] != scalar_t(0);
-            if (!any) continue;
-          }
+          if (sn == 1 && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;  // an all-zero block
           for (int64_t n = n0; n < n1; ++n) {
             const scalar_t v = row[n * sn];
             if (v != scalar_t(0)) {
@@ -794,7 +864,7 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       }
       if (!ones) all_ones = false;
     });
-    out = {offsets, rows, cols, values, torch::scalar_tensor(all_ones.load(), torch::kBool)};
+    out = {offsets, rows, cols, values, torch::scalar_tensor(all_ones.load(), torch::kBool), finite};
   });
   return out;
 }
