@@ -120,3 +120,16 @@ def test_the_fused_node_is_not_used_where_it_does_not_apply():
     with torch.no_grad():
         assert not net.uses_fused_backward(x)  # no autograd
     assert not net.uses_fused_backward(x.requires_grad_())  # the input wants a gradient
+
+
+@pytest.mark.parametrize("shape", [(800, 784), (3, 64, 96), (100, 50, 50), (37, 45), (2, 33, 70), (5, 10)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_kernels_transpose_equals_torchs(shape, dtype):
+    """The C++ transpose of the weights (forward) and of the weight gradient (backward): whole
+    8 x 8 register blocks, tile edges, batched trials and strided input."""
+    require_cpp_kernels()
+    from antlr_exp.kernels import cpp_kernels
+
+    x = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
+    for source in (x, x.transpose(-1, -2)):
+        assert torch.equal(cpp_kernels().transpose_contiguous(source), source.transpose(-1, -2).contiguous())

@@ -187,7 +187,9 @@ def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int, tria
             g = _by_trial(grad_rows, trials, steps)
             return torch.bmm(g.transpose(1, 2), _by_trial(inp.dense, trials, steps))
         grad_t = _event_weight_gradient_t(inp, grad_rows, trials * n_in)  # [K*N_in, N_out]
-        return grad_t.view(trials, n_in, -1).transpose(1, 2).contiguous()
+        ext = cpp_kernels() if grad_t.device.type == "cpu" else None
+        grad_t = grad_t.view(trials, n_in, -1)
+        return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.transpose(1, 2).contiguous()
     if inp.dense is not None:
         return grad_rows.t() @ inp.dense
     grad_t = _event_weight_gradient_t(inp, grad_rows, n_in)
@@ -342,7 +344,7 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
     else:
         inp, weight = source
         values = inp.values if inp.values is not None else empty
-        weight_t = ext.transpose_contiguous(weight) if weight.dim() == 2 else stacked_weight_t(weight)
+        weight_t = ext.transpose_contiguous(weight).view(-1, n)  # [N_in, N], stacked [K*N_in, N]
         outputs = ext.lif_forward_events(
             inp.row_offsets, inp.cols, values, weight_t, steps, batch, *common, emit_events
         )

@@ -17,6 +17,9 @@
 #include <cstdint>
 #include <cstring>
 #include <vector>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 namespace {
 
@@ -869,22 +872,68 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
   return out;
 }
 
-// A contiguous copy of the transpose of a 2-D tensor, in 32 x 32 tiles (cache-friendly).
+#if defined(__AVX__)
+// dst[c * ds + r] = src[r * ss + c] for an 8 x 8 block of floats (unpack, shuffle, lane swap)
+inline void transpose8x8(const float* src, int64_t ss, float* dst, int64_t ds) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + ss), r2 = _mm256_loadu_ps(src + 2 * ss),
+         r3 = _mm256_loadu_ps(src + 3 * ss), r4 = _mm256_loadu_ps(src + 4 * ss), r5 = _mm256_loadu_ps(src + 5 * ss),
+         r6 = _mm256_loadu_ps(src + 6 * ss), r7 = _mm256_loadu_ps(src + 7 * ss);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
+
+// A contiguous copy of the transpose of the last two dimensions of a 2-D [R, C] or 3-D [K, R, C]
+// tensor, in 32 x 32 tiles (cache-friendly); contiguous float rows go 8 x 8 at a time in AVX
+// registers where the CPU has them.
 torch::Tensor transpose_contiguous(torch::Tensor x) {
-  TORCH_CHECK(x.dim() == 2, "transpose_contiguous expects a 2-D tensor");
-  const int64_t R = x.size(0), C = x.size(1);
-  const int64_t rs = x.stride(0), cs = x.stride(1);
-  auto out = torch::empty({C, R}, x.options());
+  TORCH_CHECK(x.dim() == 2 || x.dim() == 3, "transpose_contiguous expects a 2-D or 3-D tensor");
+  const bool batched = x.dim() == 3;
+  const int64_t K = batched ? x.size(0) : 1;
+  const int64_t R = x.size(-2), C = x.size(-1);
+  const int64_t ks = batched ? x.stride(0) : 0, rs = x.stride(-2), cs = x.stride(-1);
+  auto out = batched ? torch::empty({K, C, R}, x.options()) : torch::empty({C, R}, x.options());
   constexpr int64_t kTile = 32;
+  const int64_t tiles = (R + kTile - 1) / kTile;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "transpose_contiguous", [&] {
-    const scalar_t* src = x.data_ptr<scalar_t>();
-    scalar_t* dst = out.data_ptr<scalar_t>();
-    const int64_t tiles = (R + kTile - 1) / kTile;
-    at::parallel_for(0, tiles, 4, [&](int64_t begin, int64_t end) {
-      for (int64_t tr = begin; tr < end; ++tr) {
+    const scalar_t* base = x.data_ptr<scalar_t>();
+    scalar_t* out_base = out.data_ptr<scalar_t>();
+    at::parallel_for(0, K * tiles, 4, [&](int64_t begin, int64_t end) {
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t k = unit / tiles, tr = unit % tiles;
+        const scalar_t* src = base + k * ks;
+        scalar_t* dst = out_base + k * C * R;
         const int64_t r0 = tr * kTile, r1 = std::min(R, r0 + kTile);
         for (int64_t c0 = 0; c0 < C; c0 += kTile) {
           const int64_t c1 = std::min(C, c0 + kTile);
+#if defined(__AVX__)
+          if constexpr (std::is_same_v<scalar_t, float>) {
+            if (cs == 1 && r1 - r0 == kTile && c1 - c0 == kTile) {
+              for (int64_t r = r0; r < r1; r += 8)
+                for (int64_t c = c0; c < c1; c += 8)  // (the casts only compile the double instance)
+                  transpose8x8(reinterpret_cast<const float*>(src + r * rs + c), rs,
+                               reinterpret_cast<float*>(dst + c * R + r), R);
+              continue;
+            }
+          }
+#endif
           for (int64_t r = r0; r < r1; ++r)
             for (int64_t c = c0; c < c1; ++c) dst[c * R + r] = src[r * rs + c * cs];
         }
@@ -895,7 +944,7 @@ torch::Tensor transpose_contiguous(torch::Tensor x) {
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("transpose_contiguous", &transpose_contiguous, "contiguous transpose of a 2-D tensor, tiled");
+  m.def("transpose_contiguous", &transpose_contiguous, "contiguous transpose of the last two dims (2-D or 3-D), tiled");
   m.def("csr_events", &csr_events, "nonzero spikes of [T, B, N] as CSR rows (or only their count when too dense)");
   m.def("lif_forward", &lif_forward, "LIF forward recurrence over [T, M]");
   m.def("lif_forward_events", &lif_forward_events, "LIF forward recurrence fed by CSR input events");
