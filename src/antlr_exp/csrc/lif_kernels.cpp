@@ -24,6 +24,7 @@
 namespace {
 
 constexpr int64_t kGrain = 2048;
+constexpr int64_t kTileColumns = 4096;
 
 // exp(x) by Cody-Waite range reduction and a polynomial (float) or rational (double)
 // approximation of the classic Cephes form: within a few ulp of std::exp, and branch-free so
@@ -352,7 +353,10 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
     auto run = [&](auto single_tag, auto store_tag) {
       constexpr bool SINGLE = decltype(single_tag)::value;
       constexpr bool STORE_I = decltype(store_tag)::value;
-      at::parallel_for(0, M, kGrain, [&](int64_t begin, int64_t end) {
+      at::parallel_for(0, M, kGrain, [&](int64_t range_begin, int64_t range_end) {
+       // blocks of kGrain columns, each through the whole window: one step's state rows stay in cache
+       for (int64_t begin = range_begin; begin < range_end; begin += kGrain) {
+        const int64_t end = std::min(range_end, begin + kGrain);
         scalar_t* __restrict c = cur + begin;
         scalar_t* __restrict p = pot + begin;
         scalar_t* __restrict kk = kp + begin;
@@ -408,6 +412,7 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
           std::lock_guard<std::mutex> lock(chunks_mutex);
           chunks.push_back(std::move(found));
         }
+       }
       });
     };
     using T_ = std::true_type;
@@ -627,9 +632,11 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
       for (int64_t part = part_begin; part < part_end; ++part) {
        // a part of many trials runs in tiles of trials whose weights W_up fit in about 128 KiB,
        // so that the time loop finds them in cache (it reads each trial's W_up at every step)
-       const int64_t tile_rows = (by_trial && w_per_trial)
-           ? B * std::max<int64_t>(1, (int64_t(1) << 17) / std::max<int64_t>(1, N_up * N * int64_t(sizeof(scalar_t))))
-           : bounds[part + 1] - bounds[part];
+       // and in any case in tiles of at most about kTileColumns columns (one step's rows in cache)
+       int64_t tile_rows = std::max<int64_t>(1, kTileColumns / N);
+       if (by_trial && w_per_trial)
+         tile_rows = std::min(tile_rows, B * std::max<int64_t>(1, (int64_t(1) << 17) /
+                                                                    std::max<int64_t>(1, N_up * N * int64_t(sizeof(scalar_t)))));
        for (int64_t tile0 = bounds[part]; tile0 < bounds[part + 1]; tile0 += tile_rows) {
         const int64_t r0 = tile0, r1 = std::min(bounds[part + 1], tile0 + tile_rows);
         if (r1 <= r0) continue;
