@@ -133,3 +133,30 @@ def test_the_kernels_transpose_equals_torchs(shape, dtype):
     x = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
     for source in (x, x.transpose(-1, -2)):
         assert torch.equal(cpp_kernels().transpose_contiguous(source), source.transpose(-1, -2).contiguous())
+
+
+def test_hidden_times_are_formed_when_read():
+    """The fused forward does not store hidden layers' spike times: ``out.times`` forms ``t * S``
+    on first read (any index form), equal to the per-layer path's tensors."""
+    require_cpp_kernels()
+    outputs = []
+    for fused in (True, False):
+        torch.manual_seed(1)
+        net = SpikingNetwork(SIZES, STEPS).double()
+        with torch.no_grad():
+            for layer in net.layers:
+                layer.weight.mul_(8.0)
+        net.fused = fused
+        x = (torch.rand(4, STEPS, SIZES[0], generator=torch.Generator().manual_seed(2)) < 0.05).double()
+        outputs.append(net(x))
+    fused, layered = outputs
+    assert len(fused.times) == len(layered.times) == 3
+    steps = torch.arange(STEPS, dtype=torch.float64).view(1, -1, 1)
+    for index in (0, 1, 2, -1, -2, -3):
+        assert torch.equal(fused.times[index], layered.times[index])
+        assert torch.equal(fused.times[index], fused.spikes[index] * steps)
+    assert all(torch.equal(a, b) for a, b in zip(fused.times[:2], layered.times[:2]))
+    assert [t.shape for t in fused.times] == [t.shape for t in layered.times]
+    assert fused.times[0] is fused.times[0]  # formed once
+    with pytest.raises(IndexError):
+        fused.times[3]

@@ -292,13 +292,16 @@ def initial_state(batch: int, n: int, params: NeuronParams, dtype, device) -> LI
 
 
 def run_layer(inp: SynapticInput, weight, bias, params: NeuronParams, steps: int, batch: int,
-              state: Optional[LIFState] = None, keep_current: bool = False, emit_events: bool = False):
+              state: Optional[LIFState] = None, keep_current: bool = False, emit_events: bool = False,
+              store_times: bool = True):
     """The layer's synaptic input and LIF recurrence.
 
     Returns the five values of :func:`simulate_lif` and, sixth, the output spikes as a sparse
     :class:`SynapticInput` for the next layer when ``emit_events`` and the C++ kernels produced
     them (else None). With the C++ kernels and sparse input, the input events feed the
-    recurrence directly and no [T, B, N] input tensor is formed.
+    recurrence directly and no [T, B, N] input tensor is formed. ``store_times=False``: the
+    event-driven C++ kernel leaves out the spike times (``times`` is then None); elsewhere they
+    are formed anyway.
     """
     ext = cpp_kernels() if weight.device.type == "cpu" else None
     if ext is not None:
@@ -306,13 +309,14 @@ def run_layer(inp: SynapticInput, weight, bias, params: NeuronParams, steps: int
         if state is None:
             state = initial_state(batch, n, params, weight.dtype, weight.device)
         source = (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight, steps).view(steps, batch, -1)
-        return _simulate_lif_cpp(ext, source, bias, params, state, keep_current, steps, batch, emit_events)
+        return _simulate_lif_cpp(ext, source, bias, params, state, keep_current, steps, batch, emit_events,
+                                 store_times)
     drive = synaptic_input(inp, weight, steps).view(steps, batch, -1)
     return (*simulate_lif(drive, bias, params, state, keep_current), None)
 
 
 def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: bool, steps=None, batch=None,
-                      emit_events: bool = False):
+                      emit_events: bool = False, store_times: bool = True):
     """simulate_lif through the fused C++ kernel (same arithmetic, one pass over [T, B*N]).
 
     ``source`` is the drive [T, B, N], or ``(events, weight)`` for the event-driven kernel.
@@ -346,7 +350,7 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         values = inp.values if inp.values is not None else empty
         weight_t = ext.transpose_contiguous(weight).view(-1, n)  # [N_in, N], stacked [K*N_in, N]
         outputs = ext.lif_forward_events(
-            inp.row_offsets, inp.cols, values, weight_t, steps, batch, *common, emit_events
+            inp.row_offsets, inp.cols, values, weight_t, steps, batch, *common, emit_events, store_times
         )
     potential, spikes, times, current, last_v, keep, allowed, currents, offsets, rows, cols = outputs
     events = None
@@ -360,7 +364,8 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
         allowed.view(batch, n) if state.allowed is not None else None,
     )
     currents = currents.view(shape) if keep_current else None
-    return potential.view(shape), spikes.view(shape), times.view(shape), final, currents, events
+    times = times.view(shape) if times.numel() or not spikes.numel() else None  # None: not stored
+    return potential.view(shape), spikes.view(shape), times, final, currents, events
 
 
 def _adjoint_srm(grad_v: torch.Tensor, keep: torch.Tensor, params: NeuronParams):

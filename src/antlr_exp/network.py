@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 import torch
 from torch import nn
@@ -51,6 +52,48 @@ class NetworkOutput:
     @property
     def hidden_spikes(self) -> list:
         return self.spikes[:-1]
+
+
+class HiddenTimes(Sequence):
+    """The ``times`` of a fused forward: hidden layers' spike times are formed when first read.
+
+    The fused node does not store hidden layers' spike-time tensors; it returns for each a
+    zero-memory stand-in ``handle`` (an expanded zero) that carries dL/dt_hat back to it. Reading
+    ``times[l]`` forms ``t * S`` through :class:`_TimesFromSpikes`, whose gradient goes to the
+    handle, so a loss on hidden spike times trains as before; unread, they cost nothing.
+    """
+
+    def __init__(self, handles: list, spikes: list, last: torch.Tensor):
+        """``handles`` and ``spikes`` of the hidden layers; ``last``: the output layer's times."""
+        self._handles, self._spikes, self._last = handles, spikes, last
+        self._formed: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._spikes) + 1  # the hidden layers and the output layer
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = range(len(self))[index]  # negative indices; IndexError past the end
+        if index == len(self) - 1:
+            return self._last
+        if index not in self._formed:
+            self._formed[index] = _TimesFromSpikes.apply(self._handles[index], self._spikes[index])
+        return self._formed[index]
+
+
+class _TimesFromSpikes(torch.autograd.Function):
+    """``t * S`` for spikes [B, T, N]; the gradient goes to ``handle`` (the fused node's
+    stand-in for this layer's times), not to the spikes."""
+
+    @staticmethod
+    def forward(ctx, handle, spikes):
+        steps = spikes.shape[1]
+        return spikes.detach() * torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(1, steps, 1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
 
 
 class SpikingNetwork(nn.Module):
@@ -215,7 +258,8 @@ class SpikingNetwork(nn.Module):
         flat = flat.to(dtype) if flat.dtype != dtype else flat
         params = [p for layer in self.layers for p in (layer.weight, layer.bias)]
         outputs = FusedNetworkFunction.apply(flat, self, simulated, *params)
-        return NetworkOutput(list(outputs[0::2]), list(outputs[1::2]), flat.shape[1], self.trials)
+        spikes, times = list(outputs[0::2]), list(outputs[1::2])
+        return NetworkOutput(spikes, HiddenTimes(times[:-1], spikes[:-1], times[-1]), flat.shape[1], self.trials)
 
     def _train_until_all_fired(self, flat: torch.Tensor, chunk: int) -> NetworkOutput:
         """The simulation runs once, chunk by chunk; each layer's graph node is then made from
@@ -250,7 +294,8 @@ class FusedNetworkFunction(torch.autograd.Function):
     of the per-layer :class:`~antlr_exp.layer.SpikingLinearFunction` nodes, up to the order of
     floating-point sums (the tests compare both).
 
-    Outputs: spikes and times of every layer, interleaved, each [B, T_sim, N].
+    Outputs: spikes and times of every layer, interleaved, each [B, T_sim, N]; a hidden layer's
+    times are a zero-memory stand-in that :class:`HiddenTimes` turns into ``t * S`` when read.
     """
 
     @staticmethod
@@ -261,7 +306,6 @@ class FusedNetworkFunction(torch.autograd.Function):
         last = len(net.layers) - 1
         s, events = flat, None
         outputs, saved, layouts = [], [], []
-        step_index = None
         for index, layer in enumerate(net.layers):
             weight, bias = params[2 * index], params[2 * index + 1]
             n_in = weight.shape[-1]
@@ -269,15 +313,19 @@ class FusedNetworkFunction(torch.autograd.Function):
             inp = offset_for_trials(inp, trials, n_in, batch)
             if simulated is None:
                 potential, spikes, times, _, _, events = run_layer(
-                    inp, weight.detach(), bias.detach(), net.params, steps, batch, emit_events=index < last)
+                    inp, weight.detach(), bias.detach(), net.params, steps, batch, emit_events=index < last,
+                    store_times=index == last)
             else:
                 potential, spikes = simulated[index]
-                if step_index is None:
-                    step_index = torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(steps, 1, 1)
-                times = spikes * step_index
-                events = None
+                times, events = None, None
             s = spikes.transpose(0, 1)
-            outputs += [s, times.transpose(0, 1)]
+            if index < last:  # hidden times: a stand-in (see HiddenTimes)
+                times = s.new_zeros(()).expand(s.shape)
+            else:
+                if times is None:
+                    times = spikes * torch.arange(steps, dtype=spikes.dtype, device=spikes.device).view(steps, 1, 1)
+                times = times.transpose(0, 1)
+            outputs += [s, times]
             layouts.append(tuple(x is not None for x in inp))
             saved += [x for x in inp if x is not None] + [potential, spikes]
         ctx.save_for_backward(*saved, *params)

@@ -119,7 +119,7 @@ std::vector<int64_t> first_spikes(const scalar_t* S, int64_t T, int64_t M, int64
 // scalar. The arithmetic is unchanged.
 
 // One LIF step over n columns: I, V, the spike and its time, the carried state.
-template <typename scalar_t, bool SINGLE, bool STORE_I>
+template <typename scalar_t, bool SINGLE, bool STORE_I, bool STORE_T>
 __attribute__((noinline)) void lif_row(int64_t n, const scalar_t* __restrict xt, const scalar_t* __restrict bb,
                                        scalar_t* __restrict c, scalar_t* __restrict p, scalar_t* __restrict kk,
                                        scalar_t* __restrict a, scalar_t* __restrict Vt, scalar_t* __restrict St,
@@ -138,7 +138,7 @@ __attribute__((noinline)) void lif_row(int64_t n, const scalar_t* __restrict xt,
     kk[k] = scalar_t(1) - s;
     Vt[k] = v;
     St[k] = s;
-    TMt[k] = s * tf;
+    if constexpr (STORE_T) TMt[k] = s * tf;
     if constexpr (STORE_I) It[k] = i;
   }
 }
@@ -299,7 +299,7 @@ __attribute__((noinline)) void adjoint_row(int64_t n, const scalar_t* __restrict
 // for neuron m = b * N + n (row_offsets [T*B+1] in CSR form, weight_t [N_in, N] contiguous; values
 // empty when all are 1); then no drive tensor is ever formed.
 // state: current, potential, keep [M]; allowed [M] (single-spike mode) or an empty tensor.
-// Returns {potential [T,M], spikes [T,M], times [T,M] (= t * S), current_final, potential_final,
+// Returns {potential [T,M], spikes [T,M], times [T,M] (= t * S; empty unless store_times), current_final, potential_final,
 //          keep_final, allowed_final, currents [T,M] (only if keep_current, else empty),
 //          and with emit_events the output spikes as CSR events over rows t*B + b:
 //          row_offsets [T*B+1], rows [nnz], cols [nnz] (else three empty tensors)}.
@@ -308,7 +308,7 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
                                             torch::Tensor bias_term, torch::Tensor current0, torch::Tensor potential0,
                                             torch::Tensor keep0, torch::Tensor allowed0, double alpha_I,
                                             double alpha_V, double beta_I, double beta_V, double theta,
-                                            bool keep_current, bool emit_events) {
+                                            bool keep_current, bool emit_events, bool store_times = true) {
   const bool events = drive.numel() == 0;
   const int64_t M = current0.numel();
   const int64_t N = M / B;
@@ -316,7 +316,7 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
   auto opts = current0.options();
   auto potential = torch::empty({T, M}, opts);
   auto spikes = torch::empty({T, M}, opts);
-  auto times = torch::empty({T, M}, opts);
+  auto times = store_times ? torch::empty({T, M}, opts) : torch::empty({0}, opts);
   auto currents = keep_current ? torch::empty({T, M}, opts) : torch::empty({0}, opts);
   auto current_f = current0.contiguous().clone();
   auto potential_f = potential0.contiguous().clone();
@@ -343,7 +343,7 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
     const scalar_t* bias = bias_c.data_ptr<scalar_t>();
     scalar_t* V = potential.data_ptr<scalar_t>();
     scalar_t* S = spikes.data_ptr<scalar_t>();
-    scalar_t* TM = times.data_ptr<scalar_t>();
+    scalar_t* TM = store_times ? times.data_ptr<scalar_t>() : nullptr;
     scalar_t* Iall = keep_current ? currents.data_ptr<scalar_t>() : nullptr;
     scalar_t* cur = current_f.data_ptr<scalar_t>();
     scalar_t* pot = potential_f.data_ptr<scalar_t>();
@@ -394,10 +394,15 @@ std::vector<torch::Tensor> lif_forward_impl(torch::Tensor drive, torch::Tensor r
           }
           scalar_t* __restrict Vt = V + row;
           scalar_t* __restrict St = S + row;
-          scalar_t* __restrict TMt = TM + row;
+          scalar_t* __restrict TMt = TM ? TM + row : nullptr;
           const scalar_t tf = static_cast<scalar_t>(t);
-          lif_row<scalar_t, SINGLE, STORE_I>(n, xt, bb, c, p, kk, a, Vt, St, TMt, STORE_I ? Iall + row : nullptr, aI, aV,
-                                             bI, bV, th, tf);
+          if (TM) {
+            lif_row<scalar_t, SINGLE, STORE_I, true>(n, xt, bb, c, p, kk, a, Vt, St, TMt, STORE_I ? Iall + row : nullptr,
+                                                     aI, aV, bI, bV, th, tf);
+          } else {
+            lif_row<scalar_t, SINGLE, STORE_I, false>(n, xt, bb, c, p, kk, a, Vt, St, nullptr,
+                                                      STORE_I ? Iall + row : nullptr, aI, aV, bI, bV, th, tf);
+          }
           if (emit_events) {  // this step's spikes of the block, skipping empty runs of 64
             for (int64_t k0 = 0; k0 < n; k0 += 64) {
               const int64_t k1 = std::min(n, k0 + 64);
@@ -471,12 +476,13 @@ std::vector<torch::Tensor> lif_forward_events(torch::Tensor row_offsets, torch::
                                               torch::Tensor weight_t, int64_t T, int64_t B, torch::Tensor bias_term,
                                               torch::Tensor current0, torch::Tensor potential0, torch::Tensor keep0,
                                               torch::Tensor allowed0, double alpha_I, double alpha_V, double beta_I,
-                                              double beta_V, double theta, bool keep_current, bool emit_events) {
+                                              double beta_V, double theta, bool keep_current, bool emit_events,
+                                              bool store_times) {
   TORCH_CHECK(row_offsets.numel() == T * B + 1, "row_offsets must have T*B+1 entries");
   TORCH_CHECK(weight_t.dim() == 2 && weight_t.size(1) * B == current0.numel(), "weight_t must be [N_in, N]");
   return lif_forward_impl(torch::empty({0}, current0.options()), row_offsets, cols, values, weight_t, T, B, bias_term,
                           current0, potential0, keep0, allowed0, alpha_I, alpha_V, beta_I, beta_V, theta,
-                          keep_current, emit_events);
+                          keep_current, emit_events, store_times);
 }
 
 // Reverse-time adjoint of the SRM-based rules with dL/dV formed on the fly:
