@@ -218,3 +218,40 @@ def test_evaluate_mode_reproduces_the_test_metrics(data_roots, tmp_path):
             assert evaluated[key] == pytest.approx(value), key
     with pytest.raises(ConfigError, match="evaluate="):
         run(compose_config(f"evaluate={tmp_path / 'nothing'}"), tmp_path / "eval2")
+
+
+@pytest.mark.parametrize("task,trials", [("mnist", 1), ("mnist", 3), ("matching", 4)])
+def test_epoch_batches_are_what_a_dataloader_gives_in_each_trials_order(task, trials, data_roots, tmp_path):
+    """The training batches (built without DataLoaders) against DataLoaders over each trial's own
+    epoch order, drawn from a generator seeded as the trial's; over three epochs, the last one
+    entered part way (as after a resume), and for the one-sample matching task, whose stacked
+    batch is made once."""
+    from torch.utils.data import DataLoader
+
+    from antlr_exp.train import load_trials
+
+    overrides = [*tiny_overrides(task, data_roots), f"trials={trials}"]
+    if task == "mnist":
+        overrides.append("trainer.batch_size=5")  # 16 training images: a short last batch
+    cfg = compose_config(*overrides)
+    validate(cfg)
+    datas, net = load_trials(cfg)
+    trainer = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), net=net)
+    shuffles = [torch.Generator().manual_seed(int(cfg.seed) + k) for k in range(trials)]
+    for epoch in range(3):
+        start = 1 if epoch == 2 and task == "mnist" else 0  # the third epoch resumes after a batch
+        for state in trainer.states:
+            state.batch_in_epoch = start
+        got = list(trainer._epoch_batches())
+        loaders = []
+        for data, shuffle in zip(datas, shuffles):
+            order = torch.randperm(len(data.train), generator=shuffle)[start * trainer.batch_size:].tolist()
+            loaders.append(DataLoader(data.train, batch_size=trainer.batch_size, sampler=order))
+        expected = list(zip(*loaders))
+        assert len(got) == len(expected) > 0
+        for (inputs, targets), batches in zip(got, expected):
+            want_inputs = batches[0][0] if trials == 1 else torch.stack([b[0] for b in batches])
+            want_targets = batches[0][1] if trials == 1 else torch.cat([b[1] for b in batches])
+            assert torch.equal(inputs, want_inputs) and torch.equal(targets, want_targets)
+        for state in trainer.states:
+            state.epoch_order = None  # the next epoch draws a new order

@@ -35,6 +35,7 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
+from torch.utils.data.dataloader import default_collate
 from tqdm import tqdm
 
 from . import checkpoint as ckpt
@@ -333,6 +334,12 @@ class Trainer:
         self.states = [TrainState() for _ in range(self.trials)]
         self.best_models: list = [None] * self.trials
         self.batches_per_epoch = math.ceil(len(self.data.train) / self.settings.batch_size)
+        # the settings read at every step, as plain values (an OmegaConf read costs tens of us)
+        self.batch_size = int(self.settings.batch_size)
+        self.max_steps, self.max_epochs = self.settings.max_steps, self.settings.max_epochs
+        self.val_every_n_steps = self.settings.val_every_n_steps
+        self.grad_clip_value = cfg.optimizer.grad_clip_value
+        self._single_sample_batch = None  # see _epoch_batches
         self.early_stop = train_early_stop(cfg)
         # whether the last step could stop early: while it could not, steps run the plain whole-window
         # pass (no chunking cost) and only check whether a stop would have been possible
@@ -462,8 +469,8 @@ class Trainer:
             self.gradients.append(torch.cat([
                 (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
                 for p in self.net.parameters()]))
-        if self.cfg.optimizer.grad_clip_value is not None:
-            torch.nn.utils.clip_grad_value_(self.net.parameters(), self.cfg.optimizer.grad_clip_value)
+        if self.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         self.optimizer.step()
         self.train_meter.update(out, targets, losses.detach())
 
@@ -532,9 +539,9 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------
 
     def _done(self) -> bool:
-        s, state = self.settings, self.state
-        return (s.max_steps is not None and state.step >= s.max_steps) or (
-            s.max_epochs is not None and state.epoch >= s.max_epochs)
+        state = self.state
+        return (self.max_steps is not None and state.step >= self.max_steps) or (
+            self.max_epochs is not None and state.epoch >= self.max_epochs)
 
     def _total_steps(self) -> int:
         s = self.settings
@@ -549,16 +556,31 @@ class Trainer:
         self.scheduler.step()
 
     def _epoch_batches(self):
-        """The rest of the current epoch: per step, one batch per trial in its own order, stacked."""
-        s = self.settings
-        loaders = []
+        """The rest of the current epoch: per step, one batch per trial in its own order, stacked.
+
+        Each trial's batches are its dataset's items in its epoch order, collated as a DataLoader
+        would (``default_collate``), without a DataLoader: the matching task's epoch is one step,
+        and building K loaders at every step cost more than the step's arithmetic at K = 100.
+        When every trial's training set is one sample, the stacked batch is the same at every
+        step and is made once (each epoch still draws its order, so the generators advance as
+        they always did)."""
+        batch_size = self.batch_size
+        orders = []
         for state, shuffle, data in zip(self.states, self.shuffles, self.datas):
             if state.epoch_order is None:
                 state.epoch_order = torch.randperm(len(data.train), generator=shuffle)
-            remaining = state.epoch_order[state.batch_in_epoch * s.batch_size:].tolist()
-            loaders.append(DataLoader(data.train, batch_size=s.batch_size, sampler=remaining))
-        for batches in zip(*loaders):
-            yield stack_trials(list(batches))
+            orders.append(state.epoch_order[state.batch_in_epoch * batch_size:].tolist())
+        if all(len(data.train) == 1 for data in self.datas):
+            if orders[0]:
+                if self._single_sample_batch is None:
+                    self._single_sample_batch = stack_trials([default_collate([data.train[0]]) for data in self.datas])
+                yield self._single_sample_batch
+            return
+        steps = min(math.ceil(len(order) / batch_size) for order in orders)
+        for i in range(steps):
+            window = slice(i * batch_size, (i + 1) * batch_size)
+            yield stack_trials([default_collate([data.train[j] for j in order[window]])
+                                for data, order in zip(self.datas, orders)])
 
     def fit(self) -> None:
         s, state = self.settings, self.state
@@ -580,7 +602,7 @@ class Trainer:
                     self._end_epoch()
                 bar.update(1)
                 bar.set_postfix(self.train_meter.postfix(), refresh=False)
-                due = epoch_ended if s.val_every_n_steps is None else state.step % s.val_every_n_steps == 0
+                due = epoch_ended if self.val_every_n_steps is None else state.step % self.val_every_n_steps == 0
                 if due:
                     self._evaluation_point(lr, started)
                     started = time.perf_counter()
