@@ -160,3 +160,31 @@ def test_hidden_times_are_formed_when_read():
     assert fused.times[0] is fused.times[0]  # formed once
     with pytest.raises(IndexError):
         fused.times[3]
+
+
+def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
+    """A potential far below threshold makes the exponential surrogate about 1e-38; times a small
+    dL/dS that is a subnormal float, which x86 processes in microcode (2x slower steps late in
+    training). The C++ adjoint flushes such values to zero; normal values are as the PyTorch
+    path computes them."""
+    require_cpp_kernels()
+    from antlr_exp.kernels import cpp_kernels
+    from antlr_exp.layer import RuleConfig, adjoint
+    from antlr_exp.neuron import NeuronParams
+
+    params = NeuronParams().resolve(4)
+    potential = torch.tensor([[-28.0, 0.5]] * 4)  # [T=4, one sample x 2 neurons]
+    spikes = torch.zeros(4, 2)
+    grad_s = torch.full((4, 2), 1e-3)
+    rule = RuleConfig("activation")
+    tiny = torch.finfo(torch.float32).tiny
+    g_cpp, _, _ = adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
+                          rule, False)
+    assert cpp_kernels() is not None
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
+    g_py, _, _ = adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
+                         rule, False)
+    far, near = g_cpp[..., 0], g_cpp[..., 1]
+    assert bool(((g_py[..., 0] != 0) & (g_py[..., 0].abs() < tiny)).all())  # the PyTorch path: subnormal
+    assert bool((far == 0).all())  # the kernel: flushed
+    torch.testing.assert_close(near, g_py[..., 1])
