@@ -363,7 +363,8 @@ class FusedNetworkFunction(torch.autograd.Function):
             need_g = index > 0 or (inp.dense is not None and ctx.needs_input_grad[3 + 2 * index])
             want_h = index > 0 and rule.tim_weight != 0.0
             g, h, lam_v_sum, dw_t = ext.fused_adjoint(
-                potential.reshape(steps, -1), spikes.reshape(steps, -1), time_major(grad_outputs[2 * index]), time_major(grad_outputs[2 * index + 1]),
+                potential.reshape(steps, -1), spikes.reshape(steps, -1),
+                time_major(grad_outputs[2 * index]), time_major(grad_outputs[2 * index + 1]),
                 g_up if rule.act_weight != 0.0 else empty, h_up if rule.tim_weight != 0.0 else empty, w_up,
                 inp.row_offsets if events else no_index, inp.cols if events else no_index,
                 inp.values if events and inp.values is not None else empty,
