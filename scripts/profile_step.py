@@ -7,7 +7,10 @@ Builds the step of ``scripts/bench.py`` (antlr; ``mnist``: 784-800-10, T=100, ba
 1. prints the heaviest PyTorch operations of the step by input shape (torch.profiler; the C++
    kernels' own time is the step's time minus these), and
 2. times the step alternately, step by step in one process, as it is and with one piece taken
-   out, so that load from other processes falls on both rows alike:
+   out, so that load from other processes falls on both rows alike. These variants patch the
+   per-layer path (``SpikingNetwork.fused = False``, one autograd node per layer), which is
+   the one they apply to: the fused network backward of the C++ path has no dense spike-time
+   gradient to fill, and the step timed "as is" there is given first for comparison:
    ``no_fill``: the dense spike-time gradient of a layer's input allocated without its zero
    fill (wrong numbers, timing only); ``no_transposes``: every weight transpose served from a
    cache made at the first step (stale weights, timing only).
@@ -103,20 +106,28 @@ def without_transposes():
 
 
 def time_variants(step, steps: int) -> dict:
+    """Median ms per step: the fused path as it is, then the per-layer path as it is and with each
+    piece taken out."""
     from antlr_exp import layer
+    from antlr_exp.network import SpikingNetwork
 
-    variants = {"as is": {}, "no_fill": without_fill(), "no_transposes": without_transposes()}
-    originals = {name: getattr(layer, name) for patch in variants.values() for name in patch}
+    variants = {"fused, as is": None, "as is": {}, "no_fill": without_fill(), "no_transposes": without_transposes()}
+    originals = {name: getattr(layer, name) for patch in variants.values() if patch for name in patch}
     times = {name: [] for name in variants}
-    for _ in range(steps):
-        for name, patch in variants.items():
-            for key, value in originals.items():
-                setattr(layer, key, patch.get(key, value))
-            started = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - started)
-    for key, value in originals.items():
-        setattr(layer, key, value)
+    fused = SpikingNetwork.fused
+    try:
+        for _ in range(steps):
+            for name, patch in variants.items():
+                SpikingNetwork.fused = patch is None
+                for key, value in originals.items():
+                    setattr(layer, key, (patch or {}).get(key, value))
+                started = time.perf_counter()
+                step()
+                times[name].append(time.perf_counter() - started)
+    finally:
+        SpikingNetwork.fused = fused
+        for key, value in originals.items():
+            setattr(layer, key, value)
     return {name: 1000 * sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
@@ -142,7 +153,8 @@ def main(argv=None) -> int:
         print(f"  {ms:7.3f} ms  {calls:5.1f} calls  {name} {shapes}")
     medians = time_variants(step, args.steps)
     base = medians["as is"]
-    print(f"{args.shape}: median ms per step, {args.steps} steps each, timed alternately")
+    print(f"{args.shape}: median ms per step, {args.steps} steps each, timed alternately "
+          "(ratios against the per-layer path as it is)")
     for name, ms in medians.items():
         print(f"  {name:14s} {ms:8.2f} ms  {base / ms:5.2f}x")
     return 0

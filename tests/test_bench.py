@@ -71,26 +71,33 @@ def test_bench_compare_paths_rows(tmp_path):
 
 def test_profile_step_restores_the_real_functions_after_its_variants():
     """scripts/profile_step.py patches in variants that compute wrong gradients on purpose; each
-    timed row gets its own, and the real functions are back afterwards."""
+    timed row gets its own (the variants on the per-layer path, after the fused path as it is),
+    and the real functions and the fused setting are back afterwards."""
     sys.path.insert(0, str(SCRIPT.parent))
     import profile_step
 
     from antlr_exp import layer
+    from antlr_exp.network import SpikingNetwork
 
     names = ("_times_gradient_at_events", "cpp_kernels", "stacked_weight_t")
     before = {name: getattr(layer, name) for name in names}
     seen = []
 
-    def step():  # records which functions each row ran with
-        seen.append({name: getattr(layer, name) is before[name] for name in names})
+    def step():  # records which functions each row ran with, and whether the fused node was on
+        seen.append({**{name: getattr(layer, name) is before[name] for name in names},
+                     "fused": SpikingNetwork.fused})
 
     medians = profile_step.time_variants(step, 2)
-    assert set(medians) == {"as is", "no_fill", "no_transposes"}
-    assert seen[0] == dict.fromkeys(names, True)
-    assert seen[1] == {"_times_gradient_at_events": False, "cpp_kernels": True, "stacked_weight_t": True}
-    assert seen[2] == {"_times_gradient_at_events": True, "cpp_kernels": False, "stacked_weight_t": False}
-    assert seen[3] == seen[0]
-    assert all(getattr(layer, name) is before[name] for name in names)
+    assert list(medians) == ["fused, as is", "as is", "no_fill", "no_transposes"]
+    real = dict.fromkeys(names, True)
+    assert seen[0] == {**real, "fused": True}
+    assert seen[1] == {**real, "fused": False}
+    assert seen[2] == {"_times_gradient_at_events": False, "cpp_kernels": True, "stacked_weight_t": True,
+                       "fused": False}
+    assert seen[3] == {"_times_gradient_at_events": True, "cpp_kernels": False, "stacked_weight_t": False,
+                       "fused": False}
+    assert seen[4] == seen[0]
+    assert all(getattr(layer, name) is before[name] for name in names) and SpikingNetwork.fused
 
 
 def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
