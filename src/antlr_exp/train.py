@@ -333,9 +333,9 @@ class Trainer:
         self.shuffles = [torch.Generator().manual_seed(seed) for seed in self.seeds]
         self.states = [TrainState() for _ in range(self.trials)]
         self.best_models: list = [None] * self.trials
-        self.batches_per_epoch = math.ceil(len(self.data.train) / self.settings.batch_size)
         # the settings read at every step, as plain values (an OmegaConf read costs tens of us)
         self.batch_size = int(self.settings.batch_size)
+        self.batches_per_epoch = math.ceil(len(self.data.train) / self.batch_size)
         self.max_steps, self.max_epochs = self.settings.max_steps, self.settings.max_epochs
         self.val_every_n_steps = self.settings.val_every_n_steps
         self.grad_clip_value = cfg.optimizer.grad_clip_value
