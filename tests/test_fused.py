@@ -21,9 +21,10 @@ SIZES = [30, 40, 20, 5]
 STEPS = 50
 
 
-def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=False, scale=8.0):
+def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=False, scale=8.0, sizes=SIZES,
+               dtype=torch.float64):
     torch.manual_seed(1)
-    net = SpikingNetwork(SIZES, STEPS, NeuronParams(single_spike=single), rule=rule, trials=trials).double()
+    net = SpikingNetwork(sizes, STEPS, NeuronParams(single_spike=single), rule=rule, trials=trials).to(dtype)
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(scale)  # every layer fires
@@ -31,9 +32,9 @@ def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=Fal
             net.layers[-1].weight.abs_()  # every output fires, so the early stop comes in
     net.fused = fused
     g = torch.Generator().manual_seed(2)
-    shape = (trials, 4, STEPS, SIZES[0]) if trials > 1 else (4, STEPS, SIZES[0])
-    x = (torch.rand(shape, generator=g) < density).double()
-    used = net.uses_fused_backward(x.reshape(-1, STEPS, SIZES[0]))
+    shape = (trials, 4, STEPS, sizes[0]) if trials > 1 else (4, STEPS, sizes[0])
+    x = (torch.rand(shape, generator=g) < density).to(dtype)
+    used = net.uses_fused_backward(x.reshape(-1, STEPS, sizes[0]))
     out = net(x, early_stop=early_stop, chunk=10)
     loss = 0.0
     for index, (s, t) in enumerate(zip(out.spikes, out.times)):
@@ -62,6 +63,23 @@ def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * float(b.abs().max()))
         nonzero += int(b.abs().max() > 0)
     assert nonzero == len(layered)  # every weight and bias got a gradient to compare
+
+
+@pytest.mark.parametrize("rule,trials", [("activation", 1), ("antlr", 3)])
+def test_fused_backward_in_float32(rule, trials):
+    """float32: the kernel's products G_up W_up run in 8-wide vectors, several steps at once; the
+    widths 52, 20 and 5 take whole blocks, a block flush with the row's end and the scalar path
+    (fewer columns than one vector). The per-layer path in float32 is the oracle; the two sum in
+    different orders, hence the tolerance."""
+    require_cpp_kernels()
+    sizes = [30, 52, 20, 6, 5]
+    used, fused, spikes, _ = _gradients(rule, False, trials, 0.3, True, fused=True, sizes=sizes, dtype=torch.float32)
+    _, layered, spikes_layered, _ = _gradients(rule, False, trials, 0.3, True, fused=False, sizes=sizes,
+                                               dtype=torch.float32)
+    assert used and spikes == spikes_layered and all(n > 0 for n in spikes)
+    for a, b in zip(fused, layered):
+        assert a.dtype == torch.float32 and float(b.abs().max()) > 0
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()))
 
 
 @pytest.mark.parametrize("rule", ["activation", "antlr"])

@@ -81,12 +81,50 @@ inline double fast_exp(double x) {
   return e * scale;
 }
 
+// fast_exp for x <= 0 (or NaN), with the same arithmetic as fast_exp there (so the same values):
+// the clamp at the top and the sign test of the rounding fall away. The exponential surrogate's
+// exp(-b |u|) with b > 0 (NeuronParams checks it) only ever needs this.
+inline float fast_exp_nonpositive(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  const float t = x * 1.44269504088896341f;
+  const float n = static_cast<float>(static_cast<int32_t>(t - 0.5f));
+  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+
+inline double fast_exp_nonpositive(double x) {
+  x = x < -708.0 ? -708.0 : x;
+  const double t = x * 1.4426950408889634073599;
+  const int32_t ni = static_cast<int32_t>(t - 0.5);
+  const double n = static_cast<double>(ni);
+  const double r = (x - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6;
+  const double rr = r * r;
+  const double px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
+  const double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
+                    2.00000000000000000009e0;
+  const double e = 1.0 + 2.0 * px / (qx - px);
+  const int64_t bits = static_cast<int64_t>(ni + 1023) << 52;
+  double scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return e * scale;
+}
+
 // surrogate derivative sigma(u), u = V - theta; KIND numbered as in antlr_exp.kernels
 template <typename scalar_t, int KIND>
 inline scalar_t surrogate(scalar_t u, scalar_t a, scalar_t b) {
-  const scalar_t au = u < scalar_t(0) ? -u : u;
-  if constexpr (KIND == 0) {  // exponential
-    return a * fast_exp(-b * au);
+  const scalar_t au = std::fabs(u);
+  if constexpr (KIND == 0) {  // exponential (b > 0, so the argument is <= 0)
+    return a * fast_exp_nonpositive(-b * au);
   } else if constexpr (KIND == 1) {  // fast_sigmoid
     const scalar_t d = scalar_t(1) + b * au;
     return a / (d * d);
@@ -99,9 +137,12 @@ inline scalar_t surrogate(scalar_t u, scalar_t a, scalar_t b) {
   }
 }
 
-// out[k] = w * sigma(V[k] - theta) * G[k] over one row: a tight loop that the compiler vectorizes
+// out[k] = w * sigma(V[k] - theta) * G[k] over one row: a tight loop that the compiler vectorizes.
+// Multiply-adds may fuse here (fp-contract=fast): the exponential's polynomial then takes half
+// the instructions, and each fused term rounds once instead of twice (the surrogate is an
+// approximation of the PyTorch path's exp to a few ulp either way; the tests allow for it).
 template <typename scalar_t, int KIND>
-void surrogate_row(const scalar_t* __restrict V, const scalar_t* __restrict G, scalar_t* __restrict out, int64_t n,
+__attribute__((optimize("fp-contract=fast"))) void surrogate_row(const scalar_t* __restrict V, const scalar_t* __restrict G, scalar_t* __restrict out, int64_t n,
                    scalar_t theta, scalar_t a, scalar_t b, scalar_t w) {
   for (int64_t k = 0; k < n; ++k) out[k] = w * surrogate<scalar_t, KIND>(V[k] - theta, a, b) * G[k];
 }
@@ -168,9 +209,9 @@ __attribute__((noinline)) int32_t count_nonzero_row(int64_t n, const scalar_t* _
   return count;
 }
 
-// y[q] += sum_j x[j] W[j * n + q] over j = 0..m-1, with two vectors of y held in registers across j (GCC vector extensions: the plain loop form of this did not vectorize). The
-// one place where multiply-adds may fuse (as in the BLAS product of the per-layer path): each
-// term then rounds once instead of twice.
+// 32-byte vectors (GCC vector extensions) for the register-blocked products below, whose plain
+// loop forms did not vectorize. There multiply-adds may fuse (as in the BLAS product of the
+// per-layer path): each term then rounds once instead of twice.
 typedef float float_x8 __attribute__((vector_size(32)));
 typedef double double_x4 __attribute__((vector_size(32)));
 template <typename scalar_t>
@@ -184,75 +225,91 @@ struct Vec32<double> {
   using type = double_x4;
 };
 
-// one block of NV vectors of matvec_acc_row: out[0..NV*L) = start[..] + sum_j x[j] Wq[j * n + ..],
-// the sum over j split four ways (j mod 4) so that four chains of multiply-adds run at once
-// instead of waiting on each other; the parts are added at the end
-template <typename scalar_t, int NV>
-__attribute__((always_inline, optimize("fp-contract=fast"))) inline void matvec_block(
-    int64_t n, int64_t m, const scalar_t* __restrict x, const scalar_t* __restrict Wq,
-    const scalar_t* start, scalar_t* out) {
+// S rows at once: y[s][q] += sum_j x[s][j] W[j * n + q] for s < S (the rows of S time steps of one
+// trial, which share W). Each vector of W loaded serves S multiply-adds (one per step, against
+// one load per multiply-add step by step); S * NV accumulators in registers hide the
+// multiply-add latency. Blocks of NV vectors along q; a row that is not a multiple of
+// the block ends with one more block flush with its end, started from the values saved before (the
+// overlap is computed twice, in the same order, to the same values).
+template <typename scalar_t, int S, int NV>
+__attribute__((always_inline, optimize("fp-contract=fast"))) inline void matvec_rows_block(
+    int64_t n, int64_t m, const scalar_t* const* x, const scalar_t* __restrict Wq, const scalar_t* const* start,
+    scalar_t* const* out, int64_t q0) {
   using vec = typename Vec32<scalar_t>::type;
   constexpr int64_t L = sizeof(vec) / sizeof(scalar_t);
-  constexpr int U = 4;
-  vec a[U][NV];
-  for (int v = 0; v < NV; ++v) {
-    std::memcpy(&a[0][v], start + v * L, sizeof(vec));
-    for (int u = 1; u < U; ++u) a[u][v] = vec{};
+  vec a[S][NV];
+  for (int s = 0; s < S; ++s)
+    for (int v = 0; v < NV; ++v) std::memcpy(&a[s][v], start[s] + v * L, sizeof(vec));
+  for (int64_t j = 0; j < m; ++j) {
+    vec w[NV];
+    for (int v = 0; v < NV; ++v) std::memcpy(&w[v], Wq + j * n + v * L, sizeof(vec));
+    for (int s = 0; s < S; ++s) {
+      const scalar_t xs = x[s][j];
+      for (int v = 0; v < NV; ++v) a[s][v] += xs * w[v];
+    }
   }
-  int64_t j = 0;
-  for (; j + U <= m; j += U) {
-    for (int u = 0; u < U; ++u) {
-      const scalar_t xj = x[j + u];
-      for (int v = 0; v < NV; ++v) {
-        vec w;
-        std::memcpy(&w, Wq + (j + u) * n + v * L, sizeof(vec));
-        a[u][v] += xj * w;
+  for (int s = 0; s < S; ++s)
+    for (int v = 0; v < NV; ++v) std::memcpy(out[s] + q0 + v * L, &a[s][v], sizeof(vec));
+}
+
+template <typename scalar_t, int S>
+__attribute__((noinline, optimize("fp-contract=fast"))) void matvec_acc_rows(int64_t n, int64_t m,
+                                                                            const scalar_t* const* x,
+                                                                            const scalar_t* __restrict W,
+                                                                            scalar_t* const* y) {
+  using vec = typename Vec32<scalar_t>::type;
+  constexpr int64_t L = sizeof(vec) / sizeof(scalar_t);
+  if (n < L) {
+    for (int s = 0; s < S; ++s)
+      for (int64_t q = 0; q < n; ++q) {
+        scalar_t acc = y[s][q];
+        for (int64_t j = 0; j < m; ++j) acc += x[s][j] * W[j * n + q];
+        y[s][q] = acc;
       }
-    }
+    return;
   }
-  for (; j < m; ++j) {
-    const scalar_t xj = x[j];
-    for (int v = 0; v < NV; ++v) {
-      vec w;
-      std::memcpy(&w, Wq + j * n + v * L, sizeof(vec));
-      a[0][v] += xj * w;
+  constexpr int NV = S <= 2 ? 3 : 2;  // S * NV accumulators: 6 or 8 (of 16 registers)
+  if (n >= NV * L) {
+    scalar_t saved[S][NV * L];
+    const scalar_t* from_saved[S];
+    for (int s = 0; s < S; ++s) {
+      std::memcpy(saved[s], y[s] + n - NV * L, sizeof(saved[s]));
+      from_saved[s] = saved[s];
     }
-  }
-  for (int v = 0; v < NV; ++v) {
-    const vec total = (a[0][v] + a[1][v]) + (a[2][v] + a[3][v]);
-    std::memcpy(out + v * L, &total, sizeof(vec));
+    int64_t q0 = 0;
+    for (; q0 + NV * L <= n; q0 += NV * L) {
+      const scalar_t* st[S];
+      for (int s = 0; s < S; ++s) st[s] = y[s] + q0;
+      matvec_rows_block<scalar_t, S, NV>(n, m, x, W + q0, st, y, q0);
+    }
+    if (q0 < n) matvec_rows_block<scalar_t, S, NV>(n, m, x, W + n - NV * L, from_saved, y, n - NV * L);
+  } else {
+    scalar_t saved[S][L];
+    const scalar_t* from_saved[S];
+    for (int s = 0; s < S; ++s) {
+      std::memcpy(saved[s], y[s] + n - L, sizeof(saved[s]));
+      from_saved[s] = saved[s];
+    }
+    int64_t q0 = 0;
+    for (; q0 + L <= n; q0 += L) {
+      const scalar_t* st[S];
+      for (int s = 0; s < S; ++s) st[s] = y[s] + q0;
+      matvec_rows_block<scalar_t, S, 1>(n, m, x, W + q0, st, y, q0);
+    }
+    if (q0 < n) matvec_rows_block<scalar_t, S, 1>(n, m, x, W + n - L, from_saved, y, n - L);
   }
 }
 
+// matvec_acc_rows for 1 <= count <= kStepBlock rows
+constexpr int kStepBlock = 4;
 template <typename scalar_t>
-__attribute__((noinline, optimize("fp-contract=fast"))) void matvec_acc_row(int64_t n, int64_t m,
-                                                                           const scalar_t* __restrict x,
-                                                                           const scalar_t* __restrict W,
-                                                                           scalar_t* __restrict y) {
-  using vec = typename Vec32<scalar_t>::type;
-  static_assert(sizeof(vec) == 32, "a 32-byte vector");
-  constexpr int64_t L = 32 / sizeof(scalar_t);
-  if (n < L) {
-    for (int64_t q = 0; q < n; ++q) {
-      scalar_t acc = y[q];
-      for (int64_t j = 0; j < m; ++j) acc += x[j] * W[j * n + q];
-      y[q] = acc;
-    }
-    return;
-  }
-  // blocks of 2 vectors (1 where n < 2L); a row that is not a multiple of the block ends with one
-  // more block flush with its end, started from the row's values saved before (the overlap is
-  // computed twice, in the same order, to the same values)
-  scalar_t saved[2 * L];
-  if (n >= 2 * L) {
-    std::memcpy(saved, y + n - 2 * L, sizeof(saved));
-    int64_t q0 = 0;
-    for (; q0 + 2 * L <= n; q0 += 2 * L) matvec_block<scalar_t, 2>(n, m, x, W + q0, y + q0, y + q0);
-    if (q0 < n) matvec_block<scalar_t, 2>(n, m, x, W + n - 2 * L, saved, y + n - 2 * L);
-  } else {
-    std::memcpy(saved, y + n - L, L * sizeof(scalar_t));
-    matvec_block<scalar_t, 1>(n, m, x, W, y, y);
-    if (n > L) matvec_block<scalar_t, 1>(n, m, x, W + n - L, saved, y + n - L);
+void matvec_acc_rows_n(int count, int64_t n, int64_t m, const scalar_t* const* x, const scalar_t* W,
+                       scalar_t* const* y) {
+  switch (count) {
+    case 1: matvec_acc_rows<scalar_t, 1>(n, m, x, W, y); break;
+    case 2: matvec_acc_rows<scalar_t, 2>(n, m, x, W, y); break;
+    case 3: matvec_acc_rows<scalar_t, 3>(n, m, x, W, y); break;
+    default: matvec_acc_rows<scalar_t, 4>(n, m, x, W, y); break;
   }
 }
 
@@ -670,8 +727,13 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
         scalar_t* DW = nullptr;
         if (want_dw) DW = (by_trial || part == 0) ? dw_t.data_ptr<scalar_t>() : private_dw[part - 1].data_ptr<scalar_t>();
         std::vector<scalar_t> next_v(width, scalar_t(0)), next_i(width, scalar_t(0)), sum_v(width, scalar_t(0));
-        std::vector<scalar_t> gs(has_s ? width : 0), d(width), grow(G ? 0 : width);
-        std::vector<char> row_silent(r1 - r0, 0);
+        // dL/dS of kStepBlock steps at a time (t, t-1, ...): G_up W_up for one row and several
+        // steps shares the loads of W_up (matvec_acc_rows)
+        const int64_t rows = r1 - r0;
+        std::vector<scalar_t> gs(has_s ? kStepBlock * width : 0), d(width), grow(G ? 0 : width);
+        std::vector<char> row_silent(has_s ? kStepBlock * rows : 0, 0);
+        int64_t silent_count[kStepBlock] = {0, 0, 0, 0};
+        int64_t block_top = T, block_low = T;  // the steps that gs holds: block_top down to block_low
         std::vector<int64_t> first_spike;
         if (single && has_s) first_spike = first_spikes(S, T, M, r0 * N, r1 * N);
         for (int64_t t = T - 1; t >= 0; --t) {
@@ -682,32 +744,50 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
           // 1. activation part: sigma(V) * (ext + G_up W_up), masked after the first spike; rows
           //    with no gradient from anywhere (G_up all zero, no ext_gs) are 0 without sigma
           if (has_s) {
-            scalar_t* __restrict g = gs.data();
-            if (EGS) {
-              std::copy(EGS + base, EGS + base + width, g);
-            } else {
-              std::fill(g, g + width, scalar_t(0));
-            }
-            int64_t silent_rows = 0;
-            if (GU) {
-              for (int64_t r = r0; r < r1; ++r) {
-                const scalar_t* gup = GU + (t * R + r) * N_up;
-                if (count_nonzero_row<scalar_t>(N_up, gup) == 0) {
-                  row_silent[r - r0] = !EGS;
-                  silent_rows += !EGS;
-                  continue;
+            if (t < block_low) {  // the next block of steps: t, t-1, ..., down to 0 at most
+              const int count = static_cast<int>(std::min<int64_t>(kStepBlock, t + 1));
+              block_top = t;
+              block_low = t - count + 1;
+              for (int k = 0; k < count; ++k) {
+                scalar_t* gk = gs.data() + k * width;
+                const int64_t base_k = (t - k) * M + r0 * N;
+                if (EGS) {
+                  std::copy(EGS + base_k, EGS + base_k + width, gk);
+                } else {
+                  std::fill(gk, gk + width, scalar_t(0));
                 }
-                row_silent[r - r0] = false;
-                const scalar_t* Wk = WU + (w_per_trial ? (r / B) * N_up * N : 0);
-                matvec_acc_row<scalar_t>(N, N_up, gup, Wk, g + (r - r0) * N);
+                silent_count[k] = 0;
+              }
+              if (GU) {
+                for (int64_t r = r0; r < r1; ++r) {
+                  const scalar_t* xs[kStepBlock];
+                  scalar_t* ys[kStepBlock];
+                  int live = 0;
+                  for (int k = 0; k < count; ++k) {
+                    const scalar_t* gup = GU + ((t - k) * R + r) * N_up;
+                    const bool silent = count_nonzero_row<scalar_t>(N_up, gup) == 0;
+                    row_silent[k * rows + (r - r0)] = silent && !EGS;
+                    silent_count[k] += silent && !EGS;
+                    if (silent) continue;
+                    xs[live] = gup;
+                    ys[live] = gs.data() + k * width + (r - r0) * N;
+                    ++live;
+                  }
+                  if (live == 0) continue;
+                  const scalar_t* Wk = WU + (w_per_trial ? (r / B) * N_up * N : 0);
+                  matvec_acc_rows_n<scalar_t>(live, N, N_up, xs, Wk, ys);
+                }
               }
             }
-            if (silent_rows == 0) {
+            const int64_t slot = block_top - t;
+            scalar_t* __restrict g = gs.data() + slot * width;
+            const char* silent_here = row_silent.data() + slot * rows;
+            if (silent_count[slot] == 0) {
               sigma_row(Vt, g, dd, width, th, sa, sb, aw);
             } else {
               for (int64_t r = r0; r < r1; ++r) {
                 const int64_t o = (r - r0) * N;
-                if (row_silent[r - r0]) {
+                if (silent_here[r - r0]) {
                   std::fill(dd + o, dd + o + N, scalar_t(0));
                 } else {
                   sigma_row(Vt + o, g + o, dd + o, N, th, sa, sb, aw);
