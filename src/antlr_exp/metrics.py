@@ -62,12 +62,16 @@ class SplitMeter:
         batch = out.output_spikes.shape[0] // trials
         self.samples += batch
         self.loss_sum += torch.as_tensor(loss, dtype=torch.float64).detach().cpu().reshape(-1) * batch
+        summary = out.output_summary()
         if self.has_labels:
-            for decision in DECISIONS:
-                right = (decide(out.output_spikes, decision) == targets).view(trials, batch)
-                self.correct[decision] += right.sum(dim=1).cpu().to(torch.float64)
-        for key, values in spike_counts(out, self.decision).items():
-            self.spikes[key] += values.detach().view(trials, batch).to(torch.float64).sum(dim=1).cpu()
+            right = torch.stack([decide(out.output_spikes, decision, summary) == targets for decision in DECISIONS])
+            right = right.view(len(DECISIONS), trials, batch).sum(dim=2).cpu().to(torch.float64)
+            for index, decision in enumerate(DECISIONS):
+                self.correct[decision] += right[index]
+        counts = spike_counts(out, self.decision)
+        sums = torch.stack(list(counts.values())).view(len(counts), trials, batch).to(torch.float64).sum(dim=2).cpu()
+        for index, key in enumerate(counts):
+            self.spikes[key] += sums[index]
 
     def compute_trials(self, split: str) -> list:
         """One metrics dict per trial."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from collections.abc import Sequence
 from typing import Optional
 
@@ -40,6 +40,15 @@ class NetworkOutput:
     times: list
     num_steps: int
     trials: int = 1
+    _summary: Optional[tuple] = field(default=None, repr=False, compare=False)
+
+    def output_summary(self) -> tuple:
+        """``(counts, first)`` of the output layer, int64 [B, N_out] each: spikes per neuron and
+        first spike step (T_sim where it never fired). Formed once and kept, since the decisions,
+        the spike counts and the metrics all read them."""
+        if self._summary is None:
+            self._summary = _summary(self.output_spikes)
+        return self._summary
 
     @property
     def output_spikes(self) -> torch.Tensor:
@@ -393,18 +402,27 @@ def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:
     return torch.where(fired.any(dim=1), first, torch.full_like(first, steps))
 
 
-def decide(output_spikes: torch.Tensor, decision: str) -> torch.Tensor:
+def _summary(spikes: torch.Tensor) -> tuple:
+    """Spike counts and first spike steps of [B, T, N] spikes, int64 [B, N] each (T: never fired)."""
+    spikes = spikes.detach()
+    steps = spikes.shape[1]
+    counts = spikes.sum(dim=1).to(torch.int64)
+    first = (spikes > 0).to(torch.uint8).argmax(dim=1)
+    return counts, torch.where(counts > 0, first, torch.full_like(first, steps))
+
+
+def decide(output_spikes: torch.Tensor, decision: str, summary: Optional[tuple] = None) -> torch.Tensor:
     """Predicted class per sample, int64 [B]; -1 where no output neuron fired.
 
     ``most_spike``: most output spikes; ties go to the earlier first spike, then the lower index.
     ``earliest_spike``: earliest first spike; ties go to the lower index (a rule that an early
-    stop of the simulation cannot change).
+    stop of the simulation cannot change). ``summary``: the spikes' ``(counts, first)`` where
+    already formed (:meth:`NetworkOutput.output_summary`).
     """
     if decision not in DECISIONS:
         raise ConfigError(f"decision={decision!r}: accepted are {', '.join(DECISIONS)}")
     steps = output_spikes.shape[1]
-    counts = output_spikes.sum(dim=1).to(torch.int64)
-    first = first_spike_times(output_spikes)
+    counts, first = summary if summary is not None else _summary(output_spikes)
     if decision == "most_spike":
         score = counts * (steps + 1) - first
     else:
@@ -414,17 +432,18 @@ def decide(output_spikes: torch.Tensor, decision: str) -> torch.Tensor:
     return torch.where(silent, torch.full_like(prediction, -1), prediction)
 
 
-def decision_steps(output_spikes: torch.Tensor, decision: str) -> torch.Tensor:
+def decision_steps(output_spikes: torch.Tensor, decision: str, summary: Optional[tuple] = None) -> torch.Tensor:
     """Last step each sample needs for its decision, int64 [B].
 
     ``earliest_spike``: the first output spike (T-1 if none fired); ``most_spike``: T-1.
+    ``summary`` as for :func:`decide`.
     """
     if decision not in DECISIONS:
         raise ConfigError(f"decision={decision!r}: accepted are {', '.join(DECISIONS)}")
     steps = output_spikes.shape[1]
     if decision == "most_spike":
         return torch.full((output_spikes.shape[0],), steps - 1, dtype=torch.int64, device=output_spikes.device)
-    first = first_spike_times(output_spikes).amin(dim=1)
+    first = (summary[1] if summary is not None else first_spike_times(output_spikes)).amin(dim=1)
     return first.clamp(max=steps - 1)
 
 
@@ -434,7 +453,7 @@ def spike_counts(out: NetworkOutput, decision: str) -> dict:
     Keys: ``hidden_spikes`` and ``output_spikes`` (whole simulated window), and
     ``hidden_spikes_to_decision``, ``output_spikes_to_decision`` (steps 0..decision step, inclusive).
     """
-    last = decision_steps(out.output_spikes, decision).view(-1, 1)
+    last = decision_steps(out.output_spikes, decision, out.output_summary()).view(-1, 1)
 
     def totals(spike_list):
         if not spike_list:
