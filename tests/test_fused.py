@@ -206,3 +206,44 @@ def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
     assert bool(((g_py[..., 0] != 0) & (g_py[..., 0].abs() < tiny)).all())  # the PyTorch path: subnormal
     assert bool((far == 0).all())  # the kernel: flushed
     torch.testing.assert_close(near, g_py[..., 1])
+
+
+@pytest.mark.parametrize("pattern", ["sparse", "one_dense_part", "graded", "dense"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_kernels_input_scan_equals_nonzero(pattern, threads):
+    """``csr_events`` scans the input once, each thread recording its rows' events while they are
+    sparse; a thread whose rows are dense stops recording and, where the whole input is sparse
+    after all, its rows are gathered again. The events equal torch.nonzero of the time-major
+    input in every case; a dense input gives only its count."""
+    require_cpp_kernels()
+    from antlr_exp.kernels import cpp_kernels
+
+    g = torch.Generator().manual_seed(4)
+    steps, batch, n = 40, 6, 70
+    x = (torch.rand(batch, steps, n, generator=g) < 0.03).float()
+    if pattern == "one_dense_part":  # the first steps dense (one thread's rows), the whole under 0.1
+        x[:, :6] = (torch.rand(batch, 6, n, generator=g) < 0.45).float()
+    elif pattern == "graded":
+        x = x * torch.rand(batch, steps, n, generator=g) * 3.0
+    elif pattern == "dense":
+        x = (torch.rand(batch, steps, n, generator=g) < 0.5).float()
+    time_major = x.transpose(0, 1)  # strided, as the network passes it
+    density = float((x != 0).float().mean())
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        found = cpp_kernels().csr_events(time_major, 0.1)
+    finally:
+        torch.set_num_threads(before)
+    assert bool(found[-1])  # finite
+    if pattern == "dense":
+        assert density >= 0.1 and len(found) == 2 and int(found[0][0]) == int((x != 0).sum())
+        return
+    assert density < 0.1
+    offsets, rows, cols, values, all_ones, _ = found
+    t, b, i = time_major.nonzero(as_tuple=True)
+    assert torch.equal(rows, t * batch + b) and torch.equal(cols, i)
+    assert torch.equal(values, time_major[t, b, i])
+    assert bool(all_ones) == (pattern != "graded")
+    counts = torch.bincount(t * batch + b, minlength=steps * batch)
+    assert torch.equal(offsets[1:] - offsets[:-1], counts) and int(offsets[0]) == 0

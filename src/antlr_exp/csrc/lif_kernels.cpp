@@ -924,9 +924,40 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
   std::atomic<int64_t> nonfinite{0};
   AT_DISPATCH_FLOATING_TYPES(spikes_tbn.scalar_type(), "csr_events", [&] {
     const scalar_t* x = spikes_tbn.data_ptr<scalar_t>();
+    // One pass: each part of the rows counts its rows' nonzeros (and checks them finite) and,
+    // while its own nonzeros stay below max_density of its entries, records them as it goes
+    // (a row just counted is still in cache). A part that turns out denser stops recording; its
+    // events are gathered in a second pass only if the whole input is sparse after all.
+    struct Part {
+      int64_t begin = 0, end = 0;
+      bool complete = true;  // every nonzero of the part recorded
+      std::vector<int64_t> cols;
+      std::vector<scalar_t> values;
+    };
+    std::mutex parts_mutex;
+    std::vector<Part> parts;
+    auto gather_row = [&](const scalar_t* row, std::vector<int64_t>& cols, std::vector<scalar_t>& values) {
+      constexpr int64_t kBlock = 64;
+      for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+        const int64_t n1 = std::min(N, n0 + kBlock);
+        if (sn == 1 && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;  // an all-zero block
+        for (int64_t n = n0; n < n1; ++n) {
+          const scalar_t v = row[n * sn];
+          if (v != scalar_t(0)) {
+            cols.push_back(n);
+            values.push_back(v);
+          }
+        }
+      }
+    };
     off[0] = 0;
     at::parallel_for(0, R, 64, [&](int64_t begin, int64_t end) {
       int32_t bad = 0;
+      Part part;
+      part.begin = begin;
+      part.end = end;
+      const double budget = max_density * static_cast<double>((end - begin) * N);
+      int64_t found = 0;
       for (int64_t r = begin; r < end; ++r) {
         const scalar_t* row = x + (r / B) * st + (r % B) * sb;
         int64_t c = 0;
@@ -940,8 +971,17 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
           }
         }
         off[r + 1] = c;
+        found += c;
+        if (part.complete && static_cast<double>(found) >= budget) {  // too dense to record
+          part.complete = false;
+          part.cols = std::vector<int64_t>();
+          part.values = std::vector<scalar_t>();
+        }
+        if (part.complete && c > 0) gather_row(row, part.cols, part.values);
       }
       nonfinite += bad;
+      std::lock_guard<std::mutex> lock(parts_mutex);
+      parts.push_back(std::move(part));
     });
     const auto finite = torch::scalar_tensor(nonfinite.load() == 0, torch::kBool);
     for (int64_t r = 0; r < R; ++r) off[r + 1] += off[r];
@@ -956,32 +996,23 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
     int64_t* rw = rows.data_ptr<int64_t>();
     int64_t* cl = cols.data_ptr<int64_t>();
     scalar_t* vl = values.data_ptr<scalar_t>();
-    std::atomic<bool> all_ones{true};
-    at::parallel_for(0, R, 64, [&](int64_t begin, int64_t end) {
-      bool ones = true;
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = x + (r / B) * st + (r % B) * sb;
-        int64_t k = off[r];
-        if (k == off[r + 1]) continue;  // an empty row
-        constexpr int64_t kBlock = 64;
-        for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
-          const int64_t n1 = std::min(N, n0 + kBlock);
-          if (sn == 1 && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;  // an all-zero block
-          for (int64_t n = n0; n < n1; ++n) {
-            const scalar_t v = row[n * sn];
-            if (v != scalar_t(0)) {
-              rw[k] = r;
-              cl[k] = n;
-              vl[k] = v;
-              ones = ones && (v == scalar_t(1));
-              ++k;
-            }
-          }
+    bool ones = true;
+    for (auto& part : parts) {
+      if (!part.complete) {  // the part's events, in a pass of their own
+        for (int64_t r = part.begin; r < part.end; ++r) {
+          if (off[r + 1] > off[r]) gather_row(x + (r / B) * st + (r % B) * sb, part.cols, part.values);
         }
       }
-      if (!ones) all_ones = false;
-    });
-    out = {offsets, rows, cols, values, torch::scalar_tensor(all_ones.load(), torch::kBool), finite};
+      const int64_t k0 = off[part.begin];
+      const int64_t count = static_cast<int64_t>(part.cols.size());
+      TORCH_CHECK(k0 + count == off[part.end], "csr_events: a part's events do not match its count");
+      std::copy(part.cols.begin(), part.cols.end(), cl + k0);
+      std::copy(part.values.begin(), part.values.end(), vl + k0);
+      for (int64_t e = 0; e < count; ++e) ones = ones && (part.values[e] == scalar_t(1));
+      for (int64_t r = part.begin; r < part.end; ++r)
+        for (int64_t e = off[r]; e < off[r + 1]; ++e) rw[e] = r;
+    }
+    out = {offsets, rows, cols, values, torch::scalar_tensor(ones, torch::kBool), finite};
   });
   return out;
 }
