@@ -147,7 +147,7 @@ class Landscape:
         self.net = build_network(self.cfg, data)
         self.net.load_state_dict(best["model"])
         self.params = list(self.net.parameters())
-        self.theta = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.theta = torch.nn.utils.parameters_to_vector(self.params).detach().clone()
         inputs, target = data.train[0]
         self.inputs, self.target = inputs[None], target[None]
         self.decay = float(self.cfg.loss.decay)
@@ -165,7 +165,7 @@ class Landscape:
         """Loss, output spike count and each rule's full gradient at parameters ``point``."""
         from antlr_exp.losses import spike_train_loss
 
-        set_parameters(point.to(self.theta.dtype), self.params)
+        torch.nn.utils.vector_to_parameters(point.to(self.theta.dtype), self.params)
         result = {"gradients": {}}
         for rule in rules:
             self.net.set_rule(rule, 1.0, 1.0)
@@ -180,20 +180,9 @@ class Landscape:
         return result
 
     def count_at(self, point: torch.Tensor) -> int:
-        set_parameters(point.to(self.theta.dtype), self.params)
+        torch.nn.utils.vector_to_parameters(point.to(self.theta.dtype), self.params)
         with torch.no_grad():
             return int(self.net(self.inputs).output_spikes.sum())
-
-
-def set_parameters(vector: torch.Tensor, params: list) -> None:
-    """Copy ``vector`` (the parameters flattened in order) into ``params``, in place: the weights
-    keep their storage layout (input-major, see antlr_exp.layer.SpikingLinear), which torch's
-    vector_to_parameters would replace (and its parameters_to_vector needs contiguous tensors)."""
-    with torch.no_grad():
-        start = 0
-        for p in params:
-            p.copy_(vector[start : start + p.numel()].view(p.shape))
-            start += p.numel()
 
 
 def count_change_distance(land: Landscape, direction: torch.Tensor, limit: float, steps: int = 200) -> float:
@@ -226,7 +215,7 @@ def compute(land: Landscape, d0, d1, radius: float, n: int) -> dict:
             for rule, g in result["gradients"].items():
                 fields[rule][0][i, j] = float(g @ d0)
                 fields[rule][1][i, j] = float(g @ d1)
-    set_parameters(land.theta, land.params)
+    torch.nn.utils.vector_to_parameters(land.theta, land.params)
     centre = (n // 2, n // 2)
     surfaces = {"true": loss}
     for rule, (ga, gb) in fields.items():

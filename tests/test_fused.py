@@ -247,35 +247,3 @@ def test_the_kernels_input_scan_equals_nonzero(pattern, threads):
     assert bool(all_ones) == (pattern != "graded")
     counts = torch.bincount(t * batch + b, minlength=steps * batch)
     assert torch.equal(offsets[1:] - offsets[:-1], counts) and int(offsets[0]) == 0
-
-
-@pytest.mark.parametrize("trials", [1, 3])
-def test_weights_are_stored_input_major(trials):
-    """The weights are stored as the event kernels read them ([N_in, N_out] rows), so that the
-    forward reads them and the backward returns their gradient without a transposed copy; the
-    layout survives a dtype change, loading a (contiguous) state dict and an Adam step."""
-    require_cpp_kernels()
-    from antlr_exp.kernels import cpp_kernels
-    from antlr_exp.layer import weight_rows
-
-    torch.manual_seed(1)
-    net = SpikingNetwork(SIZES, STEPS, trials=trials)
-    fresh = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
-    net = net.double()
-    net.load_state_dict({k: v.double() for k, v in fresh.items()})
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    with torch.no_grad():
-        for layer in net.layers:
-            layer.weight.mul_(8.0)
-    shape = (trials, 4, STEPS, SIZES[0]) if trials > 1 else (4, STEPS, SIZES[0])
-    x = (torch.rand(shape, generator=torch.Generator().manual_seed(2)) < 0.3).double()
-    out = net(x)
-    (out.output_spikes * torch.randn(out.output_spikes.shape, dtype=torch.float64)).sum().backward()
-    opt.step()
-    for layer in net.layers:
-        w = layer.weight
-        assert w.transpose(-1, -2).is_contiguous() and not w.is_contiguous()
-        assert w.grad.stride() == w.stride() and float(w.grad.abs().max()) > 0
-        rows = weight_rows(cpp_kernels(), w)
-        assert rows.data_ptr() == w.data_ptr()  # a view: no copy
-        assert torch.equal(rows, w.detach().transpose(-1, -2).reshape(-1, w.shape[-2]))

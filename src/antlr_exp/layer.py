@@ -149,21 +149,6 @@ def _from_trial(blocks: torch.Tensor, steps: int) -> torch.Tensor:
     return blocks.view(trials, steps, batch, n).transpose(0, 1).reshape(steps * trials * batch, n)
 
 
-def input_major(weight: torch.Tensor) -> torch.Tensor:
-    """The same values as ``weight`` [..., N_out, N_in], stored input-major: a transposed view of a
-    contiguous [..., N_in, N_out] tensor (see :class:`SpikingLinear`)."""
-    return weight.detach().transpose(-1, -2).contiguous().transpose(-1, -2)
-
-
-def weight_rows(ext, weight: torch.Tensor) -> torch.Tensor:
-    """``W^T`` as contiguous rows [N_in, N_out] ([K*N_in, N_out] for stacked trials), as the
-    event-driven kernel reads them: a view of an input-major weight, else a transposed copy."""
-    weight_t = weight.transpose(-1, -2)
-    if not weight_t.is_contiguous():
-        weight_t = ext.transpose_contiguous(weight) if ext is not None else weight_t.contiguous()
-    return weight_t.reshape(-1, weight.shape[-2])
-
-
 def stacked_weight_t(weight: torch.Tensor) -> torch.Tensor:
     """``W^T`` as the event lookup reads it: [N_in, N_out], or [K*N_in, N_out] for stacked trials."""
     if weight.dim() == 2:
@@ -202,11 +187,15 @@ def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int, tria
             g = _by_trial(grad_rows, trials, steps)
             return torch.bmm(g.transpose(1, 2), _by_trial(inp.dense, trials, steps))
         grad_t = _event_weight_gradient_t(inp, grad_rows, trials * n_in)  # [K*N_in, N_out]
-        return grad_t.view(trials, n_in, -1).transpose(1, 2)
-    # the gradient formed input-major, in the parameter's layout, which spares autograd a copy
+        ext = cpp_kernels() if grad_t.device.type == "cpu" else None
+        grad_t = grad_t.view(trials, n_in, -1)
+        return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.transpose(1, 2).contiguous()
     if inp.dense is not None:
-        return (inp.dense.t() @ grad_rows).t()
-    return _event_weight_gradient_t(inp, grad_rows, n_in).t()
+        return grad_rows.t() @ inp.dense
+    grad_t = _event_weight_gradient_t(inp, grad_rows, n_in)
+    ext = cpp_kernels() if grad_t.device.type == "cpu" else None
+    # a contiguous [N_out, N_in] gradient spares autograd a copy into the parameter's layout
+    return ext.transpose_contiguous(grad_t) if ext is not None else grad_t.t()
 
 
 def _event_weight_gradient_t(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int) -> torch.Tensor:
@@ -359,7 +348,7 @@ def _simulate_lif_cpp(ext, source, bias, params, state: LIFState, keep_current: 
     else:
         inp, weight = source
         values = inp.values if inp.values is not None else empty
-        weight_t = weight_rows(ext, weight)  # [N_in, N], stacked [K*N_in, N]
+        weight_t = ext.transpose_contiguous(weight).view(-1, n)  # [N_in, N], stacked [K*N_in, N]
         outputs = ext.lif_forward_events(
             inp.row_offsets, inp.cols, values, weight_t, steps, batch, *common, emit_events, store_times
         )
@@ -607,11 +596,6 @@ class SpikingLinear(nn.Module):
     Weights start as PyTorch's default for ``nn.Linear``; biases at 0. With ``trials=K > 1`` the
     layer is K independent layers: ``weight`` [K, N_out, N_in] (K draws of that default, one
     after another), ``bias`` [K, N_out], and the batch holds K blocks of samples, one per trial.
-
-    ``weight`` is stored input-major (:func:`input_major`): the [N_out, N_in] parameter is a
-    transposed view of a contiguous [N_in, N_out] tensor, the layout in which the event-driven
-    kernels read the weights and form their gradient, so that neither needs a transposed copy
-    at every step. Values, shapes, the optimizer and checkpoints are as for any weight tensor.
     """
 
     def __init__(self, in_features: int, out_features: int, params: NeuronParams, rule: RuleConfig,
@@ -622,7 +606,7 @@ class SpikingLinear(nn.Module):
         if not isinstance(trials, int) or trials < 1:
             raise ConfigError(f"trials={trials!r}: must be a positive integer")
         weights = [nn.Linear(in_features, out_features, bias=False).weight.detach().clone() for _ in range(trials)]
-        self.weight = nn.Parameter(input_major(weights[0] if trials == 1 else torch.stack(weights)))
+        self.weight = nn.Parameter(weights[0] if trials == 1 else torch.stack(weights))
         self.bias = nn.Parameter(torch.zeros(out_features) if trials == 1 else torch.zeros(trials, out_features))
         self.params = params
         self.rule = rule

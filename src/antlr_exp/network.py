@@ -383,8 +383,8 @@ class FusedNetworkFunction(torch.autograd.Function):
                 float(params.beta_I) * float(params.beta_V), need_g, want_h,
             )
             if ctx.needs_input_grad[3 + 2 * index]:
-                if events:  # input-major, the parameter's layout (SpikingLinear)
-                    grads[2 * index] = dw_t.t() if trials == 1 else dw_t.view(trials, n_in, -1).transpose(1, 2)
+                if events:
+                    grads[2 * index] = ext.transpose_contiguous(dw_t if trials == 1 else dw_t.view(trials, n_in, -1))
                 else:
                     grads[2 * index] = weight_gradient(inp, g.view(steps * batch, -1), n_in, trials, steps)
             if ctx.needs_input_grad[4 + 2 * index]:
