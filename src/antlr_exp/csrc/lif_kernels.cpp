@@ -142,8 +142,10 @@ inline scalar_t surrogate(scalar_t u, scalar_t a, scalar_t b) {
 // the instructions, and each fused term rounds once instead of twice (the surrogate is an
 // approximation of the PyTorch path's exp to a few ulp either way; the tests allow for it).
 template <typename scalar_t, int KIND>
-__attribute__((optimize("fp-contract=fast"))) void surrogate_row(const scalar_t* __restrict V, const scalar_t* __restrict G, scalar_t* __restrict out, int64_t n,
-                   scalar_t theta, scalar_t a, scalar_t b, scalar_t w) {
+__attribute__((optimize("fp-contract=fast"))) void surrogate_row(const scalar_t* __restrict V,
+                                                                 const scalar_t* __restrict G,
+                                                                 scalar_t* __restrict out, int64_t n, scalar_t theta,
+                                                                 scalar_t a, scalar_t b, scalar_t w) {
   for (int64_t k = 0; k < n; ++k) out[k] = w * surrogate<scalar_t, KIND>(V[k] - theta, a, b) * G[k];
 }
 
@@ -252,51 +254,44 @@ __attribute__((always_inline, optimize("fp-contract=fast"))) inline void matvec_
     for (int v = 0; v < NV; ++v) std::memcpy(out[s] + q0 + v * L, &a[s][v], sizeof(vec));
 }
 
+// matvec_acc_rows over the whole row in blocks of NV vectors (n >= NV vectors)
+template <typename scalar_t, int S, int NV>
+__attribute__((always_inline, optimize("fp-contract=fast"))) inline void matvec_rows_blocks(
+    int64_t n, int64_t m, const scalar_t* const* x, const scalar_t* __restrict W, scalar_t* const* y) {
+  constexpr int64_t span = NV * int64_t(sizeof(typename Vec32<scalar_t>::type) / sizeof(scalar_t));
+  scalar_t saved[S][span];
+  const scalar_t* from_saved[S];
+  for (int s = 0; s < S; ++s) {
+    std::memcpy(saved[s], y[s] + n - span, sizeof(saved[s]));
+    from_saved[s] = saved[s];
+  }
+  int64_t q0 = 0;
+  for (; q0 + span <= n; q0 += span) {
+    const scalar_t* st[S];
+    for (int s = 0; s < S; ++s) st[s] = y[s] + q0;
+    matvec_rows_block<scalar_t, S, NV>(n, m, x, W + q0, st, y, q0);
+  }
+  if (q0 < n) matvec_rows_block<scalar_t, S, NV>(n, m, x, W + n - span, from_saved, y, n - span);
+}
+
 template <typename scalar_t, int S>
 __attribute__((noinline, optimize("fp-contract=fast"))) void matvec_acc_rows(int64_t n, int64_t m,
                                                                             const scalar_t* const* x,
                                                                             const scalar_t* __restrict W,
                                                                             scalar_t* const* y) {
-  using vec = typename Vec32<scalar_t>::type;
-  constexpr int64_t L = sizeof(vec) / sizeof(scalar_t);
-  if (n < L) {
+  constexpr int64_t L = sizeof(typename Vec32<scalar_t>::type) / sizeof(scalar_t);
+  constexpr int NV = S <= 2 ? 3 : 2;  // S * NV accumulators: 6 or 8 (of 16 registers)
+  if (n >= NV * L) {
+    matvec_rows_blocks<scalar_t, S, NV>(n, m, x, W, y);
+  } else if (n >= L) {
+    matvec_rows_blocks<scalar_t, S, 1>(n, m, x, W, y);
+  } else {
     for (int s = 0; s < S; ++s)
       for (int64_t q = 0; q < n; ++q) {
         scalar_t acc = y[s][q];
         for (int64_t j = 0; j < m; ++j) acc += x[s][j] * W[j * n + q];
         y[s][q] = acc;
       }
-    return;
-  }
-  constexpr int NV = S <= 2 ? 3 : 2;  // S * NV accumulators: 6 or 8 (of 16 registers)
-  if (n >= NV * L) {
-    scalar_t saved[S][NV * L];
-    const scalar_t* from_saved[S];
-    for (int s = 0; s < S; ++s) {
-      std::memcpy(saved[s], y[s] + n - NV * L, sizeof(saved[s]));
-      from_saved[s] = saved[s];
-    }
-    int64_t q0 = 0;
-    for (; q0 + NV * L <= n; q0 += NV * L) {
-      const scalar_t* st[S];
-      for (int s = 0; s < S; ++s) st[s] = y[s] + q0;
-      matvec_rows_block<scalar_t, S, NV>(n, m, x, W + q0, st, y, q0);
-    }
-    if (q0 < n) matvec_rows_block<scalar_t, S, NV>(n, m, x, W + n - NV * L, from_saved, y, n - NV * L);
-  } else {
-    scalar_t saved[S][L];
-    const scalar_t* from_saved[S];
-    for (int s = 0; s < S; ++s) {
-      std::memcpy(saved[s], y[s] + n - L, sizeof(saved[s]));
-      from_saved[s] = saved[s];
-    }
-    int64_t q0 = 0;
-    for (; q0 + L <= n; q0 += L) {
-      const scalar_t* st[S];
-      for (int s = 0; s < S; ++s) st[s] = y[s] + q0;
-      matvec_rows_block<scalar_t, S, 1>(n, m, x, W + q0, st, y, q0);
-    }
-    if (q0 < n) matvec_rows_block<scalar_t, S, 1>(n, m, x, W + n - L, from_saved, y, n - L);
   }
 }
 
