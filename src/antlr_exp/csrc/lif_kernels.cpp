@@ -45,11 +45,15 @@ constexpr int64_t kTileColumns = 4096;
 
 // exp(x) by Cody-Waite range reduction and a polynomial (float) or rational (double)
 // approximation of the classic Cephes form: within a few ulp of std::exp, and branch-free so
-// that loops calling it vectorize.
+// that loops calling it vectorize. NONPOSITIVE: for x <= 0 (or NaN) only, with the same values
+// there: the clamp at the top and the sign test of the rounding fall away (the exponential
+// surrogate's exp(-b |u|), b > 0 as NeuronParams checks, only ever needs this).
+template <bool NONPOSITIVE = false>
 inline float fast_exp(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  x = x < -87.0f ? -87.0f : (!NONPOSITIVE && x > 88.0f ? 88.0f : x);
   const float t = x * 1.44269504088896341f;
-  const float n = static_cast<float>(static_cast<int32_t>(t + (t >= 0.0f ? 0.5f : -0.5f)));
+  const float half = NONPOSITIVE ? -0.5f : (t >= 0.0f ? 0.5f : -0.5f);
+  const float n = static_cast<float>(static_cast<int32_t>(t + half));
   const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -64,48 +68,12 @@ inline float fast_exp(float x) {
   return p * scale;
 }
 
+template <bool NONPOSITIVE = false>
 inline double fast_exp(double x) {
-  x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+  x = x < -708.0 ? -708.0 : (!NONPOSITIVE && x > 709.0 ? 709.0 : x);
   const double t = x * 1.4426950408889634073599;
-  const int32_t ni = static_cast<int32_t>(t + (t >= 0.0 ? 0.5 : -0.5));  // |n| <= 1022
-  const double n = static_cast<double>(ni);
-  const double r = (x - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6;
-  const double rr = r * r;
-  const double px = r * ((1.26177193074810590878e-4 * rr + 3.02994407707441961300e-2) * rr + 9.99999999999999999910e-1);
-  const double qx = ((3.00198505138664455042e-6 * rr + 2.52448340349684104192e-3) * rr + 2.27265548208155028766e-1) * rr +
-                    2.00000000000000000009e0;
-  const double e = 1.0 + 2.0 * px / (qx - px);
-  const int64_t bits = static_cast<int64_t>(ni + 1023) << 52;
-  double scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return e * scale;
-}
-
-// fast_exp for x <= 0 (or NaN), with the same arithmetic as fast_exp there (so the same values):
-// the clamp at the top and the sign test of the rounding fall away. The exponential surrogate's
-// exp(-b |u|) with b > 0 (NeuronParams checks it) only ever needs this.
-inline float fast_exp_nonpositive(float x) {
-  x = x < -87.0f ? -87.0f : x;
-  const float t = x * 1.44269504088896341f;
-  const float n = static_cast<float>(static_cast<int32_t>(t - 0.5f));
-  const float r = (x - n * 0.693359375f) - n * -2.12194440e-4f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
-
-inline double fast_exp_nonpositive(double x) {
-  x = x < -708.0 ? -708.0 : x;
-  const double t = x * 1.4426950408889634073599;
-  const int32_t ni = static_cast<int32_t>(t - 0.5);
+  const double half = NONPOSITIVE ? -0.5 : (t >= 0.0 ? 0.5 : -0.5);
+  const int32_t ni = static_cast<int32_t>(t + half);  // |n| <= 1022
   const double n = static_cast<double>(ni);
   const double r = (x - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6;
   const double rr = r * r;
@@ -124,7 +92,7 @@ template <typename scalar_t, int KIND>
 inline scalar_t surrogate(scalar_t u, scalar_t a, scalar_t b) {
   const scalar_t au = std::fabs(u);
   if constexpr (KIND == 0) {  // exponential (b > 0, so the argument is <= 0)
-    return a * fast_exp_nonpositive(-b * au);
+    return a * fast_exp<true>(-b * au);
   } else if constexpr (KIND == 1) {  // fast_sigmoid
     const scalar_t d = scalar_t(1) + b * au;
     return a / (d * d);
