@@ -398,17 +398,14 @@ def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:
     """First spike step of every neuron, [B, N] from [B, T, N]; T where it never fired."""
     steps = spikes.shape[1]
     fired = spikes > 0
-    first = fired.to(torch.int64).argmax(dim=1)
+    first = fired.to(torch.uint8).argmax(dim=1)
     return torch.where(fired.any(dim=1), first, torch.full_like(first, steps))
 
 
 def _summary(spikes: torch.Tensor) -> tuple:
     """Spike counts and first spike steps of [B, T, N] spikes, int64 [B, N] each (T: never fired)."""
     spikes = spikes.detach()
-    steps = spikes.shape[1]
-    counts = spikes.sum(dim=1).to(torch.int64)
-    first = (spikes > 0).to(torch.uint8).argmax(dim=1)
-    return counts, torch.where(counts > 0, first, torch.full_like(first, steps))
+    return spikes.sum(dim=1).to(torch.int64), first_spike_times(spikes)
 
 
 def decide(output_spikes: torch.Tensor, decision: str, summary: Optional[tuple] = None) -> torch.Tensor:
