@@ -695,7 +695,7 @@ std::vector<torch::Tensor> fused_adjoint(torch::Tensor potential, torch::Tensor 
         const int64_t rows = r1 - r0;
         std::vector<scalar_t> gs(has_s ? kStepBlock * width : 0), d(width), grow(G ? 0 : width);
         std::vector<char> row_silent(has_s ? kStepBlock * rows : 0, 0);
-        int64_t silent_count[kStepBlock] = {0, 0, 0, 0};
+        int64_t silent_count[kStepBlock] = {};
         int64_t block_top = T, block_low = T;  // the steps that gs holds: block_top down to block_low
         std::vector<int64_t> first_spike;
         if (single && has_s) first_spike = first_spikes(S, T, M, r0 * N, r1 * N);
