@@ -28,6 +28,9 @@ stacked in one network against one step of a single trial, per trial-iteration, 
 shape (10-50-50-5, T=100, batch 1, spike-train loss against one random target spike per output;
 K = 100) and on ``mnist`` (antlr, K = 4, against 4 separate steps). The JSON gives each fig6
 rule ``speedup_vs_single`` (single-trial time over stacked time per trial).
+``--trials-sweep 1 10 50 100 200`` times K stacked trials for each K given, taking turns, and fits
+``step = fixed + K x per_trial``: ``fixed`` is the per-step work every K shares, ``per_trial`` what
+one more trial adds, and the speedup over one trial tends to ``ms(K=1) / per_trial`` as K grows.
 
 On a GPU (``--device cuda``, or ``--compare-paths`` on any device) the rows are instead our engine
 on each kernel path, ``triton`` (antlr_exp.triton_kernels) and ``pytorch`` (the per-step loop),
@@ -230,6 +233,70 @@ def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, bl
                         "speedup_vs_single": med["single"] * trials / med["stacked"],
                         "iters": len(times["single"]), "threads": torch.get_num_threads(), "block": block}
     return rows
+
+
+def time_trials_sweep(shape_name: str, methods, ks, iters: int, max_seconds: float, block: int = 4) -> dict:
+    """Per rule: ms per training step of K stacked trials for each K in ``ks``, the K taking turns
+    (``block`` steps a turn, all but the first timed), and the least-squares line
+    ``step = fixed + K * per_trial`` through the medians. ``fixed`` is the per-step work that any K
+    shares (interpreter, autograd, optimizer calls); ``per_trial`` what one more trial adds. The
+    speedup over a single trial tends to ``ms(K=1) / per_trial`` as K grows."""
+    ks = sorted(set(ks))
+    shape = SHAPES[shape_name]
+    rows = {}
+    for method in methods:
+        fns = {k: stacked_step_fn(method, shape, k) for k in ks}
+        for fn in fns.values():
+            fn()
+        times = {k: [] for k in ks}
+        spent = 0.0
+        for _ in range(iters):
+            for k, fn in fns.items():
+                for index in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    elapsed = time.perf_counter() - t0
+                    spent += elapsed
+                    if index > 0 or block == 1:
+                        times[k].append(elapsed)
+            if spent > max_seconds and len(times[ks[0]]) >= 2:
+                break
+        med = {k: 1000.0 * sorted(v)[len(v) // 2] for k, v in times.items()}
+        n = len(ks)
+        mean_k, mean_t = sum(ks) / n, sum(med.values()) / n
+        var_k = sum((k - mean_k) ** 2 for k in ks)
+        per_trial = sum((k - mean_k) * (med[k] - mean_t) for k in ks) / var_k if var_k else float("nan")
+        fixed = mean_t - per_trial * mean_k
+        single = med.get(1)
+        rows[method] = {
+            "steps": {str(k): {"ms_step": med[k], "ms_per_trial_iteration": med[k] / k,
+                               "speedup_vs_single": single * k / med[k] if single else None} for k in ks},
+            "fit": {"fixed_ms": fixed, "per_trial_ms": per_trial,
+                    "limit_speedup": single / per_trial if single and per_trial > 0 else None},
+            "iters": len(times[ks[0]]), "threads": torch_threads(), "block": block,
+        }
+    return rows
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _print_trials_sweep(shape: str, rows: dict) -> None:
+    s = SHAPES[shape]
+    print(f"\n{shape}, stacked trials by K: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
+          f"{s.get('loss', 'count/latency')} loss")
+    print(f"{'method':<16}{'K':>6}{'step ms':>10}{'ms/trial-it':>13}{'speedup':>9}")
+    for method, r in rows.items():
+        for k, row in r["steps"].items():
+            speed = f"{row['speedup_vs_single']:.1f}x" if row["speedup_vs_single"] else "-"
+            print(f"{method:<16}{k:>6}{row['ms_step']:>10.2f}{row['ms_per_trial_iteration']:>13.3f}{speed:>9}")
+        fit = r["fit"]
+        limit = f"{fit['limit_speedup']:.1f}x" if fit["limit_speedup"] else "-"
+        print(f"{'':<16}fit: step = {fit['fixed_ms']:.2f} ms + K x {fit['per_trial_ms']:.4f} ms; "
+              f"speedup as K grows -> {limit}")
 
 
 def _print_trial_table(shape: str, rows: dict) -> None:
@@ -687,6 +754,9 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="write the results to this path")
     parser.add_argument("--trials-rows", action="store_true",
                         help="time stacked trials instead: fig6 (K=100, every rule) and mnist (antlr, K=4)")
+    parser.add_argument("--trials-sweep", type=int, nargs="+", metavar="K",
+                        help="time K stacked trials for each K given (e.g. 1 10 50 100 200; default shape fig6, "
+                             "--methods' engine rules) and fit step = fixed + K x per-trial")
     parser.add_argument("--device", default="cpu", help="cpu (the rule rows above) or cuda (implies --compare-paths)")
     parser.add_argument("--compare-paths", action="store_true",
                         help="rows per kernel path (triton, pytorch) and library (snntorch, spikingjelly) on --device; "
@@ -730,10 +800,26 @@ def main(argv=None) -> int:
         return 0
     if "obench" in (args.shapes or []):
         parser.error("--shapes obench: only with --compare-paths or --device cuda")
+    if args.trials_sweep:
+        if any(k < 1 for k in args.trials_sweep):
+            parser.error(f"--trials-sweep {' '.join(map(str, args.trials_sweep))}: every K must be >= 1")
+        if len(set(args.trials_sweep)) < 2:
+            parser.error("--trials-sweep: give at least two different K (the fit needs two points)")
+        results = {}
+        for shape in args.shapes or ["fig6"]:
+            methods = [m for m in args.methods if m in ENGINE_METHODS]
+            results[shape] = time_trials_sweep(shape, methods, args.trials_sweep, args.iters, args.max_seconds, args.block)
+            _print_trials_sweep(shape, results[shape])
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
+                           "trials_sweep": results}, f, indent=2)
+            print(f"wrote {args.json}")
+        return 0
     if args.trials_rows:
         args.shapes = args.shapes or ["fig6", "mnist"]
     elif "fig6" in (args.shapes or []):
-        parser.error("--shapes fig6: only with --trials-rows")
+        parser.error("--shapes fig6: only with --trials-rows or --trials-sweep")
     args.shapes = args.shapes or ["mnist", "nmnist"]
 
     if args.spike_train_loss:

@@ -39,6 +39,48 @@ def test_bench_trials_rows_write_speedup_vs_single(tmp_path):
         # the ratio is what the two timings say, per trial-iteration
         assert abs(row["speedup_vs_single"] - row["ms_single_step"] * row["trials"] / row["ms_stacked_step"]) < 1e-9
         assert row["trials"] == 4
+def test_bench_trials_sweep_fits_a_line_through_its_medians(tmp_path):
+    """--trials-sweep: per K the step time, per trial-iteration and speedup over K=1 as the
+    timings say, and the fit is the least-squares line through the (K, step) medians (solved
+    here independently, by torch.linalg.lstsq)."""
+    import torch
+
+    out = tmp_path / "sweep.json"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--trials-sweep", "1", "2", "5", "--shapes", "tiny", "--methods", "antlr", "timing",
+         "--iters", "2", "--block", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())["trials_sweep"]["tiny"]
+    assert set(rows) == {"antlr", "timing"}
+    for row in rows.values():
+        steps = row["steps"]
+        assert set(steps) == {"1", "2", "5"}
+        single = steps["1"]["ms_step"]
+        for k, r in steps.items():
+            assert r["ms_step"] > 0
+            assert abs(r["ms_per_trial_iteration"] - r["ms_step"] / int(k)) < 1e-12
+            assert abs(r["speedup_vs_single"] - single * int(k) / r["ms_step"]) < 1e-9
+        design = torch.tensor([[1.0, float(k)] for k in steps], dtype=torch.float64)
+        target = torch.tensor([[r["ms_step"]] for r in steps.values()], dtype=torch.float64)
+        fixed, per_trial = torch.linalg.lstsq(design, target).solution.flatten().tolist()
+        assert abs(row["fit"]["fixed_ms"] - fixed) < 1e-9 * max(1.0, abs(fixed))
+        assert abs(row["fit"]["per_trial_ms"] - per_trial) < 1e-9 * max(1.0, abs(per_trial))
+        if per_trial > 0:
+            assert abs(row["fit"]["limit_speedup"] - single / per_trial) < 1e-9 * single / per_trial
+    assert "fit: step =" in proc.stdout
+
+
+def test_bench_trials_sweep_rejects_bad_k():
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--trials-sweep", "0", "4", "--shapes", "tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--trials-sweep 0 4: every K must be >= 1" in proc.stderr
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--trials-sweep", "3", "3", "--shapes", "tiny"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "at least two different K" in proc.stderr
+
+
 def test_bench_spike_train_loss_rows(tmp_path):
     out = tmp_path / "loss.json"
     proc = subprocess.run(
