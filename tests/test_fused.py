@@ -210,16 +210,18 @@ def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
 
 @pytest.mark.parametrize("pattern", ["sparse", "one_dense_part", "graded", "dense"])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_the_kernels_input_scan_equals_nonzero(pattern, threads):
+@pytest.mark.parametrize("n", [70, 10])
+def test_the_kernels_input_scan_equals_nonzero(pattern, threads, n):
     """``csr_events`` scans the input once, each thread recording its rows' events while they are
     sparse; a thread whose rows are dense stops recording and, where the whole input is sparse
     after all, its rows are gathered again. The events equal torch.nonzero of the time-major
-    input in every case; a dense input gives only its count."""
+    input in every case; a dense input gives only its count. Rows of 70 inputs take the
+    vectorized count, rows of 10 (Fig. 6's input) the short-row loop."""
     require_cpp_kernels()
     from antlr_exp.kernels import cpp_kernels
 
     g = torch.Generator().manual_seed(4)
-    steps, batch, n = 40, 6, 70
+    steps, batch = 40, 6
     x = (torch.rand(batch, steps, n, generator=g) < 0.03).float()
     if pattern == "one_dense_part":  # the first steps dense (one thread's rows), the whole under 0.1
         x[:, :6] = (torch.rand(batch, 6, n, generator=g) < 0.45).float()

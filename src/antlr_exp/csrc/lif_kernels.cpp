@@ -903,7 +903,8 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       constexpr int64_t kBlock = 64;
       for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
         const int64_t n1 = std::min(N, n0 + kBlock);
-        if (sn == 1 && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;  // an all-zero block
+        // an all-zero block (a row that fits one block is only gathered when it has a nonzero)
+        if (sn == 1 && N > kBlock && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;
         for (int64_t n = n0; n < n1; ++n) {
           const scalar_t v = row[n * sn];
           if (v != scalar_t(0)) {
@@ -921,12 +922,17 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       part.end = end;
       const double budget = max_density * static_cast<double>((end - begin) * N);
       int64_t found = 0;
-      for (int64_t r = begin; r < end; ++r) {
-        const scalar_t* row = x + (r / B) * st + (r % B) * sb;
+      int64_t t = begin / B, b = begin % B;  // row r = t * B + b, stepped without divisions
+      for (int64_t r = begin; r < end; ++r, ++b) {
+        if (b == B) {
+          b = 0;
+          ++t;
+        }
+        const scalar_t* row = x + t * st + b * sb;
         int64_t c = 0;
-        if (sn == 1) {
+        if (sn == 1 && N >= 16) {
           c = count_nonzero_checked_row<scalar_t>(N, row, &bad);
-        } else {
+        } else {  // short rows (a call would cost more than the row) or strided ones
           for (int64_t n = 0; n < N; ++n) {
             const scalar_t v = row[n * sn];
             c += v != scalar_t(0);
@@ -1031,19 +1037,21 @@ torch::Tensor transpose_contiguous(torch::Tensor x) {
         const int64_t r0 = tr * kTile, r1 = std::min(R, r0 + kTile);
         for (int64_t c0 = 0; c0 < C; c0 += kTile) {
           const int64_t c1 = std::min(C, c0 + kTile);
+          int64_t r8 = r0, c8 = c0;  // the tile's 8 x 8 blocks end at r8, c8; the rest goes one by one
 #if defined(__AVX__)
           if constexpr (std::is_same_v<scalar_t, float>) {
-            if (cs == 1 && r1 - r0 == kTile && c1 - c0 == kTile) {
-              for (int64_t r = r0; r < r1; r += 8)
-                for (int64_t c = c0; c < c1; c += 8)  // (the casts only compile the double instance)
+            if (cs == 1) {
+              r8 = r0 + (r1 - r0) / 8 * 8;
+              c8 = c0 + (c1 - c0) / 8 * 8;
+              for (int64_t r = r0; r < r8; r += 8)
+                for (int64_t c = c0; c < c8; c += 8)  // (the casts only compile the double instance)
                   transpose8x8(reinterpret_cast<const float*>(src + r * rs + c), rs,
                                reinterpret_cast<float*>(dst + c * R + r), R);
-              continue;
             }
           }
 #endif
           for (int64_t r = r0; r < r1; ++r)
-            for (int64_t c = c0; c < c1; ++c) dst[c * R + r] = src[r * rs + c * cs];
+            for (int64_t c = r < r8 ? c8 : c0; c < c1; ++c) dst[c * R + r] = src[r * rs + c * cs];
         }
       }
     });
