@@ -1,7 +1,8 @@
 """Where a result came from: what ``summary.json`` records besides the metrics.
 
 ``package_version``, ``git_commit`` (of the checkout the package runs from, else of the working
-directory's repository; None outside git), ``overrides`` (the command line's overrides when run
+directory's repository; None outside git) and ``git_dirty`` (its tracked files differed from that
+commit), both as they were when the run started, ``overrides`` (the command line's overrides when run
 through antlr-train, None in-process), ``started_at`` / ``ended_at`` (UTC, ISO 8601) and
 ``run_dir`` (absolute).
 """
@@ -29,17 +30,21 @@ def package_version() -> str:
         return __version__
 
 
-def git_commit(*folders: Path) -> Optional[str]:
-    """``HEAD`` of the first of ``folders`` inside a git repository, or None."""
+def git_state(*folders: Path) -> tuple:
+    """``(HEAD, dirty)`` of the first of ``folders`` inside a git repository, else ``(None, None)``.
+    ``dirty``: tracked files differ from HEAD (``git status --porcelain --untracked-files=no``)."""
     for folder in folders:
         try:
-            result = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                                    text=True, timeout=10)
+            head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
+                                  text=True, timeout=10)
+            if head.returncode != 0 or not head.stdout.strip():
+                continue
+            status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                                    capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError):
-            return None  # no git on this machine
-        if result.returncode == 0 and result.stdout.strip():
-            return result.stdout.strip()
-    return None
+            return None, None  # no git on this machine
+        return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+    return None, None
 
 
 def hydra_overrides() -> Optional[list]:
@@ -51,13 +56,22 @@ def hydra_overrides() -> Optional[list]:
     return list(HydraConfig.get().overrides.task)
 
 
-def provenance(run_dir: Path, started_at: str) -> dict:
-    package = Path(__file__).resolve().parent
+def at_start() -> dict:
+    """What a run records when it starts: the code it runs (the checkout may move on while it
+    trains) and the time."""
+    commit, dirty = git_state(Path(__file__).resolve().parent, Path.cwd())
+    return {"package_version": package_version(), "git_commit": commit, "git_dirty": dirty, "started_at": now()}
+
+
+def provenance(run_dir: Path, start: dict) -> dict:
+    """The summary's provenance fields: ``start`` from :func:`at_start`, then the overrides, the
+    end time and the folder."""
     return {
-        "package_version": package_version(),
-        "git_commit": git_commit(package, Path.cwd()),
+        "package_version": start["package_version"],
+        "git_commit": start["git_commit"],
+        "git_dirty": start["git_dirty"],
         "overrides": hydra_overrides(),
-        "started_at": started_at,
+        "started_at": start["started_at"],
         "ended_at": now(),
         "run_dir": str(Path(run_dir).resolve()),
     }

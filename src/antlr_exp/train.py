@@ -55,7 +55,7 @@ from .losses import (
     spike_train_loss,
 )
 from .metrics import SplitMeter
-from .provenance import now, provenance
+from .provenance import at_start, provenance
 from .report import EVALUATED_CONFIG, TRIALS_FILE
 from .network import NetworkOutput, SpikingNetwork, first_spike_times
 
@@ -718,7 +718,7 @@ def run_facts(cfg: DictConfig) -> dict:
 
 
 def train(cfg: DictConfig, run_dir: Path) -> dict:
-    started_at = now()
+    started = at_start()  # the code and time at the start (the checkout may move on meanwhile)
     run_dir = Path(run_dir)
     resume_from = None
     if cfg.resume:
@@ -751,7 +751,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         trainer.fit()
         summaries = trainer.test_trials()
         for trial_dir, summary, run_log in zip(trainer.trial_dirs, summaries, trainer.run_logs):
-            summary.update(provenance(trial_dir, started_at))
+            summary.update(provenance(trial_dir, started))
             write_json(summary, trial_dir / SUMMARY_FILE)
             run_log.summary(summary)
         failed = False
@@ -793,7 +793,7 @@ def trials_summary(summaries: list, trial_dirs: list, run_dir: Path) -> dict:
 def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     """``evaluate=PATH``: the checkpoint's own task, network, method and loss; ``data``,
     ``device`` and ``trainer.test_batch_size`` from this command."""
-    started_at = now()
+    started = at_start()  # the code and time at the start (the checkout may move on meanwhile)
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load_for_evaluation(path)
     saved = OmegaConf.create(payload["config"])
@@ -813,7 +813,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     for split, dataset in (("val", data.val), ("test", data.test)):
         summary.update(evaluate(net, dataset, objective, meter, merged.trainer.test_batch_size, device, split))
     summary.setdefault("test_accuracy", None)
-    summary.update(provenance(run_dir, started_at))
+    summary.update(provenance(run_dir, started))
     # what antlr-report files this run under: the checkpoint's settings, not this command's defaults
     OmegaConf.save(merged, Path(run_dir) / EVALUATED_CONFIG)
     write_json(summary, Path(run_dir) / SUMMARY_FILE)
