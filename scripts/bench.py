@@ -201,6 +201,28 @@ def stacked_step_fn(method: str, shape: dict, trials: int, seed: int = 0):
     return step
 
 
+def take_turns(fns: dict, iters: int, max_seconds: float, block: int) -> tuple:
+    """The step functions ``fns`` take turns, ``block`` steps a turn (all but the first timed; every
+    step with ``block=1``), for ``iters`` rounds or until ``max_seconds`` of steps are spent (at
+    least 2 timed steps each). Returns ``({key: median ms per step}, timed steps per key)``."""
+    for fn in fns.values():
+        fn()
+    times = {key: [] for key in fns}
+    spent = 0.0
+    for _ in range(iters):
+        for key, fn in fns.items():
+            for index in range(block):
+                t0 = time.perf_counter()
+                fn()
+                elapsed = time.perf_counter() - t0
+                spent += elapsed
+                if index > 0 or block == 1:
+                    times[key].append(elapsed)
+        if spent > max_seconds and min(len(v) for v in times.values()) >= 2:
+            break
+    return {key: 1000.0 * sorted(v)[len(v) // 2] for key, v in times.items()}, min(len(v) for v in times.values())
+
+
 def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, block: int = 1) -> dict:
     """Per rule: ms per step of one trial and of K stacked trials, taking turns in blocks of
     ``block`` steps (all but the first timed, as in :func:`time_rows`); per trial-iteration times
@@ -211,27 +233,12 @@ def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, bl
     trials = shape.get("trials", 4)
     rows = {}
     for method in methods:
-        single, stacked = stacked_step_fn(method, shape, 1), stacked_step_fn(method, shape, trials)
-        single()
-        stacked()
-        times = {"single": [], "stacked": []}
-        spent = 0.0
-        for _ in range(iters):
-            for name, fn in (("single", single), ("stacked", stacked)):
-                for index in range(block):
-                    t0 = time.perf_counter()
-                    fn()
-                    elapsed = time.perf_counter() - t0
-                    spent += elapsed
-                    if index > 0 or block == 1:
-                        times[name].append(elapsed)
-            if spent > max_seconds and len(times["single"]) >= 2:
-                break
-        med = {k: 1000.0 * sorted(v)[len(v) // 2] for k, v in times.items()}
+        fns = {"single": stacked_step_fn(method, shape, 1), "stacked": stacked_step_fn(method, shape, trials)}
+        med, timed = take_turns(fns, iters, max_seconds, block)
         rows[method] = {"trials": trials, "ms_single_step": med["single"], "ms_stacked_step": med["stacked"],
                         "ms_per_trial_iteration": med["stacked"] / trials,
                         "speedup_vs_single": med["single"] * trials / med["stacked"],
-                        "iters": len(times["single"]), "threads": torch.get_num_threads(), "block": block}
+                        "iters": timed, "threads": torch.get_num_threads(), "block": block}
     return rows
 
 
@@ -241,27 +248,13 @@ def time_trials_sweep(shape_name: str, methods, ks, iters: int, max_seconds: flo
     ``step = fixed + K * per_trial`` through the medians. ``fixed`` is the per-step work that any K
     shares (interpreter, autograd, optimizer calls); ``per_trial`` what one more trial adds. The
     speedup over a single trial tends to ``ms(K=1) / per_trial`` as K grows."""
+    import torch
+
     ks = sorted(set(ks))
     shape = SHAPES[shape_name]
     rows = {}
     for method in methods:
-        fns = {k: stacked_step_fn(method, shape, k) for k in ks}
-        for fn in fns.values():
-            fn()
-        times = {k: [] for k in ks}
-        spent = 0.0
-        for _ in range(iters):
-            for k, fn in fns.items():
-                for index in range(block):
-                    t0 = time.perf_counter()
-                    fn()
-                    elapsed = time.perf_counter() - t0
-                    spent += elapsed
-                    if index > 0 or block == 1:
-                        times[k].append(elapsed)
-            if spent > max_seconds and len(times[ks[0]]) >= 2:
-                break
-        med = {k: 1000.0 * sorted(v)[len(v) // 2] for k, v in times.items()}
+        med, timed = take_turns({k: stacked_step_fn(method, shape, k) for k in ks}, iters, max_seconds, block)
         n = len(ks)
         mean_k, mean_t = sum(ks) / n, sum(med.values()) / n
         var_k = sum((k - mean_k) ** 2 for k in ks)
@@ -273,15 +266,9 @@ def time_trials_sweep(shape_name: str, methods, ks, iters: int, max_seconds: flo
                                "speedup_vs_single": single * k / med[k] if single else None} for k in ks},
             "fit": {"fixed_ms": fixed, "per_trial_ms": per_trial,
                     "limit_speedup": single / per_trial if single and per_trial > 0 else None},
-            "iters": len(times[ks[0]]), "threads": torch_threads(), "block": block,
+            "iters": timed, "threads": torch.get_num_threads(), "block": block,
         }
     return rows
-
-
-def torch_threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _print_trials_sweep(shape: str, rows: dict) -> None:
