@@ -39,6 +39,8 @@ def test_bench_trials_rows_write_speedup_vs_single(tmp_path):
         # the ratio is what the two timings say, per trial-iteration
         assert abs(row["speedup_vs_single"] - row["ms_single_step"] * row["trials"] / row["ms_stacked_step"]) < 1e-9
         assert row["trials"] == 4
+
+
 def test_bench_trials_sweep_fits_a_line_through_its_medians(tmp_path):
     """--trials-sweep: per K the step time, per trial-iteration and speedup over K=1 as the
     timings say, and the fit is the least-squares line through the (K, step) medians (solved
