@@ -725,6 +725,21 @@ def _print_path_table(shape_name: str, rows: dict, device: str) -> None:
         print(f"{row:<16}{r['ms_per_iter']:>10.2f}{ratio:>10}{peak:>10}")
 
 
+def _write_json(path, payload: dict) -> None:
+    """``--json PATH``: write ``payload`` there (nothing without a path)."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2)
+        print(f"wrote {path}")
+
+
+def _cpu_payload(results: dict, key: str) -> dict:
+    """The JSON of the CPU tables: the shapes timed, the thread count and ``results`` under ``key``."""
+    import torch
+
+    return {"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(), key: results}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES) + ["obench"],
@@ -778,12 +793,8 @@ def main(argv=None) -> int:
         for shape in args.shapes or ["mnist", "nmnist", "obench"]:
             results[shape] = time_path_rows(shape, PATH_ROWS, args.iters, args.max_seconds, args.device)
             _print_path_table(shape, results[shape], args.device)
-        if args.json:
-            with open(args.json, "w") as f:
-                shapes = {k: _path_shape(k) for k in results}
-                json.dump({"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                           "shapes": shapes, "results": results}, f, indent=2)
-            print(f"wrote {args.json}")
+        _write_json(args.json, {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+                                "shapes": {k: _path_shape(k) for k in results}, "results": results})
         return 0
     if "obench" in (args.shapes or []):
         parser.error("--shapes obench: only with --compare-paths or --device cuda")
@@ -797,11 +808,7 @@ def main(argv=None) -> int:
             methods = [m for m in args.methods if m in ENGINE_METHODS]
             results[shape] = time_trials_sweep(shape, methods, args.trials_sweep, args.iters, args.max_seconds, args.block)
             _print_trials_sweep(shape, results[shape])
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
-                           "trials_sweep": results}, f, indent=2)
-            print(f"wrote {args.json}")
+        _write_json(args.json, _cpu_payload(results, "trials_sweep"))
         return 0
     if args.trials_rows:
         args.shapes = args.shapes or ["fig6", "mnist"]
@@ -812,11 +819,8 @@ def main(argv=None) -> int:
     if args.spike_train_loss:
         rows = spike_train_loss_rows(args.iters, args.max_seconds)
         _print_loss_rows(rows)
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"shapes": {"spike_train_loss": LOSS_SHAPE}, "threads": torch.get_num_threads(),
-                           "results": {"spike_train_loss": rows}}, f, indent=2)
-            print(f"wrote {args.json}")
+        _write_json(args.json, {"shapes": {"spike_train_loss": LOSS_SHAPE}, "threads": torch.get_num_threads(),
+                                "results": {"spike_train_loss": rows}})
         return 0
 
     results = {}
@@ -826,11 +830,7 @@ def main(argv=None) -> int:
             methods = [m for m in methods if m in args.methods]
             results[shape] = time_trial_rows(shape, methods, args.iters, args.max_seconds, args.block)
             _print_trial_table(shape, results[shape])
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
-                           "trials_rows": results}, f, indent=2)
-            print(f"wrote {args.json}")
+        _write_json(args.json, _cpu_payload(results, "trials_rows"))
         return 0
     for shape in args.shapes:
         rows = time_rows(shape, args.methods, args.iters, args.max_seconds, args.block)
@@ -840,11 +840,7 @@ def main(argv=None) -> int:
                     rows[method].update(run_memory(shape, method))
         results[shape] = rows
         _print_table(shape, rows)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(),
-                       "results": results}, f, indent=2)
-        print(f"wrote {args.json}")
+    _write_json(args.json, _cpu_payload(results, "results"))
     return 0
 
 
