@@ -48,6 +48,19 @@ def find_conf_dir() -> Path:
 #: The folder holding the Hydra configs (see ``find_conf_dir``).
 CONF_DIR = find_conf_dir()
 
+#: Keys added after runs were first saved, with the value that reproduces a run saved without them
+#: (what its code did): a resumed or evaluated old run reads these where its config lacks them.
+LEGACY_VALUES = {"optimizer.eps": 1e-8, "optimizer.amsgrad": False, "optimizer.grad_clip_norm": None}
+
+
+def with_legacy_values(saved: dict) -> dict:
+    """A saved run's config (plain dict) with ``LEGACY_VALUES`` filled in where it lacks them."""
+    filled = OmegaConf.create(saved)
+    for key, value in LEGACY_VALUES.items():
+        if OmegaConf.select(filled, key, default="(absent)") == "(absent)":
+            OmegaConf.update(filled, key, value, force_add=True)
+    return OmegaConf.to_container(filled)
+
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
 TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
@@ -170,7 +183,10 @@ class OptimizerConfig:
     lr: float = MISSING
     betas: List[float] = MISSING
     weight_decay: float = MISSING
+    eps: float = MISSING
+    amsgrad: bool = MISSING
     grad_clip_value: Optional[float] = MISSING  # every gradient element clipped to [-v, v]
+    grad_clip_norm: Optional[float] = MISSING  # then each trial's gradient scaled to norm <= v
 
 
 @dataclass
@@ -504,7 +520,9 @@ def validate(cfg: DictConfig) -> None:
     _number("optimizer.lr", cfg.optimizer.lr, low=0.0, low_open=True)
     _check_betas(cfg.optimizer.betas)
     _number("optimizer.weight_decay", cfg.optimizer.weight_decay, low=0.0)
+    _number("optimizer.eps", cfg.optimizer.eps, low=0.0, low_open=True)
     _number("optimizer.grad_clip_value", cfg.optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
+    _number("optimizer.grad_clip_norm", cfg.optimizer.grad_clip_norm, low=0.0, low_open=True, optional=True)
     for key in ("limit_train", "limit_test"):
         _positive_int(f"data.{key}", cfg.data[key], optional=True)
     _positive_int("trials", cfg.trials)

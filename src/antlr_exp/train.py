@@ -41,7 +41,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import console
 from . import stopping
-from .config import flatten, neuron_params, rule_kwargs, validate
+from .config import flatten, neuron_params, rule_kwargs, validate, with_legacy_values
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError, NonFiniteError, StopSignal
 from .loggers import RunLog
@@ -221,6 +221,19 @@ class Objective:
         return None
 
 
+def clip_grad_norm_per_trial(parameters: list, max_norm: float, trials: int) -> None:
+    """Scale each trial's gradient (over all its parameters) to a Euclidean norm of at most
+    ``max_norm``; with ``trials = K > 1`` every parameter is stacked [K, ...] and each trial is
+    scaled on its own, as K separate runs would be."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    squares = sum(g.reshape(trials, -1).pow(2).sum(dim=1) for g in grads)  # [K]
+    scale = (max_norm / (squares.sqrt() + 1e-12)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(scale.view(trials, *([1] * (g.dim() - 1))) if trials > 1 else scale)
+
+
 def stack_trials(batches: list) -> tuple:
     """One batch per trial -> the stacked network's input [K, B, ...] and targets [K*B, ...]."""
     if len(batches) == 1:
@@ -263,7 +276,7 @@ def write_json(payload: dict, path: Path) -> None:
 def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
     """A resumed run must be the run that was killed: same config, up to RESUMABLE_CHANGES."""
     current = flatten(OmegaConf.to_container(cfg, resolve=True))
-    before = flatten(saved)
+    before = flatten(with_legacy_values(saved))
     headline = ("task.name", "method.name", "loss.name", "seed", "single_spike")
     keys = sorted(set(current) | set(before), key=lambda k: (k not in headline, k))
     for key in keys:
@@ -325,8 +338,8 @@ class Trainer:
         opt = cfg.optimizer
         # fused: torch's one-kernel Adam (CPU and CUDA), a few times faster than the per-tensor loop;
         # elementwise, so over stacked trials it is one Adam per trial
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt.lr, betas=tuple(opt.betas),
-                                          weight_decay=opt.weight_decay, fused=True)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
+                                          weight_decay=opt.weight_decay, amsgrad=opt.amsgrad, fused=True)
         self.scheduler = torch.optim.lr_scheduler.StepLR(
             self.optimizer, step_size=self.settings.lr_decay_epochs or 1,
             gamma=self.settings.lr_decay_factor if self.settings.lr_decay_epochs else 1.0)
@@ -339,6 +352,7 @@ class Trainer:
         self.max_steps, self.max_epochs = self.settings.max_steps, self.settings.max_epochs
         self.val_every_n_steps = self.settings.val_every_n_steps
         self.grad_clip_value = cfg.optimizer.grad_clip_value
+        self.grad_clip_norm = cfg.optimizer.grad_clip_norm
         self._single_sample_batch = None  # see _epoch_batches
         self.early_stop = train_early_stop(cfg)
         # whether the last step could stop early: while it could not, steps run the plain whole-window
@@ -471,6 +485,8 @@ class Trainer:
                 for p in self.net.parameters()]))
         if self.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
+        if self.grad_clip_norm is not None:
+            clip_grad_norm_per_trial(list(self.net.parameters()), self.grad_clip_norm, self.trials)
         self.optimizer.step()
         self.train_meter.update(out, targets, losses.detach())
 
@@ -796,7 +812,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     started = at_start()  # the code and time at the start (the checkout may move on meanwhile)
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load_for_evaluation(path)
-    saved = OmegaConf.create(payload["config"])
+    saved = OmegaConf.create(with_legacy_values(payload["config"]))
     merged = OmegaConf.merge(saved, {"data": cfg.data, "device": cfg.device,
                                      "trainer": {"test_batch_size": cfg.trainer.test_batch_size},
                                      "resume": False, "evaluate": None})
