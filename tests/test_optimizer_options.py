@@ -39,31 +39,51 @@ def test_norm_clipping_scales_each_trial_as_a_separate_run_would():
     assert norm0 < max_norm  # untouched below the limit
 
 
-@pytest.mark.parametrize("amsgrad", [False, True])
-def test_eps_amsgrad_and_norm_clipping_reach_the_optimizer_step(amsgrad, data_roots, tmp_path):
-    """Two training steps against the same steps done with torch's Adam and torch's clipping on a
-    copy of the network; eps is far above the gradients' scale and the norm limit far below their
-    norm, so both change the step (with beta2 = 0.5 some second moments fall between steps, where AMSGrad keeps the maximum)."""
-    cfg = compose_config(*tiny_overrides("matching", data_roots), "optimizer.eps=0.05",
-                         "optimizer.grad_clip_norm=0.02", f"optimizer.amsgrad={str(amsgrad).lower()}",
-                         "optimizer.betas=[0.9,0.5]")  # a short memory: the second moment falls between steps
-    device = resolve_device("cpu")
-    datas, net = load_trials(cfg, device)
+def _steps_by_hand(net, cfg, objective, inputs, targets, steps: int, **changes) -> list:
+    """``steps`` training steps on a copy of ``net`` with torch's Adam and torch's clipping, the
+    optimizer settings of ``cfg`` with ``changes``; the parameters after them."""
     copy = type(net)(net.sizes, net.num_steps, net.params, rule=net.rule.rule)
     copy.load_state_dict(net.state_dict())
+    opt = {**OmegaConf.to_container(cfg.optimizer), **changes}
+    params = list(copy.parameters())
+    adam = torch.optim.Adam(params, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"], amsgrad=opt["amsgrad"])
+    for _ in range(steps):
+        adam.zero_grad()
+        objective.loss(copy(inputs), targets).backward()
+        torch.nn.utils.clip_grad_value_(params, opt["grad_clip_value"])
+        if opt["grad_clip_norm"] is not None:
+            assert torch.nn.utils.clip_grad_norm_(params, opt["grad_clip_norm"]) > 10 * opt["grad_clip_norm"]
+        adam.step()
+    return [p.detach() for p in params]
+
+
+# each setting far from its default where the matching task's gradients make it act: eps far above
+# their scale, a norm limit far below their norm, and for AMSGrad a short second-moment memory
+# (beta2 = 0.5) so that some second moments fall between steps, where AMSGrad keeps the maximum
+SETTINGS = {"eps": ["optimizer.eps=0.05"], "grad_clip_norm": ["optimizer.grad_clip_norm=0.02"],
+            "amsgrad": ["optimizer.amsgrad=true", "optimizer.betas=[0.9,0.5]"]}
+PLAIN = {"eps": {"eps": 1e-8}, "grad_clip_norm": {"grad_clip_norm": None}, "amsgrad": {"amsgrad": False}}
+
+
+@pytest.mark.parametrize("setting", sorted(SETTINGS))
+def test_optimizer_settings_reach_the_training_step(setting, data_roots, tmp_path):
+    """Three training steps equal the same steps done with torch's Adam and clipping at the
+    setting, and differ from them without it (so the setting acts on these gradients)."""
+    cfg = compose_config(*tiny_overrides("matching", data_roots), *SETTINGS[setting])
+    device = resolve_device("cpu")
+    datas, net = load_trials(cfg, device)
+    initial = {key: value.clone() for key, value in net.state_dict().items()}
     trainer = Trainer(cfg, tmp_path, datas, device, net=net)
     inputs, targets = next(iter(trainer._epoch_batches()))
-    params, opt = list(copy.parameters()), cfg.optimizer
-    adam = torch.optim.Adam(params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, amsgrad=opt.amsgrad)
     for _ in range(3):
         trainer._train_step(inputs, targets)
-        adam.zero_grad()
-        trainer.objective.loss(copy(inputs), targets).backward()
-        torch.nn.utils.clip_grad_value_(params, opt.grad_clip_value)
-        assert torch.nn.utils.clip_grad_norm_(params, opt.grad_clip_norm) > 10 * opt.grad_clip_norm
-        adam.step()
-    for got, want in zip(trainer.net.parameters(), params):
-        torch.testing.assert_close(got.detach(), want.detach(), rtol=1e-5, atol=1e-7)
+    net0 = type(net)(net.sizes, net.num_steps, net.params, rule=net.rule.rule)
+    net0.load_state_dict(initial)
+    wanted = _steps_by_hand(net0, cfg, trainer.objective, inputs, targets, 3)
+    plain = _steps_by_hand(net0, cfg, trainer.objective, inputs, targets, 3, **PLAIN[setting])
+    for got, want in zip(trainer.net.parameters(), wanted):
+        torch.testing.assert_close(got.detach(), want, rtol=1e-5, atol=1e-7)
+    assert max(float((a - b).abs().max()) for a, b in zip(wanted, plain)) > 1e-5
 
 
 def test_a_run_saved_without_the_new_keys_resumes_only_with_their_old_values(tmp_path, data_roots):
