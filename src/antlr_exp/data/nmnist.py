@@ -197,6 +197,17 @@ def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int,
 # ---------------------------------------------------------------- finding the recordings
 
 
+def _stat(path: Path) -> os.stat_result:
+    """``path.stat()``, or DatasetCorruptError naming the file (a broken link, a loop of links)."""
+    try:
+        return path.stat()
+    except OSError as error:
+        raise DatasetCorruptError(
+            f"N-MNIST recording {path} cannot be read ({error.strerror or error}); replace it with "
+            f"the original file"
+        ) from None
+
+
 def _scan_original_layout(folder: Path) -> list[Recording]:
     """Recordings in ``folder/<digit>/*.bin``, sorted by (digit, file name)."""
     recordings = []
@@ -205,7 +216,7 @@ def _scan_original_layout(folder: Path) -> list[Recording]:
         if not digit_folder.is_dir():
             continue
         for path in sorted(digit_folder.glob("*.bin")):
-            stat = path.stat()
+            stat = _stat(path)
             recordings.append(Recording(path=path, relpath=f"{digit}/{path.name}", label=digit,
                                         size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
@@ -243,7 +254,7 @@ def _tonic_recordings(root: Path, train: bool) -> list[Recording]:
     recordings = []
     for name, label in zip(dataset.data, dataset.targets, strict=True):
         path = Path(name)
-        stat = path.stat()
+        stat = _stat(path)
         recordings.append(Recording(path=path, relpath=path.relative_to(folder).as_posix(),
                                     label=int(label), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
