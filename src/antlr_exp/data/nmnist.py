@@ -58,6 +58,7 @@ from antlr_exp.data.common import (
     atomic_save_npz,
     check_int,
     check_limit,
+    check_root_is_folder,
     default_cache_dir,
     remove_empty_folders,
     seeded_subset,
@@ -320,6 +321,7 @@ def find_recordings(root: str | os.PathLike, download: bool = False) -> dict[str
             files expected and how to obtain them), or the download failed.
     """
     root = Path(root).expanduser()
+    check_root_is_folder(root, "N-MNIST", "Train/ and Test/ (or NMNIST/)")
     found: dict[str, list[Recording]] = {}
     missing = []
     for split, train in SPLIT_FOLDERS.items():
