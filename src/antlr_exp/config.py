@@ -260,6 +260,10 @@ register_configs()
 if not OmegaConf.has_resolver("if"):
     # ${if:COND,A,B}: A when COND is true, else B (e.g. N-MNIST count targets under single_spike)
     OmegaConf.register_new_resolver("if", lambda condition, then, otherwise: then if condition else otherwise)
+if not OmegaConf.has_resolver("env_or"):
+    # ${env_or:NAME,DEFAULT}: the environment variable NAME, or DEFAULT where it is unset or empty
+    # (oc.env gives "" for a variable set to nothing, which would put data.root at /<task>)
+    OmegaConf.register_new_resolver("env_or", lambda name, default: os.environ.get(name) or default)
 
 
 # ---------------------------------------------------------------------------------------------
