@@ -169,7 +169,7 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="extra antlr-train overrides for both trainers")
     args = parser.parse_args(argv)
-    root = args.data_root or str(Path(os.environ.get("ANTLR_EXP_DATA", "data")) / "mnist")
+    root = args.data_root or str(Path(os.environ.get("ANTLR_EXP_DATA") or "data") / "mnist")
     if args.worker:
         return worker(root, args.threads)
     if args.against:

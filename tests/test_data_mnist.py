@@ -264,6 +264,38 @@ def test_truncated_file_is_a_corrupt_error(tmp_path):
     assert str(raw) in str(caught.value) and "train-images-idx3-ubyte" in str(caught.value)
 
 
+@pytest.mark.parametrize("name, edit, complaint", [
+    ("train-images-idx3-ubyte", lambda data: struct.pack(">I", 9999) + data[4:],
+     "starts with the magic number 9999; expected 2051 (an IDX file of unsigned bytes in 3 dimensions)"),
+    ("t10k-labels-idx1-ubyte", lambda data: struct.pack(">I", 2051) + data[4:],
+     "starts with the magic number 2051; expected 2049 (an IDX file of unsigned bytes in 1 dimension)"),
+    ("t10k-images-idx3-ubyte", lambda data: data[:-5],  # 6 test images: 16 + 6 * 784 bytes
+     f"is {16 + 6 * 784 - 5} bytes, but its header announces 6 x 28 x 28 values ({16 + 6 * 784} bytes with the "
+     f"header): truncated"),
+    ("train-labels-idx1-ubyte", lambda data: data[:6], "is 6 bytes, shorter than its 8-byte header (truncated)"),
+])
+def test_a_bad_idx_header_names_the_file_and_the_reason(tmp_path, name, edit, complaint):
+    raw = tmp_path / "MNIST" / "raw"
+    write_fake_mnist(raw)
+    (raw / name).write_bytes(edit((raw / name).read_bytes()))
+    with pytest.raises(DatasetCorruptError) as caught:
+        load_task("mnist", root=tmp_path)
+    assert str(caught.value) == (f"MNIST file {raw / name} {complaint}; replace it with the original file (or "
+                                 f"delete it and use download=true).")
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_data_root_that_is_a_file_or_under_one_is_named(tmp_path, download):
+    blocker = tmp_path / "mnist.tar"
+    blocker.write_bytes(b"not a folder")
+    for root, where in ((blocker, "is a file, not a folder"), (blocker / "mnist", f"lies under {blocker}, a file")):
+        with pytest.raises(DatasetNotFoundError) as caught:
+            load_task("mnist", root=root, download=download)
+        assert str(caught.value) == (f"MNIST not found: the data root {root} {where}; set data.root (the library's "
+                                     f"root=) to the folder that holds MNIST/raw/")
+    assert sorted(tmp_path.iterdir()) == [blocker]
+
+
 def test_failed_download_leaves_no_partial_files(tmp_path, monkeypatch):
     def broken_download(self):
         Path(self.raw_folder).mkdir(parents=True, exist_ok=True)

@@ -284,6 +284,33 @@ def test_corrupt_recording_is_named(tmp_path, content, complaint):
     assert isinstance(caught.value, DatasetNotFoundError)
 
 
+@pytest.mark.parametrize("link, complaint", [
+    (lambda bad: bad.symlink_to(bad.parent / "gone.bin"), "No such file or directory"),  # a broken link
+    (lambda bad: bad.symlink_to(bad), "Too many levels of symbolic links"),  # a loop of links
+], ids=["broken", "loop"])
+def test_broken_or_looping_link_is_named(tmp_path, link, complaint):
+    write_small_dataset(tmp_path / "nmnist")
+    bad = tmp_path / "nmnist" / "Train" / "4" / "00401.bin"
+    bad.unlink()
+    link(bad)
+    with pytest.raises(DatasetCorruptError) as caught:
+        load_task("nmnist", root=tmp_path / "nmnist", cache_dir=tmp_path / "cache")
+    message = str(caught.value)
+    assert message == f"N-MNIST recording {bad} cannot be read ({complaint}); replace it with the original file"
+
+
+@pytest.mark.parametrize("download", [False, True])
+def test_a_data_root_that_is_a_file_or_under_one_is_named(tmp_path, download):
+    blocker = tmp_path / "nmnist.zip"
+    blocker.write_bytes(b"not a folder")
+    for root, where in ((blocker, "is a file, not a folder"), (blocker / "nmnist", f"lies under {blocker}, a file")):
+        with pytest.raises(DatasetNotFoundError) as caught:
+            load_task("nmnist", root=root, download=download, cache_dir=tmp_path / "cache")
+        assert str(caught.value) == (f"N-MNIST not found: the data root {root} {where}; set data.root (the "
+                                     f"library's root=) to the folder that holds Train/ and Test/ (or NMNIST/)")
+    assert sorted(tmp_path.iterdir()) == [blocker]
+
+
 def test_broken_cache_file_is_rebuilt(tmp_path):
     write_small_dataset(tmp_path / "nmnist")
     options = {"root": tmp_path / "nmnist", "cache_dir": tmp_path / "cache", "num_steps": 4}

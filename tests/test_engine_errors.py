@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from antlr_exp.errors import ConfigError, InputError
-from antlr_exp.losses import count_loss, latency_loss, spike_train_loss
+from antlr_exp.losses import count_loss, count_targets, latency_loss, no_spike_count_term, spike_train_loss
 from antlr_exp.network import SpikingNetwork, decide
 from antlr_exp.neuron import NeuronParams
 
@@ -85,3 +85,38 @@ def test_bad_loss_inputs_and_decision():
         spike_train_loss(s, s, s, decay=1.5)
     with pytest.raises(ConfigError, match=r"decision='first'.*most_spike, earliest_spike"):
         decide(s, "first")
+
+
+@pytest.mark.parametrize("grad", [True, False])
+@pytest.mark.parametrize("shape", [(0, 40, 20), (0, 40, 4, 5)])
+def test_an_empty_batch_is_refused(grad, shape):
+    net = SpikingNetwork([20, 2], 40)
+    with torch.set_grad_enabled(grad), pytest.raises(InputError) as caught:
+        net(torch.zeros(shape))
+    assert str(caught.value) == f"input has shape {shape}: the batch is empty; expected at least one sample"
+    stacked = SpikingNetwork([20, 2], 40, trials=2)
+    with pytest.raises(InputError, match=r"\(2, 0, 40, 20\): the batch is empty"):
+        stacked(torch.zeros(2, 0, 40, 20))
+
+
+def test_labels_out_of_range_or_not_integers_are_refused_by_every_loss():
+    s = torch.zeros(3, 5, 2)
+    for labels, pattern in ((torch.tensor([0, 1, 2]), r"labels must lie in 0\.\.1; got min 0, max 2"),
+                            (torch.tensor([0, -1, 1]), r"labels must lie in 0\.\.1; got min -1, max 1"),
+                            (torch.tensor([0.0, 1.0, 1.0]), r"labels has dtype torch\.float32: expected integer"),
+                            ([0, 1, 1], r"labels of type list")):
+        for loss in (lambda: latency_loss(s, s, labels), lambda: no_spike_count_term(s, labels),
+                     lambda: count_targets(labels, 2, 1.0, 0.0)):
+            with pytest.raises(InputError, match=pattern):
+                loss()
+
+
+def test_infinite_surrogate_scale_and_negative_lambdas_are_refused():
+    with pytest.raises(ConfigError, match=r"surrogate_a=inf: must be a finite number >= 0"):
+        NeuronParams(surrogate_a=float("inf"))
+    for key in ("lambda_act", "lambda_tim"):
+        with pytest.raises(ConfigError, match=rf"method\.{key}=-1 is out of range; accepted: a number in \[0, inf\)"):
+            SpikingNetwork([4, 2], 10, **{key: -1})
+    net = SpikingNetwork([4, 2], 10)
+    with pytest.raises(ConfigError, match=r"lambda_act=-0\.5"):
+        net.set_rule("antlr", lambda_act=-0.5)

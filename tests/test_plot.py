@@ -68,3 +68,24 @@ def test_without_matplotlib_one_line_and_exit_2(sweep):
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "antlr-plot: error: matplotlib is not installed; pip install 'antlr-exp[figures]'"
+
+
+@pytest.mark.parametrize("second", ["sweep", "sweep/0", "sweep/"])
+def test_a_job_reached_through_two_paths_is_drawn_once(sweep, monkeypatch, second):
+    monkeypatch.chdir(sweep.parent)
+    grouped = plot.groups(["sweep", second])
+    assert {label: len(jobs) for label, jobs in grouped.items()} == {label: 2 for label in
+                                                                     ("method=antlr loss=count", "method=timing loss=count")}
+    figure = plot.accuracy_vs_spikes(grouped)
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["method=antlr loss=count (n=2)", "method=timing loss=count (n=2)"]
+
+
+@pytest.mark.parametrize("out", ["/proc/antlr-plot-out", "{sweep}/0/summary.json/png", "{sweep}/0/summary.json"])
+def test_out_to_an_unusable_place_is_one_line_and_exit_2(sweep, capsys, out):
+    out = out.format(sweep=sweep)
+    with pytest.raises(SystemExit) as exit_:
+        plot.main([str(sweep), "--out", out])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"antlr-plot: error: --out {out} cannot be made a folder: ")

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import statistics
+from pathlib import Path
 
 import pytest
 import yaml
@@ -150,3 +151,79 @@ def test_formats(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         report_main([str(tmp_path), "--format", "html"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("extra", ["sweep", "sweep/0", "sweep/", "sweep/../sweep", "link"])
+def test_a_job_reached_through_two_paths_counts_once(tmp_path, capsys, monkeypatch, extra):
+    monkeypatch.chdir(tmp_path)
+    sweep = tmp_path / "sweep"
+    make_sweep(sweep, ["seed=0,1"])
+    accuracies = [0.5, 0.8]
+    for seed, accuracy in enumerate(accuracies):
+        make_job(sweep / str(seed), config(seed=seed), {"test_accuracy": accuracy})
+    make_job(sweep / "2", config(seed=2), None)  # a failed job, named once
+    (tmp_path / "link").symlink_to(sweep)
+    assert report_main(["sweep", extra, "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    [row] = json.loads(out)
+    assert row["n"] == 2
+    assert row["test_accuracy_mean"] == pytest.approx(statistics.mean(accuracies))
+    assert row["test_accuracy_std"] == pytest.approx(statistics.stdev(accuracies))
+    assert err.count("failed or unfinished") == 1 and err.count(str(Path("sweep") / "2")) == 1
+
+
+def test_a_non_numeric_metric_skips_that_summary_with_a_warning(tmp_path, capsys):
+    make_job(tmp_path / "0", config(seed=0), {"test_accuracy": 0.5, "test_loss": 1.0})
+    make_job(tmp_path / "1", config(seed=1), {"test_accuracy": "high", "test_loss": 2.0})
+    make_job(tmp_path / "2", config(seed=2), {"test_accuracy": 0.9, "test_loss": 3.0, "task": "mnist"})
+    assert report_main([str(tmp_path), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert err.strip() == (f"antlr-report: warning: skipped {tmp_path / '1' / 'summary.json'}: unreadable summary "
+                           f"(ValueError: test_accuracy='high' is not a number)")
+    [row] = json.loads(out)
+    assert (row["n"], row["test_accuracy_mean"], row["test_loss_mean"]) == (2, pytest.approx(0.7), pytest.approx(2.0))
+
+
+def test_by_keeps_the_task_and_the_loss_where_jobs_differ_in_them(tmp_path, capsys):
+    def job(name, task, loss, lambda_act, summary):
+        make_job(tmp_path / name, {"method": {"name": "antlr", "lambda_act": lambda_act}, "loss": {"name": loss},
+                                   "seed": 0, "task": {"name": task}}, summary)
+
+    job("a", "mnist", "latency", 0.5, {"test_accuracy": 0.9, "test_loss": 0.3})
+    job("b", "matching", "spike_train", 0.5, {"test_accuracy": None, "test_loss": 20.0})
+    job("c", "mnist", "latency", 1.0, {"test_accuracy": 0.8, "test_loss": 0.5})
+    rows = aggregate([tmp_path], by=["method.lambda_act"])
+    table = {(r["task.name"], r["loss.name"], r["method.lambda_act"]): (r["n"], r["test_loss_mean"]) for r in rows}
+    assert table == {("mnist", "latency", 0.5): (1, 0.3), ("matching", "spike_train", 0.5): (1, 20.0),
+                     ("mnist", "latency", 1.0): (1, 0.5)}
+    # jobs of one task and loss: no column added
+    [row] = aggregate([tmp_path / "a"], by=["method.lambda_act"])
+    assert list(row)[:2] == ["method.lambda_act", "n"]
+    assert report_main([str(tmp_path), "--by", "method.lambda_act"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("| task.name | loss.name | method.lambda_act | n |")
+
+
+@pytest.mark.parametrize("target, words", [
+    ("folder", "is a folder"),
+    ("a-file/table.csv", "is not a folder"),
+    ("no-such/table.csv", "is not a folder"),
+])
+def test_csv_to_an_unusable_place_is_one_line_and_exit_2(tmp_path, capsys, target, words):
+    make_job(tmp_path / "runs" / "0", config(), {"test_accuracy": 0.5})
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(tmp_path / "runs"), "--csv", str(tmp_path / target)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"antlr-report: error: --csv {tmp_path / target} ") and words in err[0]
+
+
+def test_csv_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, capsys):
+    make_job(tmp_path / "runs" / "0", config(), {"test_accuracy": 0.5})
+    target = tmp_path / ("x" * 300)  # a file name longer than file systems allow
+    with pytest.raises(SystemExit) as exit_:
+        report_main([str(tmp_path / "runs"), "--csv", str(target)])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"antlr-report: error: --csv {target} cannot be written: File name too long")

@@ -49,6 +49,15 @@ def test_data_root_comes_from_ANTLR_EXP_DATA(monkeypatch, tmp_path, task):
     assert compose_config(f"task={task}", "data.root=/somewhere").data.root == "/somewhere"
 
 
+@pytest.mark.parametrize("task", ["mnist", "nmnist"])
+def test_an_empty_ANTLR_EXP_DATA_counts_as_unset(monkeypatch, task):
+    from antlr_exp.data import default_root
+
+    monkeypatch.setenv("ANTLR_EXP_DATA", "")  # set but empty: the default, never the root folder
+    assert compose_config(f"task={task}").data.root == f"data/{task}"
+    assert default_root(task) == Path("data") / task
+
+
 def test_drivers_read_ANTLR_EXP_DATA(monkeypatch, tmp_path):
     sys.path.insert(0, str(REPO / "scripts"))
     try:

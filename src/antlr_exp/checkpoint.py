@@ -67,7 +67,9 @@ def load(path: Path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as error:  # truncated or foreign file
-        raise ConfigError(f"checkpoint {path} cannot be read ({type(error).__name__}: {error})") from None
+        reason = str(error).split(". ")[0]  # torch's zip reader adds several sentences of advice
+        raise ConfigError(f"checkpoint {path} is truncated or corrupt and cannot be read "
+                          f"({type(error).__name__}: {reason})") from None
 
 
 def resolve_for_evaluation(path: str) -> Path:

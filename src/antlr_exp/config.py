@@ -26,6 +26,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
+from .layer import RuleConfig
 from .losses import check_rule_loss
 from .metrics import metric_names as split_metric_names
 from .network import DECISIONS
@@ -275,6 +276,10 @@ register_configs()
 if not OmegaConf.has_resolver("if"):
     # ${if:COND,A,B}: A when COND is true, else B (e.g. N-MNIST count targets under single_spike)
     OmegaConf.register_new_resolver("if", lambda condition, then, otherwise: then if condition else otherwise)
+if not OmegaConf.has_resolver("env_or"):
+    # ${env_or:NAME,DEFAULT}: the environment variable NAME, or DEFAULT where it is unset or empty
+    # (oc.env gives "" for a variable set to nothing, which would put data.root at /<task>)
+    OmegaConf.register_new_resolver("env_or", lambda name, default: os.environ.get(name) or default)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,9 +477,7 @@ def validate(cfg: DictConfig) -> None:
             f"{task_kind.replace('_', ' ')} targets; accepted losses for task={task.name}: {', '.join(fitting)}"
         )
 
-    for key in ("lambda_act", "lambda_tim"):
-        if key in method:
-            _number(f"method.{key}", method[key], low=0.0)
+    RuleConfig(**rule_kwargs(cfg))  # the engine checks the lambdas (as SpikingNetwork does)
     if "no_spike_penalty" in method:
         _number("method.no_spike_penalty", method.no_spike_penalty, low=0.0)
     if "penalty_window" in method:

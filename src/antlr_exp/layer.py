@@ -64,10 +64,11 @@ class RuleConfig:
     def __post_init__(self) -> None:
         if self.rule not in RULES:
             raise ConfigError(f"method={self.rule!r}: accepted are {', '.join(RULES)}")
-        for name in ("lambda_act", "lambda_tim"):
+        for name in ("lambda_act", "lambda_tim"):  # antlr-train's config check is this one too
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"method.{name}={value!r}: must be a finite number")
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or value < 0):
+                raise ConfigError(f"method.{name}={value!r} is out of range; accepted: a number in [0, inf)")
 
     @property
     def act_weight(self) -> float:

@@ -52,10 +52,16 @@ def _check_output(spikes: torch.Tensor, name: str = "spikes") -> None:
 
 
 def _check_labels(labels: torch.Tensor, num_outputs: int) -> None:
+    if not isinstance(labels, torch.Tensor):
+        raise InputError(f"labels of type {type(labels).__name__}: expected a torch.Tensor of class indices")
     if labels.dim() != 1:
         raise InputError(f"labels has shape {tuple(labels.shape)}: expected [batch]")
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_outputs):
-        raise InputError(f"labels must lie in 0..{num_outputs - 1}; got min {int(labels.min())}, max {int(labels.max())}")
+    if labels.dtype == torch.bool or labels.is_floating_point() or labels.is_complex():
+        raise InputError(f"labels has dtype {labels.dtype}: expected integer class indices (torch.long)")
+    if labels.numel():
+        low, high = (int(v) for v in torch.stack(torch.aminmax(labels)).tolist())  # one sync
+        if low < 0 or high >= num_outputs:
+            raise InputError(f"labels must lie in 0..{num_outputs - 1}; got min {low}, max {high}")
 
 
 def count_targets(labels: torch.Tensor, num_outputs: int, n_true: float, n_false: float) -> torch.Tensor:
@@ -259,6 +265,7 @@ def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor
                  reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy of ``softmax_o(-beta * t_first_o)``, batch mean; silent outputs count as t = T."""
     _check_output(spikes)
+    _check_labels(labels, spikes.shape[2])
     if labels.shape != (spikes.shape[0],):
         raise InputError(f"labels has shape {tuple(labels.shape)}: expected [{spikes.shape[0]}]")
     logits = -beta * first_spike_time_tensor(spikes, times)
@@ -276,6 +283,9 @@ def no_spike_count_term(spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: f
     gives the squared form's gradient.
     """
     _check_output(spikes)
+    _check_labels(labels, spikes.shape[2])
+    if labels.shape != (spikes.shape[0],):
+        raise InputError(f"labels has shape {tuple(labels.shape)}: expected [{spikes.shape[0]}]")
     counts = spikes.sum(dim=1).gather(1, labels.view(-1, 1)).squeeze(1)
     missing = 1.0 - counts.clamp(max=1.0)
     return _reduce(lambda_ns * (missing.pow(2) if squared else missing), reduction)

@@ -171,6 +171,7 @@ class SpikingNetwork(nn.Module):
         NaN or inf (the fused path leaves that to the C++ scan of the first layer's input)."""
         if not isinstance(x, torch.Tensor):
             raise InputError(f"input of type {type(x).__name__}: expected a torch.Tensor")
+        shape = tuple(x.shape)
         if self.trials > 1:
             if x.dim() < 4 or x.shape[0] != self.trials:
                 raise InputError(f"input has shape {tuple(x.shape)}: a network of trials={self.trials} expects "
@@ -180,7 +181,9 @@ class SpikingNetwork(nn.Module):
             raise InputError(
                 f"input has shape {tuple(x.shape)}: expected [batch, steps, {self.sizes[0]}] or [batch, steps, C, H, W]"
             )
-        flat = x.reshape(x.shape[0], x.shape[1], -1) if x.dim() > 3 else x
+        if x.shape[0] == 0:
+            raise InputError(f"input has shape {shape}: the batch is empty; expected at least one sample")
+        flat = x.flatten(2) if x.dim() > 3 else x  # flatten: also where a frame has no pixels
         if flat.shape[2] != self.sizes[0]:
             raise InputError(
                 f"input has shape {tuple(x.shape)}: {flat.shape[2]} input neurons per step, the network expects {self.sizes[0]}"

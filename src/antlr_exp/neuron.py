@@ -55,8 +55,9 @@ class NeuronParams:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"neuron.{name}={value!r}: must be a finite number > 0")
-        if not isinstance(self.surrogate_a, (int, float)) or self.surrogate_a < 0:
-            raise ConfigError(f"neuron.surrogate_a={self.surrogate_a!r}: must be a number >= 0")
+        if (not isinstance(self.surrogate_a, (int, float)) or not math.isfinite(self.surrogate_a)
+                or self.surrogate_a < 0):
+            raise ConfigError(f"neuron.surrogate_a={self.surrogate_a!r}: must be a finite number >= 0")
         for name in ("beta_V", "beta_bias"):
             value = getattr(self, name)
             if isinstance(value, str):

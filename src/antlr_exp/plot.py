@@ -104,13 +104,20 @@ def main(argv: Optional[list] = None) -> int:
         parser.exit(2, f"antlr-plot: error: no finished jobs (summary.json with .hydra/config.yaml) below "
                        f"{', '.join(args.paths)}\n")
     out = args.out or Path(args.paths[0])
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.exit(2, f"antlr-plot: error: --out {out} cannot be made a folder: {error.strerror or error}\n")
     import matplotlib.pyplot as plt
 
     for name, draw in (("accuracy_vs_spikes.png", accuracy_vs_spikes), ("loss_curves.png", loss_curves)):
         figure = draw(grouped)
-        figure.savefig(out / name, dpi=120)
-        plt.close(figure)
+        try:
+            figure.savefig(out / name, dpi=120)
+        except OSError as error:
+            parser.exit(2, f"antlr-plot: error: {out / name} cannot be written: {error.strerror or error}\n")
+        finally:
+            plt.close(figure)
         print(out / name)
     return 0
 

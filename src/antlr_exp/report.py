@@ -6,6 +6,9 @@ config, saved beside its summary as ``evaluated_config.yaml``). Jobs are grouped
 and every other config value that differs between jobs of one method (except the seed and
 bookkeeping such as paths, caches and loggers), so
 ``antlr-train -m method=activation,timing,antlr seed=0,1,2`` gives one row per method with n = 3.
+With ``--by``, the task and the loss stay columns wherever the jobs differ in them (an MNIST
+accuracy is never averaged with a spike-train task's). A job folder reached through several of
+the paths counts once.
 A job folder without a summary (failed or still running) and a job a sweep never started are
 named below the table; an unreadable summary is skipped with a warning.
 
@@ -42,6 +45,11 @@ NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "data.root", "data.down
                  "trainer.progress_bar", "optimized_metric", "task.options.cache_dir", "trainer.record_gradients")
 #: Columns every table starts with.
 ALWAYS = ("method.name", "loss.name")
+#: Kept in every grouping, also one given with --by, wherever the jobs differ in them: the mean of
+#: an MNIST accuracy and a spike-train task's, or of two different losses, means nothing.
+NEVER_MIXED = ("task.name", "loss.name")
+#: Summary keys that are metrics (``<split>_<name>``): each must be a number (or null).
+METRIC_PREFIXES = ("train_", "val_", "test_")
 #: Written by ``evaluate=`` beside its summary: the evaluated checkpoint's config.
 EVALUATED_CONFIG = "evaluated_config.yaml"
 TRIALS_FILE = "trials.json"  # a stacked job's index of its trials (trials=K), in place of summary.json
@@ -87,12 +95,26 @@ def expected_jobs(sweep: Path) -> Optional[int]:
         return None
 
 
+def _not_a_number(summary: dict) -> Optional[str]:
+    """The first metric of ``summary`` that is neither a number nor null, as ``key=value``."""
+    for key, value in summary.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key.startswith(METRIC_PREFIXES) and value is not None and not number:
+            return f"{key}={value!r} is not a number"
+    return None
+
+
 def scan(paths) -> Jobs:
-    """Every job below ``paths``: finished (config + readable summary), failed, missing."""
+    """Every job below ``paths``: finished (config + readable summary), failed, missing. A job
+    folder reached through several of ``paths`` (``SW SW/0``, ``SW SW/``) counts once."""
     jobs = Jobs()
+    seen: set = set()  # the real paths of the job and sweep folders already counted
     for path in paths:
         path = Path(path)
         for summary_file in sorted(path.rglob("summary.json")):
+            if summary_file.parent.resolve() in seen:
+                continue
+            seen.add(summary_file.parent.resolve())
             config_file = _job_config(summary_file.parent)
             if config_file is None:
                 continue
@@ -100,6 +122,8 @@ def scan(paths) -> Jobs:
                 summary = json.loads(summary_file.read_text())
                 if not isinstance(summary, dict):
                     raise ValueError("not a JSON object")
+                if _not_a_number(summary):
+                    raise ValueError(_not_a_number(summary))
                 config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=True)
             except Exception as error:
                 jobs.skipped.append((summary_file, f"{type(error).__name__}: {error}"))
@@ -108,6 +132,9 @@ def scan(paths) -> Jobs:
             jobs.folders.append(summary_file.parent)
         for sweep_file in sorted(path.rglob("multirun.yaml")) if path.is_dir() else []:
             sweep = sweep_file.parent
+            if ("sweep", sweep.resolve()) in seen:
+                continue
+            seen.add(("sweep", sweep.resolve()))
             numbered = {int(p.name): p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()}
             for number, folder in sorted(numbered.items()):
                 finished = (folder / "summary.json").is_file() or (folder / TRIALS_FILE).is_file()
@@ -167,7 +194,11 @@ def check_keys(jobs: list, by: Optional[list], metrics: Optional[list]) -> None:
 def aggregate(paths, by: Optional[list] = None, metrics: Optional[list] = None, jobs: Optional[list] = None) -> list:
     """One dict per setting: the ``by`` keys, ``n`` and ``<metric>_mean`` / ``<metric>_std``."""
     jobs = load_jobs(paths) if jobs is None else jobs
-    by = list(by) if by else setting_keys(jobs)
+    if by:
+        differ = [k for k in NEVER_MIXED if len({repr(config.get(k)) for config, _ in jobs}) > 1]
+        by = [k for k in differ if k not in by] + list(by)
+    else:
+        by = setting_keys(jobs)
     metrics = list(metrics) if metrics else [m for m in DEFAULT_METRICS
                                              if any(s.get(m) is not None for _, s in jobs)]
     groups: dict = {}
@@ -240,10 +271,23 @@ def sweep_report(folder: Path) -> str:
     return "\n".join(lines + problems(jobs))
 
 
+def _unwritable(path: Path) -> Optional[str]:
+    """Why a file cannot be written at ``path`` (a folder there, no folder to hold it), or None."""
+    try:
+        if path.is_dir():
+            return "is a folder"
+        if not path.parent.is_dir():
+            return f"cannot be written: {path.parent} is not a folder"
+    except OSError as error:  # a name too long, a loop of links
+        return f"cannot be written: {error.strerror or error}"
+    return None
+
+
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="antlr-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="multirun folders (or any folders holding job folders)")
-    parser.add_argument("--by", nargs="+", help="config keys to group by (default: method.name, loss.name and what varies)")
+    parser.add_argument("--by", nargs="+", help="config keys to group by (default: method.name, loss.name and what varies; "
+                        "task.name and loss.name are kept wherever the jobs differ in them)")
     parser.add_argument("--metrics", nargs="+", help=f"summary keys (default: {', '.join(DEFAULT_METRICS)})")
     parser.add_argument("--format", choices=FORMATS, default="markdown", help="how the table is printed (default: markdown)")
     parser.add_argument("--csv", type=Path, help="also write the table as CSV to this file")
@@ -251,6 +295,9 @@ def main(argv: Optional[list] = None) -> int:
     for path in args.paths:
         if not Path(path).is_dir():
             parser.exit(2, f"antlr-report: error: {path} is not a folder\n")
+    why = _unwritable(args.csv) if args.csv else None
+    if why:
+        parser.exit(2, f"antlr-report: error: --csv {args.csv} {why}; accepted: a file in an existing folder\n")
     jobs = scan(args.paths)
     try:
         check_keys(jobs.finished, args.by, args.metrics)
@@ -263,7 +310,10 @@ def main(argv: Optional[list] = None) -> int:
         parser.exit(2, f"antlr-report: error: no finished jobs (summary.json with .hydra/config.yaml) below {', '.join(args.paths)}\n")
     print(render(rows, args.format))
     if args.csv:
-        args.csv.write_text(render(rows, "csv") + "\n")
+        try:
+            args.csv.write_text(render(rows, "csv") + "\n")
+        except OSError as error:
+            parser.exit(2, f"antlr-report: error: --csv {args.csv} cannot be written: {error.strerror or error}\n")
     return 0
 
 

@@ -135,6 +135,19 @@ def take_prefix(ids: torch.Tensor, limit: int | None) -> torch.Tensor:
     return chosen.sort().values
 
 
+def check_root_is_folder(root: Path, dataset: str, holds: str) -> None:
+    """DatasetNotFoundError when ``root``, or the nearest of its parents that exists, is a file:
+    no data can be there, and no download could go there."""
+    for path in (root, *root.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is a file, not a folder" if path == root else f"lies under {path.resolve()}, a file"
+                raise DatasetNotFoundError(
+                    f"{dataset} not found: the data root {root.resolve()} {where}; set data.root (the "
+                    f"library's root=) to the folder that holds {holds}")
+            return
+
+
 @contextlib.contextmanager
 def staging_dir(parent: Path, prefix: str) -> Iterator[Path]:
     """A fresh hidden folder inside ``parent`` that is removed on exit, whatever happens.

@@ -12,7 +12,9 @@ validation split and of the test set.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
 from pathlib import Path
 
 import torch
@@ -22,6 +24,7 @@ from antlr_exp.data.common import (
     DatasetCorruptError,
     TaskData,
     check_int,
+    check_root_is_folder,
     check_limit,
     remove_empty_folders,
     seeded_subset,
@@ -41,6 +44,8 @@ MNIST_FILES = (
 )
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
+#: The IDX magic numbers of the MNIST files: unsigned bytes (0x08) in 3 dimensions (images) or 1 (labels).
+IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}
 
 
 def raw_folder(root: Path) -> Path:
@@ -87,11 +92,44 @@ def _download(root: Path, missing: list[str]) -> None:
         raise
 
 
+def _check_idx(path: Path, magic: int) -> None:
+    """DatasetCorruptError naming ``path`` and what is wrong with its IDX header: the magic
+    number, or a size other than the header's dimensions say (torchvision only asserts these)."""
+    dims = magic & 0xFF
+    header_size = 4 * (1 + dims)
+    try:
+        with open(path, "rb") as stream:
+            header = stream.read(header_size)
+        size = path.stat().st_size
+    except OSError as error:
+        problem = f"cannot be read ({error.strerror or error})"
+    else:
+        found, *shape = struct.unpack(f">{1 + dims}I", header) if len(header) == header_size else (None,)
+        expected = header_size + math.prod(shape)
+        if found is None:
+            problem = f"is {size} bytes, shorter than its {header_size}-byte header (truncated)"
+        elif found != magic:
+            problem = (f"starts with the magic number {found}; expected {magic} (an IDX file of unsigned bytes "
+                       f"in {dims} dimension{'s' if dims > 1 else ''})")
+        elif size != expected:
+            shown = " x ".join(map(str, shape))
+            problem = (f"is {size} bytes, but its header announces {shown} values ({expected} bytes with the "
+                       f"header): {'truncated' if size < expected else 'extra bytes at the end'}")
+        else:
+            return
+    raise DatasetCorruptError(
+        f"MNIST file {path.resolve()} {problem}; replace it with the original file (or delete it and use "
+        f"download=true)."
+    )
+
+
 def _read_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images uint8 [N, 28, 28] and labels int64 [N] of one split, checked for consistency."""
     import torchvision  # imported on first use: importing torchvision takes seconds
 
     split = "train" if train else "t10k"
+    for kind, magic in IDX_MAGIC.items():
+        _check_idx(raw_folder(root) / f"{split}-{kind}-idx{magic & 0xFF}-ubyte", magic)
     try:
         dataset = torchvision.datasets.MNIST(str(root), train=train, download=False)
         images, labels = dataset.data, dataset.targets
@@ -126,6 +164,7 @@ def read_mnist(root: str | os.PathLike, download: bool = False) -> dict[str, tup
         int64 [N] labels.
     """
     root = Path(root).expanduser()
+    check_root_is_folder(root, "MNIST", "MNIST/raw/")
     missing = [name for name in MNIST_FILES if not (raw_folder(root) / name).is_file()]
     if missing:
         if not download:

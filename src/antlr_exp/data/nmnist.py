@@ -58,6 +58,7 @@ from antlr_exp.data.common import (
     atomic_save_npz,
     check_int,
     check_limit,
+    check_root_is_folder,
     default_cache_dir,
     remove_empty_folders,
     seeded_subset,
@@ -197,6 +198,17 @@ def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int,
 # ---------------------------------------------------------------- finding the recordings
 
 
+def _stat(path: Path) -> os.stat_result:
+    """``path.stat()``, or DatasetCorruptError naming the file (a broken link, a loop of links)."""
+    try:
+        return path.stat()
+    except OSError as error:
+        raise DatasetCorruptError(
+            f"N-MNIST recording {path} cannot be read ({error.strerror or error}); replace it with "
+            f"the original file"
+        ) from None
+
+
 def _scan_original_layout(folder: Path) -> list[Recording]:
     """Recordings in ``folder/<digit>/*.bin``, sorted by (digit, file name)."""
     recordings = []
@@ -205,7 +217,7 @@ def _scan_original_layout(folder: Path) -> list[Recording]:
         if not digit_folder.is_dir():
             continue
         for path in sorted(digit_folder.glob("*.bin")):
-            stat = path.stat()
+            stat = _stat(path)
             recordings.append(Recording(path=path, relpath=f"{digit}/{path.name}", label=digit,
                                         size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
@@ -243,7 +255,7 @@ def _tonic_recordings(root: Path, train: bool) -> list[Recording]:
     recordings = []
     for name, label in zip(dataset.data, dataset.targets, strict=True):
         path = Path(name)
-        stat = path.stat()
+        stat = _stat(path)
         recordings.append(Recording(path=path, relpath=path.relative_to(folder).as_posix(),
                                     label=int(label), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
     return recordings
@@ -309,6 +321,7 @@ def find_recordings(root: str | os.PathLike, download: bool = False) -> dict[str
             files expected and how to obtain them), or the download failed.
     """
     root = Path(root).expanduser()
+    check_root_is_folder(root, "N-MNIST", "Train/ and Test/ (or NMNIST/)")
     found: dict[str, list[Recording]] = {}
     missing = []
     for split, train in SPLIT_FOLDERS.items():
