@@ -11,6 +11,8 @@ on top of it every step appends one row to ``steps.csv`` in the output folder:
 - ``label_silent``: fraction of the batch whose label neuron did not fire;
   ``all_silent``: fraction with no output spike at all;
 - ``label_vmax``: median over the batch of the label neuron's highest potential (threshold 1);
+- ``output_weight_grad_mean``, ``output_bias_grad_mean``: the output layer's mean gradient
+  (positive: the step lowers its weights and bias, so its potentials);
 - per weight layer l: ``grad_norm_l`` (before clipping), ``clipped_l`` (fraction of elements
   clipped), ``update_ratio_l`` (||W after - W before|| / ||W before||), ``adam_rms_l`` (the
   root mean square of Adam's bias-corrected second moment, sqrt(mean v_hat): the gradient scale
@@ -98,6 +100,11 @@ class StepTrace:
         def clip_and_record(parameters, value):
             for l, w in enumerate(self.weights):
                 row[f"grad_norm_{l}"] = float(w.grad.detach().norm())
+            # the descent direction of the output layer: a positive mean gradient lowers its
+            # weights and bias, so gradient descent pushes the output potentials down
+            output = trainer.net.layers[-1]
+            row["output_weight_grad_mean"] = float(output.weight.grad.detach().mean())
+            row["output_bias_grad_mean"] = float(output.bias.grad.detach().mean())
             return clip(parameters, value)
 
         torch.nn.utils.clip_grad_value_ = clip_and_record
