@@ -18,7 +18,7 @@ method=antlr`` and the same seed and data; the coordinator has them take turns, 
 training steps at a time, so load from other processes falls on both alike. Setup (data,
 kernel builds) is not timed. Prints both epoch times and the ratio.
 
-    python scripts/bench_epoch.py --against 556f9f5 --threads 2     # the state before issue 10's work
+    python scripts/bench_epoch.py --against 556f9f5 --threads 2     # the engine of 2026-11-23
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ def test_paper_presets_count_the_timing_rules_silence_up_to_the_training_early_s
 
 @pytest.mark.parametrize("single", ["false", "true"])
 def test_n_mnist_same_loss_activation_job_is_fig8s_activation_job(single):
-    """results.md reuses Fig. 8's activation job as the activation row of the N-MNIST same-loss
+    """docs/results/same_loss.md reuses Fig. 8's activation job as the activation row of the N-MNIST same-loss
     study: the two presets must give that job the same configuration."""
     from omegaconf import OmegaConf
 

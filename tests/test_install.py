@@ -31,7 +31,7 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
     source.mkdir()
     for name in ("src", "conf"):
         shutil.copytree(REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(REPO / name, source / name)
     wheels = tmp_path / "wheels"
     # build with this environment's setuptools where it is recent enough (no network), else let pip
@@ -43,6 +43,13 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
     shipped = {n[len("antlr_exp/conf/"):] for n in zipfile.ZipFile(wheel).namelist()
                if n.startswith("antlr_exp/conf/")}
     assert shipped == {str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml")}
+    # the MIT licence text ships in the wheel's metadata, and the metadata names it
+    with zipfile.ZipFile(wheel) as archive:
+        licences = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]
+        assert len(licences) == 1 and archive.read(licences[0]) == (REPO / "LICENSE").read_bytes()
+        meta = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    assert "License-Expression: MIT" in meta and "License-File: LICENSE" in meta
+    assert "MIT License" in (REPO / "LICENSE").read_text()
 
     target = tmp_path / "target"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),

@@ -16,6 +16,17 @@ from conftest import REPO, cli_env, compose_config
 FORBIDDEN = re.compile(r"\.\./shared|/work/|\bSPEC\b|the brief|reviewer", re.IGNORECASE)
 
 
+#: Work-log wording: what a user reads speaks to a user anywhere, now; how the work went belongs
+#: in git history and, where users care, a dated line of CHANGELOG.md.
+DIARY = re.compile(r"\bissues? ?#?\d+|\bthe issue's|another engineer|\bthis (morning|afternoon)\b|"
+                   r"\b(morning|afternoon|evening) of\b|\bsessions?\b|\byesterday\b|\btoday's", re.IGNORECASE)
+
+
+def docs_files() -> list:
+    """README.md, docs/ and the configs: the prose and comments a user reads (not CHANGELOG.md)."""
+    return [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "conf").rglob("*.yaml")]
+
+
 def user_files() -> list:
     files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "conf").rglob("*.yaml"),
              *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py")]
@@ -32,11 +43,35 @@ def test_no_internal_paths_in_what_users_read():
     assert not hits, "\n".join(hits)
 
 
+@pytest.mark.parametrize("phrase", ["issue 10", "Issue #7", "issues 3", "the issue's guide", "another engineer's runs",
+                                    "this morning", "This afternoon", "Afternoon of 2026-12-03", "morning of",
+                                    "a session", "two sessions", "yesterday", "today's tables"])
+def test_diary_wording_is_caught(phrase):
+    assert DIARY.search(f"The numbers of {phrase} hold.")
+
+
+@pytest.mark.parametrize("text", ["an issue with the data", "sessional", "today", "measured on 2026-12-03",
+                                  "morning", "an afternoon run"])
+def test_plain_wording_is_not_diary(text):
+    assert not DIARY.search(text)
+
+
+def test_no_work_log_in_what_users_read():
+    hits = []
+    for path in docs_files():
+        assert path.name != "CHANGELOG.md"
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if DIARY.search(line):
+                hits.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert not hits, "\n".join(hits)
+
+
 def test_help_names_no_internal_path():
     result = subprocess.run([sys.executable, "-m", "antlr_exp.cli", "--help"], env=cli_env(), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0 and "data:" in result.stdout
     assert not FORBIDDEN.search(result.stdout), result.stdout
+    assert not DIARY.search(result.stdout), result.stdout
     assert "ANTLR_EXP_DATA" in result.stdout
 
 
