@@ -239,6 +239,56 @@ def test_made_up_recordings_frame_exactly(tmp_path):
     assert torch.equal(frames, expected)
 
 
+# Events at the edges of the first saccade (100,000 us) and of the window (T * bin_us), each at a
+# pixel of its own, with the frame each lands in: (x, y, p, t_us, frame without first_saccade_only,
+# frame with it); None: dropped. tonic's rule, which frame_events follows:
+#   * tonic.datasets.NMNIST(first_saccade_only=True) keeps the events with t < 1e5 (strict), so an
+#     event at exactly 100,000 us is not of the first saccade;
+#   * tonic.transforms.ToFrame(time_window=bin_us, start_time=0, end_time=T * bin_us) cuts
+#     (SliceByTime, np.searchsorted on both edges) T frames, frame k = {k * bin_us <= t < (k + 1) * bin_us},
+#     so an event at exactly T * bin_us lies in no frame, and t = k * bin_us opens frame k.
+BOUNDARY_CASES = {
+    # T = 101, bin_us = 1000: the window ends at 101,000 us, after the saccade limit
+    (101, 1000): [(1, 1, 0, 0, 0, 0), (2, 2, 0, 99_999, 99, 99), (3, 3, 0, 100_000, 100, None),
+                  (4, 4, 1, 100_001, 100, None), (5, 5, 1, 100_999, 100, None), (6, 6, 1, 101_000, None, None),
+                  (7, 7, 0, 101_001, None, None)],
+    # T = 100, bin_us = 1000: the window ends at the saccade limit itself
+    (100, 1000): [(2, 2, 0, 99_999, 99, 99), (3, 3, 0, 100_000, None, None), (4, 4, 1, 100_001, None, None)],
+    # T = 200, bin_us = 600 (the window ends at 120,000 us): the limit falls inside frame 166 = [99,600, 100,200)
+    (200, 600): [(1, 1, 1, 599, 0, 0), (8, 8, 0, 600, 1, 1), (2, 2, 0, 99_999, 166, 166),
+                 (3, 3, 0, 100_000, 166, None), (4, 4, 1, 100_001, 166, None), (5, 5, 0, 100_200, 167, None),
+                 (6, 6, 1, 119_999, 199, None), (7, 7, 0, 120_000, None, None), (9, 9, 1, 120_001, None, None)],
+}
+
+
+@pytest.mark.parametrize("first_saccade_only", [False, True])
+@pytest.mark.parametrize("num_steps, bin_us", sorted(BOUNDARY_CASES))
+def test_events_at_the_saccade_limit_and_the_window_end(tmp_path, num_steps, bin_us, first_saccade_only):
+    """Events at limit - 1, limit, limit + 1 us (limit 100,000 us) and at the window's end land in
+    the frame tonic's rule gives them (table above) or are dropped, through load_task."""
+    events = BOUNDARY_CASES[num_steps, bin_us]
+    expected = torch.zeros(num_steps, 2, 34, 34)
+    for x, y, p, t, frame, saccade_frame in events:
+        step = saccade_frame if first_saccade_only else frame
+        if step is not None:
+            expected[step, p, y, x] = 1
+    # the table is tonic's rule: tonic's own ToFrame (and its saccade cut) give the same frames
+    raw = np.array([(x, y, t, p) for x, y, p, t, _, _ in events], dtype=tonic.datasets.NMNIST.dtype)
+    if first_saccade_only:
+        raw = raw[raw["t"] < 1e5]
+    by_tonic = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), time_window=bin_us, start_time=0,
+                                        end_time=num_steps * bin_us)(raw)
+    assert torch.equal(torch.from_numpy(by_tonic[:num_steps] > 0).float(), expected)
+    root = tmp_path / "nmnist"
+    for split, per_digit in (("Train", 1), ("Test", 1)):
+        for digit in range(10):
+            write_recording(root / split / str(digit) / f"{digit + 1:05d}.bin", [e[:4] for e in events])
+    task = load_task("nmnist", root=root, cache_dir=tmp_path / "cache", num_steps=num_steps, bin_us=bin_us,
+                     first_saccade_only=first_saccade_only, limit_test=2)
+    for item in range(len(task.test)):
+        assert torch.equal(task.test[item][0], expected)
+
+
 def test_missing_root_names_path_files_and_remedy(tmp_path):
     root = tmp_path / "absent"
     with pytest.raises(DatasetNotFoundError) as caught:

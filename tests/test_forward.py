@@ -7,6 +7,7 @@ from antlr_exp.layer import simulate_lif
 from antlr_exp.network import SpikingNetwork, decide, first_spike_times, spike_counts
 from antlr_exp.neuron import NeuronParams, eps_kernel, eps_time_derivative
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
+from neuron_cases import AUTO_SCALES, EXPLICIT_SCALES
 
 
 def srm_potential(spikes_in, weight, bias, params):
@@ -33,10 +34,12 @@ def srm_potential(spikes_in, weight, bias, params):
 
 
 @pytest.mark.parametrize("single_spike", [False, True])
-@pytest.mark.parametrize("alphas", [(0.99, 0.99), (0.9, 0.8), (0.0, 0.95)])
-def test_rnn_recurrence_equals_srm_sum(single_spike, alphas):
+@pytest.mark.parametrize("neuron", [dict(alpha_I=0.99, alpha_V=0.99), dict(alpha_I=0.9, alpha_V=0.8),
+                                    dict(alpha_I=0.0, alpha_V=0.95), AUTO_SCALES, EXPLICIT_SCALES],
+                         ids=["paper", "alphas_0.9_0.8", "alphas_0_0.95", "auto_scales", "explicit_scales"])
+def test_rnn_recurrence_equals_srm_sum(single_spike, neuron):
     steps, n_in, n = 50, 7, 5
-    params = NeuronParams(alpha_I=alphas[0], alpha_V=alphas[1], single_spike=single_spike).resolve(steps)
+    params = NeuronParams(**neuron, single_spike=single_spike).resolve(steps)
     g = torch.Generator().manual_seed(3)
     x = (torch.rand(2, steps, n_in, generator=g, dtype=torch.float64) < 0.2).double()
     w = torch.rand(n, n_in, generator=g, dtype=torch.float64) * 1.5

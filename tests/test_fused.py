@@ -16,15 +16,17 @@ from antlr_exp.network import SpikingNetwork
 from antlr_exp.neuron import NeuronParams
 
 from kernel_paths import require_cpp_kernels
+from neuron_cases import NEURONS, OTHER_NEURONS
 
 SIZES = [30, 40, 20, 5]
 STEPS = 50
 
 
 def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=False, scale=8.0, sizes=SIZES,
-               dtype=torch.float64):
+               dtype=torch.float64, neuron="paper"):
     torch.manual_seed(1)
-    net = SpikingNetwork(sizes, STEPS, NeuronParams(single_spike=single), rule=rule, trials=trials).to(dtype)
+    net = SpikingNetwork(sizes, STEPS, NeuronParams(single_spike=single, **NEURONS[neuron]), rule=rule,
+                         trials=trials).to(dtype)
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(scale)  # every layer fires
@@ -47,15 +49,19 @@ def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=Fal
     return used, [p.grad.clone() for p in net.parameters()], spikes, out.num_steps
 
 
-CASES = list(itertools.product(["activation", "timing", "antlr"], [False, True], [1, 3], [0.03, 0.3]))
+# the paper's neuron constants in every combination; the other constants (beta_V != beta_bias,
+# alpha_I != alpha_V, theta != 1: tests/neuron_cases.py) in every rule and mode, stacked
+CASES = list(itertools.product(["activation", "timing", "antlr"], [False, True], [1, 3], [0.03, 0.3], ["paper"]))
+CASES += list(itertools.product(["activation", "timing", "antlr"], [False, True], [3], [0.3], OTHER_NEURONS))
 
 
-@pytest.mark.parametrize("rule,single,trials,density", CASES)
+@pytest.mark.parametrize("rule,single,trials,density,neuron", CASES)
 @pytest.mark.parametrize("hidden_loss", [False, True])
-def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density, hidden_loss):
+def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density, neuron, hidden_loss):
     require_cpp_kernels()
-    used, fused, spikes, _ = _gradients(rule, single, trials, density, hidden_loss, fused=True)
-    unused, layered, spikes_layered, _ = _gradients(rule, single, trials, density, hidden_loss, fused=False)
+    used, fused, spikes, _ = _gradients(rule, single, trials, density, hidden_loss, fused=True, neuron=neuron)
+    unused, layered, spikes_layered, _ = _gradients(rule, single, trials, density, hidden_loss, fused=False,
+                                                    neuron=neuron)
     assert used and not unused
     assert spikes == spikes_layered and all(n > 0 for n in spikes)  # every layer fired
     nonzero = 0

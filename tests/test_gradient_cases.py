@@ -9,12 +9,13 @@ from antlr_exp.losses import spike_train_loss
 from antlr_exp.network import SpikingNetwork
 from antlr_exp.neuron import NeuronParams
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
+from neuron_cases import NEURONS
 from test_gradients import finite_difference, library_timing_grads, relative_error_and_cosine, timing_setup
 from timing_oracle import direct_antlr_gradients, direct_timing_gradients, simulate_layer, single_neuron_times
 
 
-def network_with(sizes, steps, weights, biases, rule, **kw):
-    net = SpikingNetwork(sizes, steps, NeuronParams(), rule=rule, **kw).double()
+def network_with(sizes, steps, weights, biases, rule, params=None, **kw):
+    net = SpikingNetwork(sizes, steps, params or NeuronParams(), rule=rule, **kw).double()
     with torch.no_grad():
         for layer, w, b in zip(net.layers, weights, biases):
             layer.weight.copy_(w)
@@ -22,16 +23,19 @@ def network_with(sizes, steps, weights, biases, rule, **kw):
     return net
 
 
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("lambda_act, lambda_tim", [(0.3, 2.5), (1.7, 0.4)])
-def test_antlr_with_lambdas_equals_weighted_sum_of_the_parts_by_loops(lambda_act, lambda_tim):
+def test_antlr_with_lambdas_equals_weighted_sum_of_the_parts_by_loops(lambda_act, lambda_tim, neuron):
     """Three layers, spike-train loss: the engine's ANTLR gradients equal eqs. 7/10 by loops with
-    dL/dV = lambda_act * sigma(V) dL/dS + lambda_tim * (-dL/dt / V*) at every layer."""
+    dL/dV = lambda_act * sigma(V) dL/dS + lambda_tim * (-dL/dt / V*) at every layer (the paper's
+    neuron constants and two sets where beta_V != beta_bias, alpha_I != alpha_V, theta != 1)."""
     sizes, steps = [8, 6, 5, 3], 60
-    params, x, weights, biases = timing_setup(sizes, steps, seed=0)
+    params, x, weights, biases = timing_setup(sizes, steps, seed=0, neuron=NEURONS[neuron])
     biases[1] += 0.02
+    biases[0] += 0.05  # every layer's bias gradient is nonzero
     target = torch.zeros(1, steps, sizes[-1], dtype=torch.float64)
     target[0, [15, 30, 45], [0, 1, 2]] = 1.0
-    net = network_with(sizes, steps, weights, biases, "antlr", lambda_act=lambda_act, lambda_tim=lambda_tim)
+    net = network_with(sizes, steps, weights, biases, "antlr", params, lambda_act=lambda_act, lambda_tim=lambda_tim)
     out = net(x.unsqueeze(0))
     spike_train_loss(out.output_spikes, out.output_times, target).backward()
     # dL/dS and dL/dt_hat of the output layer, from the loss alone
@@ -44,7 +48,7 @@ def test_antlr_with_lambdas_equals_weighted_sum_of_the_parts_by_loops(lambda_act
         assert torch.equal(ours[0].detach(), theirs)
         assert theirs.sum() >= 2, "every layer must spike for the timing part to mean something"
     for layer, dw, db in zip(net.layers, direct_w, direct_b):
-        assert dw.abs().max() > 0
+        assert dw.abs().max() > 0 and db.abs().max() > 0
         torch.testing.assert_close(layer.weight.grad, dw, rtol=1e-9, atol=1e-12)
         torch.testing.assert_close(layer.bias.grad, db, rtol=1e-9, atol=1e-12)
 

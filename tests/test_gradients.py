@@ -9,12 +9,14 @@ from antlr_exp.network import SpikingNetwork
 from antlr_exp.neuron import NeuronParams
 from antlr_exp.reference import reference_forward
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
+from neuron_cases import NEURONS
 from timing_oracle import direct_timing_gradients, interpolated_network_times, single_neuron_times
 
 
-def make_net(sizes, steps, rule, single_spike=False, seed=0, scale=6.0, **kw):
+def make_net(sizes, steps, rule, single_spike=False, seed=0, scale=6.0, neuron=None, **kw):
     torch.manual_seed(seed)
-    net = SpikingNetwork(sizes, steps, NeuronParams(single_spike=single_spike), rule=rule, **kw).double()
+    net = SpikingNetwork(sizes, steps, NeuronParams(single_spike=single_spike, **(neuron or {})), rule=rule,
+                         **kw).double()
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(scale).add_(0.4)
@@ -48,12 +50,13 @@ LOSSES = {
 }
 
 
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("single_spike", [False, True])
 @pytest.mark.parametrize("loss_name", ["spike_train", "count"])
 @pytest.mark.parametrize("rule,reset_paths", [("activation", False), ("activation_rnn", True)])
-def test_activation_rules_equal_autograd_reference(rule, reset_paths, loss_name, single_spike):
+def test_activation_rules_equal_autograd_reference(rule, reset_paths, loss_name, single_spike, neuron):
     steps = 40
-    net = make_net([12, 20, 15, 4], steps, rule, single_spike)
+    net = make_net([12, 20, 15, 4], steps, rule, single_spike, neuron=NEURONS[neuron])
     x = random_spikes((3, steps, 12), 0.15, seed=1)
     target = random_spikes((3, steps, 4), 0.05, seed=2)
     loss_fn = LOSSES[loss_name](target)
@@ -83,9 +86,9 @@ def test_reset_paths_change_the_gradient():
     assert not torch.allclose(results[0][0], results[1][0])
 
 
-def timing_setup(sizes, steps, seed, single_spike=False, input_window=25, scale=(2.5, 1.5, 1.5)):
+def timing_setup(sizes, steps, seed, single_spike=False, input_window=25, scale=(2.5, 1.5, 1.5), neuron=None):
     torch.manual_seed(seed)
-    params = NeuronParams(single_spike=single_spike).resolve(steps)
+    params = NeuronParams(single_spike=single_spike, **(neuron or {})).resolve(steps)
     x = torch.zeros(steps, sizes[0], dtype=torch.float64)
     for i in range(sizes[0]):
         x[torch.randint(0, input_window, (2,)), i] = 1
@@ -95,7 +98,9 @@ def timing_setup(sizes, steps, seed, single_spike=False, input_window=25, scale=
 
 
 def library_timing_grads(sizes, steps, params, x, weights, biases, coef, rule="timing", **kw):
-    net = SpikingNetwork(sizes, steps, NeuronParams(single_spike=params.single_spike), rule=rule, **kw).double()
+    """The library's gradients of sum(coef * output times), its network built with ``params``
+    (resolved: the same numbers, "auto" scales included)."""
+    net = SpikingNetwork(sizes, steps, params, rule=rule, **kw).double()
     with torch.no_grad():
         for layer, w, b in zip(net.layers, weights, biases):
             layer.weight.copy_(w)
@@ -105,11 +110,12 @@ def library_timing_grads(sizes, steps, params, x, weights, biases, coef, rule="t
     return net, out
 
 
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("single_spike", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_timing_equals_direct_evaluation_of_eq7_eq10(seed, single_spike):
+def test_timing_equals_direct_evaluation_of_eq7_eq10(seed, single_spike, neuron):
     sizes, steps = [8, 6, 5, 3], 60
-    params, x, weights, biases = timing_setup(sizes, steps, seed, single_spike)
+    params, x, weights, biases = timing_setup(sizes, steps, seed, single_spike, neuron=NEURONS[neuron])
     biases[1] += 0.02
     g = torch.Generator().manual_seed(seed + 10)
     coef = torch.randn(steps, sizes[-1], generator=g, dtype=torch.float64)
@@ -155,6 +161,10 @@ def relative_error_and_cosine(a, b):
 #     step of the crossing (V[t-1] does not see it). Over these seeds it stays below 45 %, with
 #     cosine > 0.9; a wrong sign, a missing window or a factor 2 gives errors of 100 % or a
 #     negative cosine, so the free-slope check is a sanity bound, and (a) is the exact check.
+# Both checks with the paper's neuron constants; the exact one (a) also with the other constants
+# of tests/neuron_cases.py (the free-slope bound of (b) was measured at the paper's constants).
+FD_CASES = [(seed, frozen, "paper") for frozen in (True, False) for seed in (0, 1, 2)]
+FD_CASES += [(0, True, neuron) for neuron in NEURONS if neuron != "paper"]
 FROZEN_RELATIVE_TOLERANCE = 1e-6
 FREE_RELATIVE_TOLERANCE = 0.5
 FREE_COSINE_MIN = 0.9
@@ -168,11 +178,10 @@ def _assert_fd_agreement(ours, fd, frozen):
         assert rel < FREE_RELATIVE_TOLERANCE and cos > FREE_COSINE_MIN, (rel, cos)
 
 
-@pytest.mark.parametrize("frozen", [True, False])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_timing_single_neuron_matches_finite_difference_of_interpolated_times(seed, frozen):
+@pytest.mark.parametrize("seed,frozen,neuron", FD_CASES)
+def test_timing_single_neuron_matches_finite_difference_of_interpolated_times(seed, frozen, neuron):
     steps, n_in = 80, 10
-    params, x, (w,), (b,) = timing_setup([n_in, 1], steps, seed, input_window=30, scale=(1.2,))
+    params, x, (w,), (b,) = timing_setup([n_in, 1], steps, seed, input_window=30, scale=(1.2,), neuron=NEURONS[neuron])
     slopes = {} if frozen else None
     base = single_neuron_times(x, w, b, params, slopes)
     assert len(base) >= 2, "need a few output spikes"
@@ -191,11 +200,10 @@ def test_timing_single_neuron_matches_finite_difference_of_interpolated_times(se
     _assert_fd_agreement(net.layers[0].weight.grad, fd, frozen)
 
 
-@pytest.mark.parametrize("frozen", [True, False])
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_timing_network_matches_finite_difference_of_interpolated_times(seed, frozen):
+@pytest.mark.parametrize("seed,frozen,neuron", FD_CASES)
+def test_timing_network_matches_finite_difference_of_interpolated_times(seed, frozen, neuron):
     sizes, steps = [8, 6, 2], 60
-    params, x, weights, biases = timing_setup(sizes, steps, seed)
+    params, x, weights, biases = timing_setup(sizes, steps, seed, neuron=NEURONS[neuron])
     slopes = {} if frozen else None
     hidden_base, out_base = interpolated_network_times(x, weights, biases, params, slopes=slopes)
     assert len(out_base) >= 2 and len(hidden_base) >= 4
@@ -279,9 +287,10 @@ def test_float32_matches_float64_in_forward_and_gradient():
         torch.testing.assert_close(b.grad.double(), a.grad, rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("neuron", NEURONS)
 @pytest.mark.parametrize("single_spike", [False, True])
 @pytest.mark.parametrize("rule", ["activation", "activation_rnn", "timing", "antlr"])
-def test_cpp_kernels_and_pytorch_path_agree(rule, single_spike, monkeypatch, kernel_path):
+def test_cpp_kernels_and_pytorch_path_agree(rule, single_spike, neuron, monkeypatch, kernel_path):
     if kernel_path != "cpp":
         pytest.skip("compares the two paths once")
     sizes, steps = [12, 20, 15, 4], 40
@@ -290,11 +299,14 @@ def test_cpp_kernels_and_pytorch_path_agree(rule, single_spike, monkeypatch, ker
     results = []
     for mode in ("auto", "python"):
         monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
-        net = make_net(sizes, steps, rule, single_spike)
+        net = make_net(sizes, steps, rule, single_spike, neuron=NEURONS[neuron])
         out = net(x)
         spike_train_loss(out.output_spikes, out.output_times, target).backward()
         results.append(([s.detach() for s in out.spikes], grads(net)))
+    assert all(s.sum() > 0 for s in results[1][0]), "every layer must fire for the test to mean something"
     for a, b in zip(results[0][0], results[1][0]):
         assert torch.equal(a, b)
     for a, b in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+        # the two paths round differently where a product has no factor 1 (beta_I != 1): within
+        # a few ulps of the largest entry
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12 * float(b.abs().max()))

@@ -28,22 +28,39 @@ def leaf_outputs(batch=3, steps=30, outputs=4, rate=0.15, seed=0):
     return spikes.requires_grad_(), times.requires_grad_()
 
 
-def test_count_loss_gradient_closed_form():
+def hand_count_targets(labels, num_outputs, n_true, n_false):
+    """Targets written out by loops: n_true at the label's neuron, n_false at every other one."""
+    return torch.tensor([[n_true if o == label else n_false for o in range(num_outputs)] for label in labels],
+                        dtype=torch.float64)
+
+
+# (n_true, n_false): the shipped defaults (1, 0) hide targets that drop n_false or n_true
+COUNT_TARGETS = [(2.0, 0.0), (3.0, 1.5), (0.5, 2.0)]
+
+
+@pytest.mark.parametrize("n_true, n_false", COUNT_TARGETS)
+def test_count_loss_gradient_closed_form(n_true, n_false):
+    """L = mean_b sum_o (sum_t S_o[t] - n_o)^2 / T and dL/dS_o[t] = 2 (sum_t S_o[t] - n_o) / (T B),
+    with the targets n_o of count_targets (n_false != 0 included)."""
     spikes, times = leaf_outputs()
-    target = count_targets(torch.tensor([0, 3, 1]), 4, n_true=2.0, n_false=0.0).double()
+    labels = [0, 3, 1]
+    target = count_targets(torch.tensor(labels), 4, n_true=n_true, n_false=n_false).double()
     loss = count_loss(spikes, target)
     grad_s, = torch.autograd.grad(loss, spikes)
     batch, steps = spikes.shape[:2]
     counts = spikes.detach().sum(dim=1)
-    expected_loss = ((counts - target) ** 2).sum() / steps / batch
+    wanted = hand_count_targets(labels, 4, n_true, n_false)
+    expected_loss = ((counts - wanted) ** 2).sum() / steps / batch
     assert abs(float(loss.detach()) - float(expected_loss)) < 1e-12
-    expected = (2 * (counts - target) / steps / batch).unsqueeze(1).expand_as(spikes)
+    expected = (2 * (counts - wanted) / steps / batch).unsqueeze(1).expand_as(spikes)
     torch.testing.assert_close(grad_s, expected)
 
 
-def test_count_targets():
-    t = count_targets(torch.tensor([2, 0]), 3, n_true=10, n_false=0)
-    assert t.tolist() == [[0, 0, 10], [10, 0, 0]]
+@pytest.mark.parametrize("n_true, n_false", [(10.0, 0.0), *COUNT_TARGETS])
+def test_count_targets(n_true, n_false):
+    t = count_targets(torch.tensor([2, 0]), 3, n_true=n_true, n_false=n_false)
+    assert t.tolist() == [[n_false, n_false, n_true], [n_true, n_false, n_false]]
+    assert t.tolist() == hand_count_targets([2, 0], 3, n_true, n_false).tolist()
 
 
 def test_label_spike_trains_hand_worked():

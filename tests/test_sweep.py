@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +18,16 @@ from conftest import run_cli, tiny_overrides
 METRICS = ("test_loss", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
 
 
+def method_sweep_args(folder: Path) -> list:
+    return ["-m", "method=activation,timing,antlr", "seed=0,1", *tiny_overrides("matching", {}, steps=4),
+            f"hydra.sweep.dir={folder}"]
+
+
 @pytest.fixture(scope="module")
 def method_sweep(tmp_path_factory):
     """``antlr-train -m method=activation,timing,antlr seed=0,1`` on a tiny matching task."""
     base = tmp_path_factory.mktemp("sweep")
-    result = run_cli(["-m", "method=activation,timing,antlr", "seed=0,1", *tiny_overrides("matching", {}, steps=4),
-                      f"hydra.sweep.dir={base / 'multirun'}"], cwd=base)
+    result = run_cli(method_sweep_args(base / "multirun"), cwd=base)
     assert result.returncode == 0, result.stderr
     return base / "multirun"
 
@@ -97,3 +103,28 @@ def test_slurm_launcher_config_targets_submitit():
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", None, 1)
     assert launcher.max_num_timeout > 0  # a job stopped by its time limit is requeued (and resumes)
+
+
+def folder_digest(folder: Path) -> dict:
+    """Every file under ``folder`` (its path) -> sha256 of its bytes; every folder -> None."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("again", [[], ["resume=true", "optimizer.lr=0.002"]], ids=["new_run", "resume_changed_key"])
+def test_a_finished_sweep_folder_run_again_is_refused_untouched(method_sweep, again):
+    """The same sweep into a finished sweep folder: without resume it would train over the jobs'
+    checkpoints; with resume=true and a changed key it would continue other runs under another
+    config. Both stop before anything is written: one line naming the first job (number, its
+    overrides and its folder), exit status 2, every file of the folder byte for byte as it was."""
+    before = folder_digest(method_sweep)
+    assert "0/checkpoints/last.pt" in before and "0/summary.json" in before
+    result = run_cli([*method_sweep_args(method_sweep), *again], cwd=method_sweep.parent)
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("antlr-train: error: sweep job 0 (method=activation seed=0): "), lines[0]
+    assert str(method_sweep / "0") in lines[0]
+    if again:
+        assert "optimizer.lr" in lines[0]
+    assert folder_digest(method_sweep) == before

@@ -21,6 +21,7 @@ from antlr_exp.kernels import SURROGATE_CODES  # noqa: E402
 from antlr_exp.losses import spike_train_loss  # noqa: E402
 from antlr_exp.network import SpikingNetwork  # noqa: E402
 from antlr_exp.neuron import NeuronParams  # noqa: E402
+from neuron_cases import NEURONS, OTHER_NEURONS  # noqa: E402
 
 tk = pytest.importorskip("antlr_exp.triton_kernels", reason="triton does not import")
 if not tk.INTERPRETED and not torch.cuda.is_available():
@@ -38,11 +39,11 @@ def random_spikes(shape, rate, seed, dtype):
     return (torch.rand(shape, generator=g, dtype=torch.float64) < rate).to(dtype).to(DEVICE)
 
 
-def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype):
+def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron="paper"):
     """Spikes of both layers and the parameter gradients of a 10-16-4 network under the spike-train loss."""
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
     torch.manual_seed(0)
-    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike), rule=rule,
+    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike, **NEURONS[neuron]), rule=rule,
                          lambda_act=lambda_act, lambda_tim=lambda_tim).to(dtype=dtype, device=DEVICE)
     with torch.no_grad():
         for layer in net.layers:
@@ -59,13 +60,20 @@ def _tolerances(dtype):
     return {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-10, "atol": 1e-12}
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("single_spike", [False, True])
-@pytest.mark.parametrize("rule,lambda_act,lambda_tim", RULES)
+# every rule, mode and dtype with the paper's neuron constants; the other constants (beta_V !=
+# beta_bias, alpha_I != alpha_V, theta != 1: tests/neuron_cases.py) through both adjoints (the SRM
+# one under ANTLR with lambdas, the RNN one single-spike) in float64 only: the interpreter is slow
+NETWORK_CASES = [(*rule, single, dtype, "paper") for rule in RULES for single in (False, True)
+                 for dtype in (torch.float32, torch.float64)]
+NETWORK_CASES += [(*rule, single, torch.float64, neuron) for neuron in OTHER_NEURONS
+                  for rule, single in ((("antlr", 0.3, 2.5), False), (("activation_rnn", 1.0, 1.0), True))]
+
+
+@pytest.mark.parametrize("rule,lambda_act,lambda_tim,single_spike,dtype,neuron", NETWORK_CASES)
 def test_network_forward_and_gradients_equal_the_pytorch_path(rule, lambda_act, lambda_tim, single_spike, dtype,
-                                                               monkeypatch):
-    ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype)
-    theirs = run_network("python", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype)
+                                                               neuron, monkeypatch):
+    ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
+    theirs = run_network("python", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
     for a, b in zip(ours[0], theirs[0]):
         assert b.sum() > 0, "every layer must fire for the test to mean something"
         assert torch.equal(a, b)

@@ -39,11 +39,13 @@ def last_spike_before(S_col, t_a):
     return int(idx[-1]) if idx.numel() else -1
 
 
-def direct_timing_gradients(x, weights, biases, params, grad_t_out, vstar_min=0.01):
+def direct_timing_gradients(x, weights, biases, params, grad_t_out, vstar_min=None):
     """Timing rule by eqs. 7 and 10, one sample. x [T, N0]; grad_t_out [T, N_out] = dL/dt_hat.
+    V* is clamped below at ``vstar_min``, by default ``params.vstar_min``.
 
     Returns (grad_weights, grad_biases) lists.
     """
+    vstar_min = params.vstar_min if vstar_min is None else vstar_min
     steps = x.shape[0]
     eps = eps_kernel(params, steps + 1)
     deps = eps_time_derivative(params, steps + 1)  # d eps[k]/dk
