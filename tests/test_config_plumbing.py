@@ -186,13 +186,13 @@ def penalty_direct(value, ctx):
 
 
 def optimizer_probe(cfg, ctx):
-    """Two training steps of antlr-train's Trainer on the matching task: the weights after them."""
+    """Three training steps of antlr-train's Trainer on the matching task: the weights after them."""
     torch.manual_seed(0)
     data = load_data(cfg)
     trainer = Trainer(cfg, ctx.tmp_path, data, torch.device("cpu"))
     ctx.initial = copy.deepcopy(trainer.net.state_dict())
     inputs, targets = data.train[0]
-    for _ in range(2):
+    for _ in range(3):
         trainer._train_step(inputs.unsqueeze(0).double(), targets.unsqueeze(0).double())
     return [p.detach().clone() for p in trainer.net.parameters()]
 
@@ -207,15 +207,17 @@ def optimizer_direct(key):
                              NeuronParams(), rule="antlr").double()
         net.load_state_dict(ctx.initial)
         adam = torch.optim.Adam(net.parameters(), lr=s["lr"], betas=tuple(s["betas"]), weight_decay=s["weight_decay"],
-                                fused=True)
+                                eps=s["eps"], amsgrad=s["amsgrad"], fused=True)
         inputs, targets = data.train[0]
-        for _ in range(2):
+        for _ in range(3):
             out = net(inputs.unsqueeze(0).double())
             adam.zero_grad()
             spike_train_loss(out.output_spikes, out.output_times, targets.unsqueeze(0).double(),
                              decay=ctx.defaults["loss"]["decay"]).backward()
             if s["grad_clip_value"] is not None:
                 torch.nn.utils.clip_grad_value_(net.parameters(), s["grad_clip_value"])
+            if s["grad_clip_norm"] is not None:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), s["grad_clip_norm"])
             adam.step()
         return [p.detach().clone() for p in net.parameters()]
     return direct
@@ -303,7 +305,10 @@ PLUMBING = {
     # with both scales "auto", beta_V = auto / beta_I cancels beta_I: it shows with a number for beta_V
     "neuron/paper:beta_I": Plumb(1.5, network_probe, network_direct("neuron", "beta_I"), ("neuron.beta_V=0.05",)),
     **{f"optimizer/adam:{key}": Plumb(value, optimizer_probe, optimizer_direct(key)) for key, value in (
-        ("lr", 0.01), ("betas", [0.5, 0.9]), ("weight_decay", 0.1), ("grad_clip_value", 1e-3))},
+        ("lr", 0.01), ("betas", [0.5, 0.9]), ("weight_decay", 0.1), ("grad_clip_value", 1e-3), ("eps", 0.05),
+        ("grad_clip_norm", 1e-3))},
+    # AMSGrad differs from Adam only where a second moment falls between steps: a short memory shows it
+    "optimizer/adam:amsgrad": Plumb(True, optimizer_probe, optimizer_direct("amsgrad"), ("optimizer.betas=[0.9,0.5]",)),
     "task/matching:num_steps": Plumb(40, task_probe, task_direct("num_steps")),
     "task/matching:hidden_sizes": Plumb([7, 5], task_probe, task_direct("hidden_sizes")),
     "task/matching:options.num_inputs": Plumb(4, task_probe, task_direct("options.num_inputs")),

@@ -229,7 +229,7 @@ def clip_grad_norm_per_trial(parameters: list, max_norm: float, trials: int) -> 
     if not grads:
         return
     squares = sum(g.reshape(trials, -1).pow(2).sum(dim=1) for g in grads)  # [K]
-    scale = (max_norm / (squares.sqrt() + 1e-12)).clamp(max=1.0)
+    scale = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)  # as torch.nn.utils.clip_grad_norm_
     for g in grads:
         g.mul_(scale.view(trials, *([1] * (g.dim() - 1))) if trials > 1 else scale)
 
