@@ -8,7 +8,10 @@ to stderr and exits with status 2, before any training starts.
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import sys
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +24,7 @@ from hydra.errors import CompactHydraException, ConfigCompositionException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
+from tqdm import tqdm
 
 from . import console
 from . import checkpoint as ckpt
@@ -79,6 +83,21 @@ def _parsed(arguments: list) -> list:
         except Exception:
             parsed.append((argument, None))
     return parsed
+
+
+def check_parsable(arguments: list) -> None:
+    """An override Hydra's grammar cannot read (a quote in a path, an unquoted ``~``): one line
+    with the quoting that works, instead of Hydra's lexer report."""
+    for argument, override in _parsed(arguments):
+        if override is None:
+            key, _, value = argument.partition("=")
+            # Hydra's quoted string: a quote, and the backslashes before a quote or the end, escaped
+            escaped = re.sub(r'(\\*)("|$)', lambda m: m.group(1) * 2 + ("\\" + m.group(2) if m.group(2) else ""), value)
+            quoted = f'{key}="{escaped}"'
+            raise ConfigError(
+                f"{argument}: Hydra cannot read this value (characters such as ' \" ~ = , [ ] {{ }} ( ) and spaces "
+                f"need quotes); quote the value for Hydra inside the shell's quotes: {shlex.quote(quoted)}"
+                + (" (~ is not expanded there: write the full path)" if "~" in value else ""))
 
 
 def check_group_choices(arguments: list) -> None:
@@ -150,6 +169,9 @@ def _train(cfg: DictConfig):
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     sweep_dir = Path(hydra_cfg.sweep.dir) if hydra_cfg.mode == RunMode.MULTIRUN else None
+    # tqdm's default lock holds a multiprocessing semaphore; a sweep's worker process that its
+    # launcher kills after Ctrl-C would leave it behind ("leaked semaphore objects" at the end)
+    tqdm.set_lock(threading.RLock())
     try:
         preflight.prepare_job(cfg, run_dir)
         with stopping.catch_stop_signals():
@@ -192,15 +214,28 @@ def _stopped(error: RunStopped, run_dir: Path, sweep_dir: Optional[Path] = None)
     _exit(1, f"{PROG}: error: {message}")
 
 
+def _interrupted() -> None:
+    """Ctrl-C reached the command itself (a sweep's launcher, e.g. joblib's, after its jobs stopped):
+    one line and status 130, instead of the launcher's traceback."""
+    sweep = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in sys.argv[1:])
+    print(f"{PROG}: interrupted" + ("; the sweep stopped, and each job's line above says where it stopped and how "
+                                    "to continue" if sweep else ""), file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
 def main() -> None:
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
     try:
+        check_parsable(sys.argv[1:])
         check_group_choices(sys.argv[1:])
         check_override_keys(sys.argv[1:])
         sys.argv[1:] = preflight.check_command(sys.argv[1:])
     except ConfigError as error:
         _fail(error)
-    _train()
+    try:
+        _train()
+    except KeyboardInterrupt:  # Ctrl-C on a sweep: its jobs stopped, each with its line; the launcher passes it on
+        _interrupted()
 
 
 if __name__ == "__main__":

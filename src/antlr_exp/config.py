@@ -430,6 +430,44 @@ def _check_label_steps(cfg: DictConfig, task_kind: str) -> None:
             )
 
 
+def _int_in(key: str, value: Any, low: int, high: int, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key}={value!r} is not accepted{why}; accepted: an integer in {low}..{high}")
+
+
+def _check_task_options(task: DictConfig) -> None:
+    """The task's own options, as its data loader would check them (with the full key names,
+    before any folder or data)."""
+    from .data.encoding import PIXEL_MAX
+    from .data.nmnist import FRAME_SIZE
+
+    steps = task.num_steps
+    by_steps = f" with task.num_steps={steps}"
+    if task.name == "matching":
+        for key in ("num_inputs", "num_outputs"):
+            _positive_int(f"task.options.{key}", task.options[key])
+        for key in ("input_spikes", "target_spikes"):  # spikes per train, each at a distinct step
+            _int_in(f"task.options.{key}", task.options[key], 0, steps, by_steps)
+    elif task.name == "mnist":
+        _int_in("task.options.t_max", task.options.t_max, 1, min(PIXEL_MAX, steps),
+                by_steps if task.options.t_max > steps else "")
+    elif task.name == "nmnist":
+        _int_in("task.num_steps", steps, 1, (2**31 - 1) // FRAME_SIZE)
+        _positive_int("task.options.bin_us", task.options.bin_us)
+
+
+def task_shape(cfg: DictConfig) -> tuple:
+    """``(inputs, outputs)`` of the task's network, from the config alone (what its data gives)."""
+    from .data.mnist import IMAGE_SIZE, NUM_CLASSES
+    from .data.nmnist import FRAME_SIZE
+
+    if cfg.task.name == "matching":
+        return int(cfg.task.options.num_inputs), int(cfg.task.options.num_outputs)
+    if cfg.task.name == "mnist":
+        return IMAGE_SIZE * IMAGE_SIZE, NUM_CLASSES
+    return FRAME_SIZE, NUM_CLASSES
+
+
 def _show(value: Any) -> str:
     if value is None:
         return "null"
@@ -506,9 +544,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("task.hidden_sizes=[] is not accepted; accepted: a list of integers >= 1, e.g. [800]")
     for index, size in enumerate(task.hidden_sizes):
         _positive_int(f"task.hidden_sizes[{index}]", size)
-    if task.name == "matching":
-        for key in ("num_inputs", "num_outputs"):
-            _positive_int(f"task.options.{key}", task.options[key])
+    _check_task_options(task)
     neuron_params(cfg)  # the engine checks the neuron's values
 
     for key in ("batch_size", "test_batch_size"):

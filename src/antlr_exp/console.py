@@ -60,7 +60,8 @@ def result_block(summary: dict, summary_file: Path) -> str:
     lines.append(f"  spikes per test sample: hidden {_number(summary.get('test_hidden_spikes_per_sample'))}, "
                  f"output {_number(summary.get('test_output_spikes_per_sample'))}")
     if summary.get("best_step") is not None:
-        lines.append(f"  best step {summary['best_step']} (epoch {summary.get('best_epoch')}) by "
+        epoch = summary.get("best_epoch")
+        lines.append(f"  best step {summary['best_step']} (epoch {'-' if epoch is None else f'{epoch:g}'}) by "
                      f"{summary.get('monitor')} {_number(summary.get(summary.get('monitor')))}, "
                      f"of {summary.get('steps')} steps")
     lines.append(f"  summary: {Path(summary_file).resolve()}")

@@ -40,6 +40,9 @@ def check_rule_loss(rule: str, loss: str, lambda_act: float = 1.0, lambda_tim: f
             f"{'no spike-time gradient' if loss == 'count' else 'no spike-activation gradient'}, "
             f"which method={rule} needs; accepted methods for loss={loss}: {', '.join(_COMPATIBLE[loss])}"
         )
+    if rule == "antlr" and lambda_act == 0 and lambda_tim == 0:
+        raise ConfigError("method=antlr with method.lambda_act=0 and method.lambda_tim=0: no gradient would flow; "
+                          "set at least one of them != 0")
     if rule == "antlr" and loss == "count" and lambda_act == 0:
         raise ConfigError("loss=count with method=antlr and method.lambda_act=0: no gradient would flow; set lambda_act != 0")
     if rule == "antlr" and loss == "latency" and lambda_tim == 0:

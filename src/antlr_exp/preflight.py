@@ -13,8 +13,11 @@ a second process aimed at the same folder stops with one line instead of mixing 
 Without ``hydra.run.dir=``/``hydra.sweep.dir=``, a new run whose default folder (named after the
 second it started) already exists gets ``<name>_1``, ``<name>_2``, ... instead.
 
-Composition errors (a misspelt key, a wrong type) are left to Hydra: the command goes on unchanged
-and Hydra reports them.
+The same pass refuses, in one line, what would otherwise fail later or with a traceback: a run
+whose network (``trials`` of them) cannot fit in memory, a later sweep value of the wrong type
+(naming its job), ``hydra/launcher=slurm`` without SLURM's commands, an Optuna sweep of no trials,
+and a misspelt ``ANTLR_EXP_KERNELS``. Other composition errors (a misspelt key) are left to Hydra
+and ``cli``: the command goes on unchanged and they are reported there.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ import fcntl
 import logging
 import os
 import re
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -225,12 +231,70 @@ def _varying(jobs: list) -> list:
     return [[f"{k}={v}" for k, v in job.items() if k in varying] for job in keys]
 
 
+def check_kernels() -> None:
+    """``ANTLR_EXP_KERNELS``, read by the engine at its first step: a typo is refused up front."""
+    from .kernels import kernel_mode
+
+    try:
+        kernel_mode()
+    except ValueError as error:
+        raise ConfigError(f"{error} (the environment variable that picks the engine's kernels)") from None
+
+
+def check_fits_here(cfg: DictConfig) -> None:
+    """The run's network (``trials`` of them, stacked) must fit in the memory of the device it
+    will train on: arithmetic on the config only (``train.memory_estimate``), before any folder."""
+    from .train import check_fits, resolve_device
+
+    if not cfg.evaluate:  # evaluate= builds the checkpoint's network, which trained somewhere already
+        check_fits(cfg, None, int(cfg.trials), resolve_device(cfg.device))
+
+
+def _compose_error(error: Exception) -> str:
+    """The first line of what composing a job's config failed with, and the key it names."""
+    cause = error.__cause__ or error
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    key = getattr(cause, "full_key", None)
+    return f"{key}: {lines[0]}" if key else lines[0]
+
+
+def check_launcher_and_sweeper(hydra_node: DictConfig) -> None:
+    """What Hydra's plugins would otherwise refuse with a traceback, after the sweep folder exists."""
+    launcher = str(OmegaConf.select(hydra_node, "launcher._target_") or "")
+    if launcher.endswith("SlurmLauncher"):  # submitit submits with sbatch and needs srun in the job
+        missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
+        if missing:
+            raise ConfigError(f"hydra/launcher=slurm needs SLURM's commands, and {' and '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} not on PATH here; accepted here: "
+                              f"hydra/launcher=local (this machine), or run the command where SLURM is installed")
+    sweeper = str(OmegaConf.select(hydra_node, "sweeper._target_") or "")
+    if "optuna" in sweeper.lower():
+        trials = OmegaConf.select(hydra_node, "sweeper.n_trials")
+        if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
+            raise ConfigError(f"hydra.sweeper.n_trials={trials} is not accepted; accepted: an integer >= 1")
+
+
+def _sweep_preset_note(cfg: DictConfig, hydra_node: DictConfig, argv: list) -> Optional[str]:
+    """A config that holds a sweep (a preset's ``hydra.sweeper.params``) run without ``-m`` runs one
+    job of it: say so, and how to run the whole sweep."""
+    params = OmegaConf.select(hydra_node, "sweeper.params") or {}
+    if not params:
+        return None
+    choices = OmegaConf.select(hydra_node, "runtime.choices") or {}
+    this = [f"{key}={choices[key] if key in choices else OmegaConf.select(cfg, key)}" for key in params]
+    swept = " ".join(f"{key}={value}" for key, value in params.items())
+    preset = f"experiment={choices['experiment']}" if choices.get("experiment") else "the config"
+    return (f"antlr-train: note: {preset} is a sweep ({swept}); without -m this command runs one job of it "
+            f"({' '.join(this)}); the whole sweep: antlr-train -m {shlex.join(argv)}")
+
+
 def check_command(argv: list) -> list:
     """Check every job of ``antlr-train ARGV`` and claim its folder; the command to hand Hydra
     (its run or sweep folder spelt out). Raises ConfigError (one line) on the first problem."""
     args = _parse(argv)
     if args is None:
         return argv
+    check_kernels()
     overrides = list(args.overrides)
     config_name = args.config_name or "config"
     try:
@@ -244,6 +308,7 @@ def check_command(argv: list) -> list:
     if not multirun:
         cfg, hydra_node = _task_config(base)
         validate(cfg)
+        check_fits_here(cfg)
         folder = Path(str(hydra_node.run.dir))
         check_job_folder(cfg, folder, "hydra.run.dir", in_sweep=False)
         given = _given(overrides, "hydra.run.dir")
@@ -251,9 +316,14 @@ def check_command(argv: list) -> list:
             folder = new_folder(folder) if given is None else folder
             argv = _with_folder(argv, overrides, "hydra.run.dir", folder)
         lock_run_folder(folder)
+        note = _sweep_preset_note(cfg, hydra_node, [a for a in argv if a.partition("=")[0] != "hydra.run.dir"])
+        if note:
+            print(note, file=sys.stderr, flush=True)
         return argv
 
     _, hydra_node = _task_config(base)
+    check_launcher_and_sweeper(hydra_node)
+    here = not str(OmegaConf.select(hydra_node, "launcher._target_") or "").endswith("SlurmLauncher")
     sweep_dir = Path(str(hydra_node.sweep.dir))
     check_folder_path(sweep_dir, "hydra.sweep.dir")
     jobs = _sweep_jobs(overrides, hydra_node)
@@ -263,15 +333,19 @@ def check_command(argv: list) -> list:
                           f"at the folder of the sweep to continue")
     names = _varying(jobs) if jobs else []
     for number, job_overrides in enumerate(jobs if jobs is not None else [fixed]):
-        try:
-            composed = _compose(job_overrides, config_name)
-        except Exception:
-            return argv
-        cfg, job_hydra = _task_config(composed, number)
         name = " ".join(names[number]) if jobs is not None else ""
         label = "" if jobs is None else f"sweep job {number}{f' ({name})' if name else ''}: "
         try:
+            composed = _compose(job_overrides, config_name)
+        except Exception as error:  # a later value of the wrong type (the first values compose: cli)
+            if jobs is None:
+                return argv
+            raise ConfigError(f"{label}{_compose_error(error)}") from None
+        cfg, job_hydra = _task_config(composed, number)
+        try:
             validate(cfg)
+            if here:  # jobs on this machine (a SLURM job's node is another; a stacked run checks it there)
+                check_fits_here(cfg)
             if jobs is not None:
                 folder = sweep_dir / str(job_hydra.sweep.subdir)
                 check_job_folder(cfg, folder, "hydra.sweep.dir", in_sweep=True)

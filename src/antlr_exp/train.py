@@ -41,7 +41,7 @@ from tqdm import tqdm
 from . import checkpoint as ckpt
 from . import console
 from . import stopping
-from .config import flatten, neuron_params, rule_kwargs, validate, with_legacy_values
+from .config import flatten, neuron_params, rule_kwargs, task_shape, validate, with_legacy_values
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError, NonFiniteError, StopSignal
 from .loggers import RunLog
@@ -107,7 +107,8 @@ def build_network(cfg: DictConfig, data: TaskData, trials: int = 1) -> SpikingNe
 
 
 def trial_seeds(cfg: DictConfig) -> list:
-    return [int(cfg.seed) + k for k in range(int(cfg.get("trials", 1)))]
+    first = int(cfg.seed)
+    return list(range(first, first + int(cfg.get("trials", 1))))
 
 
 def trial_config(cfg: DictConfig, seed: int) -> DictConfig:
@@ -140,14 +141,16 @@ def load_trials(cfg: DictConfig, device: Optional[torch.device] = None) -> tuple
     return datas, net
 
 
-def memory_estimate(cfg: DictConfig, data: TaskData, trials: int) -> int:
+def memory_estimate(cfg: DictConfig, data: Optional[TaskData], trials: int) -> int:
     """Bytes a training step and an evaluation batch need, roughly: the recorded potentials,
     spikes, times and adjoints of every layer (about 8 [T, K*B, N] tensors each), the input, and
     the parameters with their gradients, Adam moments and best copy. An evaluation batch holds
-    ``test_batch_size`` samples over all trials together (``evaluate_trials``)."""
+    ``test_batch_size`` samples over all trials together (``evaluate_trials``). Arithmetic only:
+    without ``data`` the sizes come from the config (``task_shape``)."""
     size = torch.empty(0, dtype=DTYPES[cfg.get("dtype", "float32")]).element_size()
-    sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
-    steps = data.num_steps
+    inputs, outputs = task_shape(cfg) if data is None else (math.prod(data.input_shape), data.num_outputs)
+    sizes = [inputs, *cfg.task.hidden_sizes, outputs]
+    steps = cfg.task.num_steps if data is None else data.num_steps
     samples = max(trials * cfg.trainer.batch_size, cfg.trainer.test_batch_size // 2)
     activations = 8 * steps * samples * sum(sizes[1:]) * size
     inputs = 3 * steps * samples * sizes[0] * 4
@@ -168,15 +171,41 @@ def available_memory(device: torch.device) -> Optional[int]:
     return None
 
 
-def check_fits(cfg: DictConfig, data: TaskData, trials: int, device: torch.device) -> None:
-    """Refuse, before training starts, a stacked run that will not fit in memory."""
+def largest_fitting_trials(cfg: DictConfig, data: Optional[TaskData], room: float, upto: int) -> int:
+    """The largest K <= ``upto`` whose estimate fits in ``room`` bytes (0 when none does)."""
+    low, high = 0, upto  # the estimate grows with K: bisect
+    while low < high:
+        middle = (low + high + 1) // 2
+        if memory_estimate(cfg, data, middle) <= room:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def check_fits(cfg: DictConfig, data: Optional[TaskData], trials: int, device: torch.device) -> None:
+    """Refuse, before training starts, a run (stacked or not) that will not fit in memory; without
+    ``data``, from the config alone (``antlr-train`` checks this before it makes any folder)."""
     need, free = memory_estimate(cfg, data, trials), available_memory(device)
-    if free is not None and need > 0.9 * free:
-        per_trial = need / trials
-        fit = max(int(0.9 * free // per_trial), 0)
+    if free is None or need <= 0.9 * free:
+        return
+    fit = largest_fitting_trials(cfg, data, 0.9 * free, trials)
+    shown = f"{need / 2**30:.1f} GiB"
+    if fit == 0:
         raise ConfigError(
-            f"trials={trials}: needs about {need / 2**30:.1f} GiB ({per_trial / 2**20:.0f} MiB per trial), "
-            f"{free / 2**30:.1f} GiB is free on {device.type}; use trials={fit} or fewer, or a smaller batch")
+            f"task.hidden_sizes={_listed(cfg.task.hidden_sizes)}: one network needs about "
+            f"{memory_estimate(cfg, data, 1) / 2**30:.1f} GiB{f' ({shown} for trials={trials})' if trials > 1 else ''}, "
+            f"{free / 2**30:.1f} GiB is free on {device.type}; accepted: a network that fits (smaller "
+            f"task.hidden_sizes, task.num_steps, trainer.batch_size or trainer.test_batch_size)")
+    per_trial = need / trials
+    per_trial = f"{per_trial / 2**20:.0f} MiB" if per_trial >= 2**20 else f"{per_trial / 2**10:.0f} KiB"
+    raise ConfigError(
+        f"trials={trials}: needs about {shown} ({per_trial} per trial), "
+        f"{free / 2**30:.1f} GiB is free on {device.type}; use trials={fit} or fewer, or a smaller batch")
+
+
+def _listed(values) -> str:
+    return "[" + ", ".join(str(v) for v in values) + "]"
 
 
 class Objective:
@@ -304,7 +333,7 @@ class TrainState:
     last_eval_step: int = -1
     best_value: Optional[float] = None
     best_step: Optional[int] = None
-    best_epoch: Optional[int] = None
+    best_epoch: Optional[float] = None  # as metrics.csv gives it: fractional between epoch ends
     train_time_s: float = 0.0
     history: list = field(default_factory=list)
 
@@ -523,7 +552,7 @@ class Trainer:
             self._warn_if_output_fell_silent(k, state.history)
             value = row[self.settings.monitor]
             if self._improved(value, k):
-                state.best_value, state.best_step, state.best_epoch = value, state.step, state.epoch
+                state.best_value, state.best_step, state.best_epoch = value, state.step, row["epoch"]
                 self._save_best(k)
             self.run_logs[k].log(row)
         if not getattr(self, "bar_shown", True):  # one line, a stacked run's mean over its trials
