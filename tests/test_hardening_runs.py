@@ -171,6 +171,25 @@ def test_a_stop_signal_never_saves_non_finite_weights(tmp_path, monkeypatch):
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
 
 
+def test_a_stop_signal_never_saves_non_finite_adam_moments(tmp_path, monkeypatch):
+    """Adam's second moment overflows to inf at step 1 (the weights stay finite: the update is
+    m / sqrt(inf) = 0); the signal at step 2 saves nothing."""
+    cfg = compose_config(*tiny_overrides("matching", {}, steps=100), "trainer.val_every_n_steps=100")
+    original = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        first = self.param_groups[0]["params"][0]
+        self.state[first]["exp_avg_sq"][0, 0] = float("inf")
+        return result
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    _signal_after(monkeypatch, 2)
+    with pytest.raises(NonFiniteError, match="exp_avg_sq of the weight layers.0.weight became inf"), \
+            stopping.catch_stop_signals():
+        run(cfg, tmp_path)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
 def test_a_resume_names_its_checkpoint_and_refuses_non_finite_weights(tmp_path, monkeypatch):
     overrides = [*tiny_overrides("matching", {}, steps=20), "trainer.val_every_n_steps=10"]
     with monkeypatch.context() as patch, pytest.raises(Exception), stopping.catch_stop_signals():

@@ -509,12 +509,12 @@ class Trainer:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         self.optimizer.step()
         # Every step's weights are checked, so a non-finite weight is named at the step that made it
-        # and is never saved (a stop signal saves last.pt after any step). One float64 sum per weight
-        # tensor (finite exactly when all its elements are: a float32 sum cannot overflow float64):
-        # one read of the weights, a fraction of what Adam's step reads and writes. It is read after
-        # the meter's update, which copies the step's numbers to the host anyway, so on a GPU it adds
-        # no wait of its own.
-        weights = torch.stack([p.detach().sum(dtype=torch.float64) for p in self.weights]).sum()
+        # and is never saved (a stop signal saves last.pt after any step). The sum of all weights is
+        # inf or NaN whenever one weight is (and, rarely, when finite huge weights overflow it: then
+        # _check_weights looks at every element and finds nothing): one read of the weights, a
+        # fraction of what Adam's step reads and writes. It is read after the meter's update, which
+        # copies the step's numbers to the host anyway, so on a GPU it adds no wait of its own.
+        weights = torch.stack([p.detach().sum() for p in self.weights]).sum()
         self.train_meter.update(out, targets, losses.detach())
         if not math.isfinite(weights.item()):
             self._check_weights(self.state.step + 1)
