@@ -76,7 +76,12 @@ def resolve_for_evaluation(path: str) -> Path:
     """``evaluate=`` accepts a checkpoint file or a run folder (then its ``checkpoints/best.pt``)."""
     candidate = Path(path)
     if candidate.is_dir():
+        trials = _trial_folders(candidate)
         candidate = checkpoint_dir(candidate) / BEST
+        if not candidate.is_file() and trials:
+            raise ConfigError(f"evaluate={path} is the folder of a stacked run (trials={len(trials)}), whose trials "
+                              f"each have a best checkpoint of their own; accepted: one trial's folder, "
+                              f"{_listing(trials)}")
     if not candidate.is_file():
         raise ConfigError(f"evaluate={path}: no checkpoint there; accepted: a .pt file or a run folder with checkpoints/{BEST}")
     return candidate
@@ -93,4 +98,23 @@ def load_for_evaluation(path: Path) -> dict:
     if not (isinstance(payload, dict) and isinstance(payload.get("config"), dict)
             and isinstance(payload.get("best_model", payload.get("model")), dict)):
         raise ConfigError(f"evaluate={path} is not a checkpoint of antlr-train (no config and weights in it); {accepted}")
+    trials = payload["config"].get("trials", 1)
+    if "best_models" in payload or (isinstance(trials, int) and trials > 1):
+        seed = payload["config"].get("seed", 0)
+        seeds = [f"seed_{seed + k}" for k in range(trials)] if isinstance(seed, int) and isinstance(trials, int) else []
+        folders = [Path(path).resolve().parent.parent / name for name in seeds]
+        raise ConfigError(f"evaluate={path} holds the stacked trials of a trials={trials} run, not one network; "
+                          f"accepted: one trial's folder, {_listing(folders) if folders else 'its seed_<s>/ folders'}")
     return payload
+
+
+def _trial_folders(folder: Path) -> list:
+    """The trial folders ``seed_<s>/`` of a stacked run's folder that hold a best checkpoint, by seed."""
+    found = [p for p in folder.glob("seed_*") if p.name[5:].isdigit() and (checkpoint_dir(p) / BEST).is_file()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def _listing(folders: list) -> str:
+    """``a/seed_0/``, ``a/seed_1/``, ...: a few folders in full, the first and last of many."""
+    names = [f"{p}/" for p in folders]
+    return ", ".join(names) if len(names) <= 4 else f"{names[0]}, {names[1]}, ..., {names[-1]}"

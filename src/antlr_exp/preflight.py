@@ -4,8 +4,9 @@ Hydra writes ``<run folder>/.hydra/`` before the task function starts, so checks
 run would come too late: a refused command would already have rewritten the recorded config of
 the run it names. ``check_command(argv)`` therefore composes the config of every job of the
 command itself (one for a run, one per combination of a basic ``-m`` sweep), validates each,
-checks each job's folder (``resume=true`` needs the same run there; a new run must not land in a
-folder holding another run's checkpoints; no part of the path may be a file) and only then makes
+checks each job's folder (``resume=true`` needs the same run there; a new run or an ``evaluate=``
+must not land in a folder holding another run's checkpoints or results; no part of the path may
+be a file) and only then makes
 the run folder, locks it, and hands Hydra the command with that folder spelt out.
 
 Each run folder holds a lock (``.lock``, taken with ``fcntl.flock``) while a process trains in it:
@@ -109,29 +110,68 @@ def new_folder(folder: Path) -> Path:
             candidate = folder.with_name(f"{folder.name}_{number}")
 
 
+#: What a finished (or started) run leaves in its folder besides checkpoints/: a new run or an
+#: ``evaluate=`` would overwrite them (a stacked run's trials hold theirs in ``seed_<s>/``).
+RUN_RESULTS = ("summary.json", "metrics.csv", "trials.json")
+
+
+def run_results(folder: Path) -> list:
+    """The results of a run that ``folder`` holds: its summaries and metrics (an empty
+    ``metrics.csv``, of a run that stopped before its first evaluation, holds none), in its own
+    files and in those of a stacked run's ``seed_<s>/`` folders."""
+    folders = [folder, *sorted(p for p in folder.glob("seed_*") if p.is_dir())] if folder.is_dir() else []
+    found = []
+    for place in folders:
+        for name in RUN_RESULTS:
+            path = place / name
+            if path.is_file() and (name != "metrics.csv" or path.stat().st_size > 0):
+                found.append(path)
+        best = ckpt.checkpoint_dir(place) / ckpt.BEST
+        if place != folder and best.is_file():
+            found.append(best)
+    return found
+
+
 def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) -> None:
     """What a job may do with its folder: ``resume=true`` continues the same run (in a sweep, a job
-    that never wrote a checkpoint starts from the beginning); a new run never overwrites another
-    run's checkpoints."""
-    from .train import check_same_run  # train imports torch's heavy parts; only needed here
+    that never wrote a checkpoint starts from the beginning); a new run or an ``evaluate=`` never
+    overwrites another run's checkpoints or results."""
+    from .train import check_finite_checkpoint, check_same_run  # train imports torch's heavy parts
 
     check_folder_path(folder, key)
-    if cfg.evaluate:
-        ckpt.load_for_evaluation(ckpt.resolve_for_evaluation(cfg.evaluate))
-        return
     checkpoints = ckpt.checkpoint_dir(folder)
     last = checkpoints / ckpt.LAST
+    existing = [p for p in (last, checkpoints / ckpt.BEST) if p.is_file()]
+    if cfg.evaluate:
+        ckpt.load_for_evaluation(ckpt.resolve_for_evaluation(cfg.evaluate))
+        held = existing + run_results(folder)
+        if held:
+            raise ConfigError(f"evaluate={cfg.evaluate}: the run folder {folder} already holds a run ({held[0]}), "
+                              f"which evaluate= would overwrite; accepted: another {key} (a new or empty folder)")
+        return
     if cfg.resume:
         if last.is_file():
-            check_same_run(ckpt.load(last)["config"], cfg, folder)
+            payload = ckpt.load(last)
+            check_same_run(payload["config"], cfg, folder)
+            check_finite_checkpoint(payload, last)
         elif not in_sweep:
             raise ConfigError(f"resume=true but {last} does not exist; point hydra.run.dir at the folder "
                               f"of the run to continue")
+        else:
+            finished = [p for p in run_results(folder) if p.name != "metrics.csv"]
+            if finished:  # the job would start again and overwrite them
+                raise ConfigError(f"resume=true: {folder} holds a finished run's results ({finished[0]}) but "
+                                  f"no {last} to continue from; accepted: another {key}")
         return
-    existing = [p for p in (last, checkpoints / ckpt.BEST) if p.is_file()]
-    if existing and not requeued():  # a job SLURM started again resumes (prepare_job)
+    if requeued():  # a job SLURM started again resumes (prepare_job)
+        return
+    if existing:
         raise ConfigError(f"{folder} already holds another run's checkpoints ({existing[0]}); accepted: "
                           f"resume=true to continue that run, or another {key}")
+    results = run_results(folder)
+    if results:
+        raise ConfigError(f"{folder} already holds another run's results ({results[0]}), which a new run would "
+                          f"overwrite; accepted: another {key}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -392,6 +392,8 @@ class Trainer:
         self.run_log: Optional[RunLog] = None
         self.run_logs: list = []
         self.gradients: Optional[list] = [] if self.settings.record_gradients else None
+        self.weights = list(self.net.parameters())  # read after every step (_train_step)
+        self.saved_step: Optional[int] = None  # the step last.pt holds, None before it is written
         if resume_from is not None:
             self.restore(resume_from)
 
@@ -465,6 +467,7 @@ class Trainer:
         early = payload.get("early_stop", {})
         self.stop_possible = early.get("stop_possible", True)
         self.simulated_steps = list(early.get("simulated_steps", []))
+        self.saved_step = self.state.step
         recorded = self.run_dir / GRADIENTS_FILE
         if self.gradients is not None and recorded.is_file():  # the rows up to the checkpoint's step
             self.gradients = list(ckpt.load(recorded)[: self.state.step])
@@ -478,13 +481,46 @@ class Trainer:
 
     def _save_best(self, k: int = 0) -> None:
         self.best_models[k] = self._trial_model(k)
+        self._write_best(k)
+
+    def _write_best(self, k: int) -> None:
+        """Trial k's best.pt from its best weights (``best_models[k]``, of step ``best_step``)."""
         state = self.states[k]
         ckpt.save_atomic(
             {"config": OmegaConf.to_container(self.trial_cfgs[k], resolve=True), "model": self.best_models[k],
-             "step": state.step, "epoch": state.epoch, "monitor": self.settings.monitor,
+             "step": state.best_step, "epoch": state.best_epoch, "monitor": self.settings.monitor,
              "value": state.best_value},
             ckpt.checkpoint_dir(self.trial_dirs[k]) / ckpt.BEST,
         )
+
+    def repair_best(self) -> None:
+        """On resume: rewrite each trial's best.pt that is missing, unreadable (truncated) or of
+        another step than the best weights last.pt holds (a run killed between the two saves), or
+        whose trial folder was removed, from those weights."""
+        for k, state in enumerate(self.states):
+            if self.best_models[k] is None:
+                continue
+            path = ckpt.checkpoint_dir(self.trial_dirs[k]) / ckpt.BEST
+            try:
+                saved = ckpt.load(path) if path.is_file() else None
+            except ConfigError:
+                saved = None
+            if isinstance(saved, dict) and saved.get("step") == state.best_step:
+                continue
+            log.warning("%s is %s: rewritten from the best weights (step %d) that %s holds", path,
+                        "missing" if not path.is_file() else "unreadable or of another step", state.best_step,
+                        ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+            self._write_best(k)
+
+    def budget_spent(self) -> Optional[str]:
+        """The budget (``trainer.max_steps=N`` or ``trainer.max_epochs=N``) that the run's position
+        is already beyond, e.g. when a resume lowers it; None while it is not."""
+        state, per_epoch = self.state, self.batches_per_epoch
+        if self.max_steps is not None and state.step > self.max_steps:
+            return f"trainer.max_steps={self.max_steps}"
+        if self.max_epochs is not None and state.epoch * per_epoch + state.batch_in_epoch > self.max_epochs * per_epoch:
+            return f"trainer.max_epochs={self.max_epochs}"
+        return None
 
     def _stacked_best(self) -> dict:
         """The best weights of every trial as the stacked network's state dict."""
@@ -517,7 +553,16 @@ class Trainer:
         if self.grad_clip_norm is not None:
             clip_grad_norm_per_trial(list(self.net.parameters()), self.grad_clip_norm, self.trials)
         self.optimizer.step()
+        # Every step's weights are checked, so a non-finite weight is named at the step that made it
+        # and is never saved (a stop signal saves last.pt after any step). The sum of all weights is
+        # inf or NaN whenever one weight is (and, rarely, when finite huge weights overflow it: then
+        # _check_weights looks at every element and finds nothing): one read of the weights, a
+        # fraction of what Adam's step reads and writes. It is read after the meter's update, which
+        # copies the step's numbers to the host anyway, so on a GPU it adds no wait of its own.
+        weights = torch.stack([p.detach().sum() for p in self.weights]).sum()
         self.train_meter.update(out, targets, losses.detach())
+        if not math.isfinite(weights.item()):
+            self._check_weights(self.state.step + 1)
 
     def _improved(self, value: float, k: int = 0) -> bool:
         if math.isnan(value):
@@ -527,9 +572,23 @@ class Trainer:
             return True
         return value > best if self.settings.monitor_mode == "max" else value < best
 
-    def _evaluation_point(self, lr: float, started: float) -> None:
+    def _check_weights(self, step: int) -> None:
+        """NonFiniteError when a weight is inf or NaN at optimizer step ``step``."""
         for name, parameter in self.net.named_parameters():
-            self._check_finite(f"the weight {name}", parameter, self.state.step)
+            self._check_finite(f"the weight {name}", parameter, step)
+
+    def _check_saveable(self) -> None:
+        """Before last.pt is written: its weights and Adam's moments must be finite."""
+        self._check_weights(self.state.step)
+        names = {id(p): name for name, p in self.net.named_parameters()}
+        for parameter, moments in self.optimizer.state.items():
+            for key, value in moments.items():
+                if key != "step" and torch.is_tensor(value):
+                    self._check_finite(f"Adam's {key} of the weight {names.get(id(parameter), '?')}", value,
+                                       self.state.step)
+
+    def _evaluation_point(self, lr: float, started: float) -> None:
+        self._check_saveable()
         train_rows = self.train_meter.compute_trials("train")
         val_rows = evaluate_trials(self.net, [data.val for data in self.datas], self.objective, self.eval_meter,
                                    self.settings.test_batch_size, self.device, "val")
@@ -564,6 +623,7 @@ class Trainer:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+        self.saved_step = self.state.step
 
     def _warn_if_output_fell_silent(self, k: int, history: list) -> None:
         """One warning when a trial's output layer goes (nearly) silent on the training samples:
@@ -591,7 +651,8 @@ class Trainer:
     def _total_steps(self) -> int:
         s = self.settings
         by_epochs = s.max_epochs * self.batches_per_epoch if s.max_epochs is not None else None
-        return min(x for x in (s.max_steps, by_epochs) if x is not None)
+        # never below the step reached (a resume may lower the budget: see budget_spent)
+        return max(min(x for x in (s.max_steps, by_epochs) if x is not None), self.state.step)
 
     def _end_epoch(self) -> None:
         for state in self.states:
@@ -663,8 +724,8 @@ class Trainer:
 
     def _last_checkpoint_note(self) -> str:
         last = ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST
-        if last.is_file() and self.state.last_eval_step >= 0:
-            return f"the last good checkpoint is {last} (step {self.state.last_eval_step})"
+        if last.is_file() and self.saved_step is not None:
+            return f"the last good checkpoint is {last} (step {self.saved_step})"
         return "no checkpoint was written before"
 
     def _check_finite(self, what: str, value: torch.Tensor, step: int) -> None:
@@ -672,20 +733,25 @@ class Trainer:
         saved (NonFiniteError)."""
         if not bool(torch.isfinite(value.detach()).all()):
             bad = value.detach()[~torch.isfinite(value.detach())].flatten()[0].item()
+            # Adam's step is about lr whatever the gradients' scale: a smaller lr is the remedy; clipping
+            # helps only where it is off
+            clip = (" or set optimizer.grad_clip_value" if self.grad_clip_value is None else
+                    f" (the gradients are already clipped to optimizer.grad_clip_value={self.grad_clip_value})")
             raise NonFiniteError(
                 f"{what} became {bad} at step {step}; the run stopped without saving it and "
-                f"{self._last_checkpoint_note()}; try a smaller optimizer.lr (now {self.cfg.optimizer.lr}) "
-                f"or set optimizer.grad_clip_value")
+                f"{self._last_checkpoint_note()}; try a smaller optimizer.lr (now {self.cfg.optimizer.lr}){clip}")
 
     def _stop_on_signal(self, started: float) -> None:
         """A stop signal arrived: save ``last.pt`` at this step and raise StopSignal."""
         elapsed = time.perf_counter() - started
         for state in self.states:
             state.train_time_s += elapsed
+        self._check_saveable()
         if self.gradients is not None:
             ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
                              self.run_dir / GRADIENTS_FILE)
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+        self.saved_step = self.state.step
         signum = stopping.requested()
         raise StopSignal(f"stopped by {signal_name(signum)} at step {self.state.step}; the checkpoint "
                          f"{ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST} holds this step", signum)
@@ -773,6 +839,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
                 f"resume=true but {last} does not exist; point hydra.run.dir at the folder of the run to continue")
         resume_from = ckpt.load(last)
         check_same_run(resume_from["config"], cfg, run_dir)
+        check_finite_checkpoint(resume_from, last)
     device = resolve_device(cfg.device)
     datas, net = load_trials(cfg, device)
     data = datas[0]
@@ -783,17 +850,30 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
              "-".join(map(str, trainer.net.sizes)),
              f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
              len(data.train), run_dir)
+    if resume_from is not None:
+        trainer.repair_best()
+    spent = trainer.budget_spent() if resume_from is not None else None
     if resume_from is not None and trainer._done():
         finished = finished_summaries(trainer)
         if finished is not None:  # e.g. a finished job of a sweep that runs again with resume=true
             log.info("%s finished training and testing at step %d; its summary stands", run_dir, trainer.state.step)
             return finished[0] if net.trials == 1 else trials_summary(finished, trainer.trial_dirs, run_dir)
+    # A budget lowered below the step reached was already spent: the run ends where it stopped, with
+    # no more steps and no evaluation beyond its last one, and tests its best checkpoint so far (a
+    # run stopped before its first evaluation is evaluated once at the step reached, to have one).
+    evaluated = all(state.best_step is not None for state in trainer.states)
+    if spent is not None:
+        log.warning("%s was already spent: the run in %s reached step %d before; it trains no further and "
+                    "%s", spent, run_dir, trainer.state.step,
+                    f"tests its best checkpoint (step {trainer.state.best_step})" if evaluated else
+                    f"is evaluated and tested at step {trainer.state.step}")
     if trainer.early_stop:
         log.info("training stops simulating once every output has fired (exact for the latency loss)")
     trainer.open_log()
     failed = True
     try:
-        trainer.fit()
+        if spent is None or not evaluated:
+            trainer.fit()
         summaries = trainer.test_trials()
         for trial_dir, summary, run_log in zip(trainer.trial_dirs, summaries, trainer.run_logs):
             summary.update(provenance(trial_dir, started))
@@ -806,6 +886,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     if net.trials == 1:
         return summaries[0]
     return trials_summary(summaries, trainer.trial_dirs, run_dir)
+
+
+def check_finite_checkpoint(payload: dict, path: Path) -> None:
+    """A ``last.pt`` to resume from must hold finite weights (runs never save others; an older
+    version could, on a stop signal)."""
+    for key, value in payload.get("model", {}).items():
+        if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ConfigError(f"resume=true: {path} holds non-finite weights ({key}), so the run cannot continue "
+                              f"from it; start it again in another hydra.run.dir")
 
 
 def finished_summaries(trainer: "Trainer") -> Optional[list]:
