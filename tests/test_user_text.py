@@ -18,7 +18,9 @@ FORBIDDEN = re.compile(r"\.\./shared|/work/|\bSPEC\b|the brief|reviewer", re.IGN
 
 def user_files() -> list:
     files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "conf").rglob("*.yaml"),
-             *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py")]
+             *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py"),
+             *(REPO / "benchmarks").rglob("*.py"), *(REPO / "benchmarks").rglob("*.md"),
+             *(REPO / "src").rglob("*.yaml")]
     files += list((REPO / "src").rglob("*.py"))  # docstrings are read through help()
     return files
 
@@ -50,12 +52,9 @@ def test_data_root_comes_from_ANTLR_EXP_DATA(monkeypatch, tmp_path, task):
 
 
 def test_drivers_read_ANTLR_EXP_DATA(monkeypatch, tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import figures_common
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from antlr_exp.figures import common
+
     monkeypatch.setenv("ANTLR_EXP_DATA", str(tmp_path))
-    assert figures_common.parse_args("d", "x", []).data == Path(tmp_path)
+    assert common.parse_args("d", "x", []).data == Path(tmp_path)
     monkeypatch.delenv("ANTLR_EXP_DATA")
-    assert figures_common.parse_args("d", "x", []).data == Path("data")
+    assert common.parse_args("d", "x", []).data == Path("data")
