@@ -1,21 +1,28 @@
-"""scripts/bench.py runs end to end and writes its JSON (a smoke test on a tiny shape, no timing claims)."""
+"""benchmarks/ (``python -m benchmarks.bench``) runs end to end and writes its JSON (a smoke test on a
+tiny shape, no timing claims). The repository root is on the tests' path (pyproject.toml's
+``pythonpath``), so ``benchmarks`` imports as the package it is."""
 
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench.py"
+import pytest
+
+from benchmarks import profile_step, rules
+from conftest import REPO
+
+BENCH = [sys.executable, "-m", "benchmarks.bench"]
+
+
+def bench(*args: str, timeout: float = 600, **options) -> subprocess.CompletedProcess:
+    """``python -m benchmarks.bench ARGS`` from the repository root."""
+    return subprocess.run([*BENCH, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout, **options)
 
 
 def test_bench_script_writes_every_row(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--shapes", "tiny", "--methods", "antlr", "reference", "snntorch",
-         "--iters", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = bench("--shapes", "tiny", "--methods", "antlr", "reference", "snntorch", "--iters", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["results"]["tiny"]
     for method in ("antlr", "reference"):
@@ -28,10 +35,7 @@ def test_bench_script_writes_every_row(tmp_path):
 
 def test_bench_trials_rows_write_speedup_vs_single(tmp_path):
     out = tmp_path / "trials.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--trials-rows", "--shapes", "tiny", "--iters", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = bench("--trials-rows", "--shapes", "tiny", "--iters", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["trials_rows"]["tiny"]
     assert set(rows) == {"activation", "activation_rnn", "timing", "antlr"}
@@ -48,11 +52,8 @@ def test_bench_trials_sweep_fits_a_line_through_its_medians(tmp_path):
     import torch
 
     out = tmp_path / "sweep.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--trials-sweep", "1", "2", "5", "--shapes", "tiny", "--methods", "antlr", "timing",
-         "--iters", "2", "--block", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = bench("--trials-sweep", "1", "2", "5", "--shapes", "tiny", "--methods", "antlr", "timing",
+                 "--iters", "2", "--block", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["trials_sweep"]["tiny"]
     assert set(rows) == {"antlr", "timing"}
@@ -75,20 +76,15 @@ def test_bench_trials_sweep_fits_a_line_through_its_medians(tmp_path):
 
 
 def test_bench_trials_sweep_rejects_bad_k():
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--trials-sweep", "0", "4", "--shapes", "tiny"],
-                          capture_output=True, text=True, timeout=300)
+    proc = bench("--trials-sweep", "0", "4", "--shapes", "tiny", timeout=300)
     assert proc.returncode == 2 and "--trials-sweep 0 4: every K must be >= 1" in proc.stderr
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--trials-sweep", "3", "3", "--shapes", "tiny"],
-                          capture_output=True, text=True, timeout=300)
+    proc = bench("--trials-sweep", "3", "3", "--shapes", "tiny", timeout=300)
     assert proc.returncode == 2 and "at least two different K" in proc.stderr
 
 
 def test_bench_spike_train_loss_rows(tmp_path):
     out = tmp_path / "loss.json"
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--spike-train-loss", "--iters", "2", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
-    )
+    proc = bench("--spike-train-loss", "--iters", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["results"]["spike_train_loss"]
     for part in ("loss", "train_step"):
@@ -101,10 +97,7 @@ def test_bench_compare_paths_rows(tmp_path):
     """The --compare-paths rows (what --device cuda runs) on CPU, the triton row in Triton's interpreter."""
     out = tmp_path / "paths.json"
     env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--compare-paths", "--shapes", "tiny", "--iters", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600, env=env,
-    )
+    proc = bench("--compare-paths", "--shapes", "tiny", "--iters", "1", "--json", str(out), env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["results"]["tiny"]
     assert rows["pytorch"]["ms_per_iter"] > 0
@@ -114,12 +107,9 @@ def test_bench_compare_paths_rows(tmp_path):
 
 
 def test_profile_step_restores_the_real_functions_after_its_variants():
-    """scripts/profile_step.py patches in variants that compute wrong gradients on purpose; each
+    """benchmarks/profile_step.py patches in variants that compute wrong gradients on purpose; each
     timed row gets its own (the variants on the per-layer path, after the fused path as it is),
     and the real functions and the fused setting are back afterwards."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    import profile_step
-
     from antlr_exp import layer
     from antlr_exp.network import SpikingNetwork
 
@@ -149,9 +139,6 @@ def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
     ``block=1`` and warm with ``block=3``, where each turn's first step goes untimed."""
     import time
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    import bench
-
     last = {"row": None}
 
     def fake_step(name):
@@ -160,9 +147,29 @@ def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
             last["row"] = name
         return step
 
-    monkeypatch.setattr(bench, "build_step", lambda shape, method: fake_step(method))
-    cold = bench.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=1)
-    warm = bench.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=3)
+    monkeypatch.setattr(rules, "build_step", lambda shape, method: fake_step(method))
+    cold = rules.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=1)
+    warm = rules.time_rows("tiny", ["a", "b"], iters=3, max_seconds=60, block=3)
     assert cold["a"]["iters"] == 3 and warm["a"]["iters"] == 6  # 3 turns x (3 - 1) timed steps
     assert cold["a"]["ms_per_iter"] > 25 and cold["b"]["ms_per_iter"] > 25
     assert warm["a"]["ms_per_iter"] < 15 and warm["b"]["ms_per_iter"] < 15
+
+
+@pytest.mark.parametrize("script", ["bench", "bench_epoch", "profile_step"])
+def test_old_benchmark_scripts_still_run(script, tmp_path):
+    """``python scripts/<name>.py --help`` (from any folder) reaches the moved benchmark's options."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = {"bench": "--trials-sweep", "bench_epoch": "--against", "profile_step": "--shape"}[script]
+    assert result.stdout.startswith("usage:") and expected in result.stdout
+
+
+def test_old_bench_script_times_rows(tmp_path):
+    """The old command still times: ``python scripts/bench.py`` run from another folder writes its JSON there."""
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--shapes", "tiny", "--methods", "antlr",
+                           "--iters", "2", "--json", "out.json"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    row = json.loads((tmp_path / "out.json").read_text())["results"]["tiny"]["antlr"]
+    assert row["ms_per_iter"] > 0 and row["peak_rss_mb"] >= row["setup_rss_mb"] > 0  # memory subprocess ran too

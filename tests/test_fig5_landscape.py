@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +14,8 @@ from antlr_exp.losses import spike_train_loss
 from antlr_exp.train import GRADIENTS_FILE, build_network, load_data, run
 from conftest import compose_config, tiny_overrides
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "fig5_landscape.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fig5_landscape", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+pytest.importorskip("scipy")
+from antlr_exp.figures import fig5_landscape as fig5  # noqa: E402
 
 
 def surface(x, y):
@@ -32,7 +24,6 @@ def surface(x, y):
 
 def integrate_known_surface(n: int) -> float:
     """Max error of the integrator on z = x^2 - 2xy + sin(y) over [-1.5, 1.5] x [-1, 2]."""
-    fig5 = load_script()
     xs, ys = np.linspace(-1.5, 1.5, n), np.linspace(-1.0, 2.0, n)
     x, y = np.meshgrid(xs, ys)  # [len(ys), len(xs)], x varies along columns
     gx, gy = 2 * x - 2 * y, -2 * x + np.cos(y)  # closed-form gradient
@@ -52,7 +43,6 @@ def test_integrator_recovers_a_known_surface_to_second_order():
 
 
 def test_integrator_of_a_gradient_free_field_is_flat():
-    fig5 = load_script()
     xs = ys = np.linspace(0.0, 1.0, 7)
     zero = np.zeros((7, 7))
     assert np.allclose(fig5.integrate_gradient(zero, zero, xs, ys, (0, 0), 3.5), 3.5)
@@ -84,7 +74,7 @@ def test_gradients_are_not_recorded_by_default(tmp_path):
 
 def test_driver_writes_figure_and_table_at_tiny_scale(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--scale", "tiny", "--out", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "antlr_exp.figures.cli", "fig5", "--scale", "tiny", "--out", str(tmp_path)],
                           capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     png = tmp_path / "fig5_landscape.png"

@@ -1,4 +1,5 @@
-"""A non-editable install works: the wheel carries conf/, and antlr-train runs from any folder.
+"""A non-editable install works: the wheel carries conf/ and the figures' scales, and antlr-train
+and antlr-figure run from any folder.
 
 The wheel is built from a copy of the source tree (so no build/ is left in the repository),
 installed into a temporary target folder and run from an unrelated folder with only that
@@ -50,6 +51,9 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
         meta = archive.read(next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))).decode()
     assert "License-Expression: MIT" in meta and "License-File: LICENSE" in meta
     assert "MIT License" in (REPO / "LICENSE").read_text()
+    scales = REPO / "src" / "antlr_exp" / "figures" / "scales"
+    assert {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("antlr_exp/figures/scales/")} == {
+        f"antlr_exp/figures/scales/{p.name}" for p in scales.glob("*.yaml")}
 
     target = tmp_path / "target"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
@@ -70,3 +74,19 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
     assert summary["git_commit"] is None and summary["git_dirty"] is None  # neither the package nor this folder is in git
     assert (target / "bin" / "antlr-plot").is_file() and (target / "bin" / "antlr-report").is_file()
     assert not (target / "antlr_exp" / "run").exists() and not list(elsewhere.glob("outputs"))
+
+    # antlr-figure, installed: names every figure, and runs one (Fig. 6, panel a, tiny) from any folder
+    figure = target / "bin" / "antlr-figure"
+    listed = subprocess.run([str(figure), "--list"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == [
+        "fig5", "fig6", "fig7", "fig8", "same_loss", "lambda_sweep"]
+    result = subprocess.run([str(figure), "fig6", "--scale", "tiny", "--only", "a", "--out", "figs"], cwd=elsewhere,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (elsewhere / "figs" / "fig6_matching.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = (elsewhere / "figs" / "fig6_matching.md").read_text()
+    assert [line.split("|")[2].strip() for line in table.splitlines() if line.startswith("| 1 ")] == [
+        "activation", "timing", "antlr"]
+    assert len(list((elsewhere / "multirun" / "fig6_matching_tiny_figs" / "fig6a_matching").rglob("summary.json"))) == 3

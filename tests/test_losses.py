@@ -18,7 +18,7 @@ from antlr_exp.losses import (
     spike_train_loss,
 )
 from antlr_exp.network import SpikingNetwork
-from spike_train_oracle import conv_spike_train_loss
+from antlr_exp.reference_losses import conv_spike_train_loss
 
 
 def leaf_outputs(batch=3, steps=30, outputs=4, rate=0.15, seed=0):

@@ -29,7 +29,9 @@ def docs_files() -> list:
 
 def user_files() -> list:
     files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "conf").rglob("*.yaml"),
-             *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py")]
+             *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py"),
+             *(REPO / "benchmarks").rglob("*.py"), *(REPO / "benchmarks").rglob("*.md"),
+             *(REPO / "src").rglob("*.yaml")]
     files += list((REPO / "src").rglob("*.py"))  # docstrings are read through help()
     return files
 
@@ -94,12 +96,9 @@ def test_an_empty_ANTLR_EXP_DATA_counts_as_unset(monkeypatch, task):
 
 
 def test_drivers_read_ANTLR_EXP_DATA(monkeypatch, tmp_path):
-    sys.path.insert(0, str(REPO / "scripts"))
-    try:
-        import figures_common
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
+    from antlr_exp.figures import common
+
     monkeypatch.setenv("ANTLR_EXP_DATA", str(tmp_path))
-    assert figures_common.parse_args("d", "x", []).data == Path(tmp_path)
+    assert common.parse_args("d", "x", []).data == Path(tmp_path)
     monkeypatch.delenv("ANTLR_EXP_DATA")
-    assert figures_common.parse_args("d", "x", []).data == Path("data")
+    assert common.parse_args("d", "x", []).data == Path("data")

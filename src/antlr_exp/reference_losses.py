@@ -1,6 +1,8 @@
-"""The spike-train loss by a long convolution, as the library computed it before its O(T) form.
+"""An oracle, not used for training: the spike-train loss by a long convolution, as the library
+computed it before its O(T) form (:func:`antlr_exp.losses.spike_train_loss`).
 
-An independent oracle for tests/test_losses.py: the kernel kappa[k] = decay^k is written out
+The independent check of that loss in the tests and the slow row of the benchmark
+``python -m benchmarks.bench --spike-train-loss``: the kernel kappa[k] = decay^k is written out
 until it falls below ``cutoff`` and convolved with the spike trains (conv1d); the spike-time
 derivative comes from autograd through a second convolution with kappa_dot, the central
 difference of kappa. With a small cutoff it agrees with the infinite-tail loss to rounding.
