@@ -11,6 +11,9 @@ on top of it every step appends one row to ``steps.csv`` in the output folder:
 - ``label_silent``: fraction of the batch whose label neuron did not fire;
   ``all_silent``: fraction with no output spike at all;
 - ``label_vmax``: median over the batch of the label neuron's highest potential (threshold 1);
+- ``vstar_median``, ``vstar_below_0.05``: the rise V* of the outputs' potential at their first
+  spikes (the timing part of the rule divides by max(V*, neuron.vstar_min)): its median, and the
+  fraction of first spikes where it is below 0.05;
 - ``output_weight_grad_mean``, ``output_bias_grad_mean``: the output layer's mean gradient
   (positive: the step lowers its weights and bias, so its potentials);
 - per weight layer l: ``grad_norm_l`` (before clipping), ``clipped_l`` (fraction of elements
@@ -28,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -47,6 +49,17 @@ def output_potentials(net, out) -> torch.Tensor:
     drive = (hidden @ layer.weight.detach().t()).transpose(0, 1).contiguous()
     potential = simulate_lif(drive, layer.bias.detach(), net.params)[0]
     return potential
+
+
+def first_spike_slopes(potential: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+    """V*[t] = V[t] - V[t-1] at each output neuron's first spike (no reset before it), one value per
+    (sample, neuron) that fired. ``potential`` [T, B, N], ``spikes`` [B, T, N]."""
+    fired = spikes.sum(dim=1) > 0  # [B, N]
+    first = spikes.argmax(dim=1)  # [B, N]
+    v = potential.permute(1, 0, 2)  # [B, T, N]
+    at = v.gather(1, first.unsqueeze(1)).squeeze(1)
+    before = v.gather(1, (first - 1).clamp(min=0).unsqueeze(1)).squeeze(1) * (first > 0)
+    return (at - before)[fired]
 
 
 class StepTrace:
@@ -119,7 +132,9 @@ class StepTrace:
         label_counts = counts[torch.arange(batch), labels]
         with torch.no_grad():
             loss = trainer.objective.loss(out, labels)
-            vmax = output_potentials(trainer.net, out).amax(dim=0)  # [B, N_out]
+            potential = output_potentials(trainer.net, out)  # [T_sim, B, N_out]
+            vmax = potential.amax(dim=0)  # [B, N_out]
+            vstar = first_spike_slopes(potential, out.output_spikes.detach())
         decision = first.argmin(dim=1)
         row.update({
             "loss": float(loss),
@@ -130,6 +145,9 @@ class StepTrace:
             "label_silent": float((label_counts == 0).float().mean()),
             "all_silent": float((counts.sum(dim=1) == 0).float().mean()),
             "label_vmax": float(vmax[torch.arange(batch), labels].median()),
+            # V* at the outputs' first spikes: the timing part divides by max(V*, vstar_min)
+            "vstar_median": float(vstar.median()) if vstar.numel() else float("nan"),
+            "vstar_below_0.05": float((vstar < 0.05).float().mean()) if vstar.numel() else float("nan"),
         })
         if self.writer is None:
             self.writer = csv.DictWriter(self.file, fieldnames=list(row))
