@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from antlr_exp import checkpoint as ckpt
-from conftest import ANTLR_TRAIN, cli_env, run_cli, tiny_overrides
+from conftest import ANTLR_TRAIN, REPO, cli_env, run_cli, tiny_overrides
 
 
 def test_run_writes_the_run_folder(tmp_path):
@@ -155,3 +155,17 @@ def test_wandb_offline_one_run_per_multirun_job(tmp_path):
         log = (record.parent / "logs" / "debug.log").read_text()
         assert "got exitcode: 0" in log
     assert len(run_ids) == 2
+
+
+def test_version_is_antlr_exps_from_its_metadata(tmp_path):
+    """--version names antlr-exp's version as pyproject.toml gives it (not Hydra's), and the
+    package's __version__ is that same one."""
+    import tomllib
+
+    import antlr_exp
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    result = run_cli(["--version"], tmp_path)
+    assert result.returncode == 0 and result.stdout.strip() == f"antlr-train (antlr-exp) {declared}"
+    assert "Hydra" not in result.stdout and antlr_exp.__version__ == declared
+    assert (REPO / "src" / "antlr_exp" / "py.typed").is_file()

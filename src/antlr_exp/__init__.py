@@ -8,7 +8,12 @@ Library use (the names load on first use, so ``import antlr_exp`` stays cheap)::
 ``examples/train_own_tensors.py`` trains a network on your own tensors.
 """
 
-__version__ = "0.1.0"
+from importlib import metadata as _metadata
+
+try:  # the one source of the version is pyproject.toml, through the installed metadata
+    __version__ = _metadata.version("antlr-exp")
+except _metadata.PackageNotFoundError:  # a source tree on PYTHONPATH without an install
+    __version__ = "0+unknown"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {

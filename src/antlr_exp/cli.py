@@ -26,7 +26,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from tqdm import tqdm
 
-from . import console
+from . import __version__, console
 from . import checkpoint as ckpt
 from . import preflight, stopping
 from .config import CONF_DIR
@@ -224,6 +224,9 @@ def _interrupted() -> None:
 
 
 def main() -> None:
+    if "--version" in sys.argv[1:]:  # antlr-exp's version, not Hydra's
+        print(f"{PROG} (antlr-exp) {__version__}")
+        return
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
     try:
         check_parsable(sys.argv[1:])
