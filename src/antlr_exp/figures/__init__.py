@@ -6,6 +6,10 @@ table. Its scales (tiny: a smoke test; quick: minutes on 2 CPU cores; full: the 
 and epochs) are config, one file per figure in ``scales/``: the antlr-train overrides of each
 scale and the driver's own settings (fig5's grid, the swept weights of lambda_sweep).
 
+Two tools of the output-collapse study (Fig. 8) sit beside them and run as modules:
+``python -m antlr_exp.figures.collapse_trace`` (one row per optimizer step of a run) and
+``python -m antlr_exp.figures.collapse_rate`` (which trials of a run collapsed).
+
 To add a figure: a module here with ``main(argv, prog, root) -> int``, its ``scales/<name>.yaml``,
 and a line in :data:`FIGURES`.
 """

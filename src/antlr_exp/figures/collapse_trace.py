@@ -24,7 +24,7 @@ on top of it every step appends one row to ``steps.csv`` in the output folder:
 
 Usage (any antlr-train overrides; one trial):
 
-    python scripts/collapse_trace.py --out trace_seed3 experiment=fig8a_nmnist method=antlr seed=3 trials=1
+    python -m antlr_exp.figures.collapse_trace --out trace_seed3 experiment=fig8a_nmnist method=antlr seed=3 trials=1
 """
 
 from __future__ import annotations
