@@ -32,7 +32,8 @@ def test_wilson_interval_equals_scipys(successes, n):
 
 def test_a_trial_collapses_only_below_the_limit_after_the_first_epoch(tmp_path, capsys):
     # seed 0: silent in the first epoch only (not a collapse); seed 1: collapses at epoch 3 and
-    # recovers; seed 2: 1.0 exactly is not below 1; seed 3: still running, no summary, collapsed
+    # recovers; seed 2: 1.0 exactly is not below 1; seed 3: still running (no summary: the seed from
+    # its folder's name), collapsed
     write_trial(tmp_path / "job" / "seed_0", [(1, 0.2), (2, 5.0), (3, 4.0)], 0, 0.9)
     write_trial(tmp_path / "job" / "seed_1", [(1, 30.0), (2, 12.0), (3, 0.5), (4, 2.0)], 1, 0.6)
     write_trial(tmp_path / "job" / "seed_2", [(1, 20.0), (2, 1.0), (2.5, 1.5)], 2, 0.8)
@@ -41,7 +42,7 @@ def test_a_trial_collapses_only_below_the_limit_after_the_first_epoch(tmp_path, 
     assert records[0]["collapsed_at_epoch"] is None and records[0]["min_output_spikes"] == 4.0
     assert records[1]["collapsed_at_epoch"] == 3.0 and records[1]["min_output_spikes"] == 0.5
     assert records[2]["collapsed_at_epoch"] is None
-    assert records["seed_3"]["collapsed_at_epoch"] == 1.5 and records["seed_3"]["test_accuracy"] is None
+    assert records[3]["collapsed_at_epoch"] == 1.5 and records[3]["test_accuracy"] is None
     assert main([str(tmp_path / "job"), "--json", str(tmp_path / "rate.json")]) == 0
     rate = json.loads((tmp_path / "rate.json").read_text())
     assert (rate["collapsed"], rate["n"]) == (2, 4)

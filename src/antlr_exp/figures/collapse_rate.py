@@ -48,7 +48,8 @@ def trial_record(folder: Path, below: float) -> dict:
     collapsed_at = next((float(row["epoch"]) for row in later if float(row[KEY]) < below), None)
     summary_file = folder / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
-    return {"folder": str(folder), "seed": summary.get("seed", folder.name),
+    seed = summary.get("seed", folder.name.removeprefix("seed_"))  # a stacked trial's folder is seed_<s>
+    return {"folder": str(folder), "seed": int(seed) if str(seed).isdigit() else seed,
             "epochs": float(rows[-1]["epoch"]) if rows else 0.0,
             "min_output_spikes": min(lows) if lows else None, "collapsed_at_epoch": collapsed_at,
             "test_accuracy": summary.get("test_accuracy")}
