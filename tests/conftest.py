@@ -34,6 +34,20 @@ DATA_ROOT = Path(os.environ.get("ANTLR_EXP_DATA") or REPO / "data")
 ANTLR_TRAIN = Path(sys.executable).parent / "antlr-train"
 
 
+@pytest.fixture(autouse=True)
+def no_locks_and_no_hydra_config():
+    """``preflight.check_command`` run in-process locks the folders it claims and sets Hydra's
+    global config; neither may leak into the next test (a later in-process run would report the
+    earlier command's overrides as its own)."""
+    yield
+    from hydra.core.hydra_config import HydraConfig
+
+    from antlr_exp import preflight
+
+    preflight.release_run_folders()
+    HydraConfig.instance().cfg = None
+
+
 def compose_config(*overrides: str):
     """The config ``antlr-train`` would run with these overrides (no Hydra run folder)."""
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):

@@ -12,7 +12,6 @@ import subprocess
 import time
 
 import pytest
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from antlr_exp import preflight
@@ -24,14 +23,6 @@ from antlr_exp.train import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
-
-
-@pytest.fixture(autouse=True)
-def no_locks_and_no_hydra_config():
-    """check_command in-process locks the folder it claims and sets Hydra's global config."""
-    yield
-    preflight.release_run_folders()
-    HydraConfig.instance().cfg = None
 
 
 def _one_line_exit_2(result, *words):
