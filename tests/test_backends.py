@@ -161,3 +161,46 @@ def test_no_module_outside_the_backends_reads_the_variable():
                if "ANTLR_EXP_KERNELS" in path.read_text() and allowed not in path.parents]
     assert readers == []
     assert "ANTLR_EXP_KERNELS" in (allowed / "__init__.py").read_text()  # the one reader is where it should be
+
+
+def test_the_rules_load_without_torch():
+    """engine.rules (RuleConfig, the rule/loss pairings) imports no torch, nor does the engine
+    package until a name that needs it is read."""
+    code = ("import sys; from antlr_exp.engine.rules import RuleConfig, check_rule_loss; "
+            "check_rule_loss('antlr', 'latency'); print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
+    assert proc.stdout.strip() == "False", proc.stderr
+
+
+@pytest.mark.parametrize("old, new, names", [
+    ("network", "engine.network", ["SpikingNetwork"]),
+    ("network", "engine.spikes", ["NetworkOutput", "decide", "decision_steps", "first_spike_times", "spike_counts"]),
+    ("network", "engine.fused", ["FusedNetworkFunction", "HiddenTimes"]),
+    ("layer", "engine.layer", ["SpikingLinear", "SpikingLinearFunction"]),
+    ("layer", "engine.rules", ["RuleConfig", "RULES"]),
+    ("layer", "engine.lif", ["LIFState", "dv_from_rule", "timing_kernel_sum", "initial_state"]),
+    ("layer", "engine.synapses", ["SynapticInput", "synaptic_input", "weight_gradient"]),
+    ("losses", "engine.losses", ["count_loss", "latency_loss", "spike_train_loss", "no_spike_weight_penalty"]),
+    ("losses", "engine.rules", ["check_rule_loss", "LOSSES"]),
+    ("neuron", "engine.neuron", ["NeuronParams", "eps_kernel", "eps_time_derivative"]),
+    ("surrogate", "engine.surrogate", ["SURROGATES"]),
+    ("reference", "engine.reference.per_step", ["reference_forward", "reference_surrogate"]),
+    ("kernels", "engine.backends.base", ["SURROGATE_CODES"]),
+])
+def test_the_old_module_paths_are_kept_for_one_release(old, new, names):
+    from importlib import import_module
+
+    old_module, new_module = import_module(f"antlr_exp.{old}"), import_module(f"antlr_exp.{new}")
+    assert "Kept for one release" in old_module.__doc__
+    for name in names:
+        assert getattr(old_module, name) is getattr(new_module, name), name
+
+
+def test_the_old_kernel_functions_answer_as_before(monkeypatch):
+    from antlr_exp import kernels
+
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
+    assert kernels.kernel_mode() == "python" and kernels.cpp_kernels() is None
+    require_cpp_kernels()
+    monkeypatch.setenv("ANTLR_EXP_KERNELS", "auto")
+    assert kernels.cpp_kernels() is cpp.load() and kernels.triton_kernels("cpu") is None
