@@ -104,6 +104,8 @@ class SpikingLinear(nn.Module):
     Weights start as PyTorch's default for ``nn.Linear``; biases at 0. With ``trials=K > 1`` the
     layer is K independent layers: ``weight`` [K, N_out, N_in] (K draws of that default, one
     after another), ``bias`` [K, N_out], and the batch holds K blocks of samples, one per trial.
+    ``kernels``: the setting :func:`select` resolves when the layer runs on its own (a network
+    hands its layers its backend).
     """
 
     def __init__(self, in_features: int, out_features: int, params: NeuronParams, rule: RuleConfig,
