@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from antlr_exp import kernels
+from antlr_exp.engine.backends import cpp
 
 SKIP_REASON = "C++ kernels unavailable"
 
@@ -21,9 +21,9 @@ def in_ci() -> bool:
 
 def require_cpp_kernels() -> None:
     """Fail (in CI) or skip (elsewhere) the calling test when the C++ kernels did not build."""
-    if kernels.cpp_kernels() is not None:
+    if cpp.load() is not None:
         return
-    message = f"{SKIP_REASON}: {kernels._state['error']}"
+    message = f"{SKIP_REASON}: {cpp.build_error()}"
     if in_ci():
         pytest.fail(f"{message} (CI must test the C++ path; fix the build)", pytrace=False)
     pytest.skip(message)

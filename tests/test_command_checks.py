@@ -18,7 +18,7 @@ from antlr_exp import preflight
 from antlr_exp.config import validate
 from antlr_exp.console import result_block
 from antlr_exp.errors import ConfigError
-from antlr_exp.losses import check_rule_loss
+from antlr_exp.engine.rules import check_rule_loss
 from antlr_exp.train import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 

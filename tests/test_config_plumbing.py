@@ -31,7 +31,7 @@ from omegaconf import OmegaConf
 
 from antlr_exp.config import CONF_DIR, Config
 from antlr_exp.data import TASKS
-from antlr_exp.losses import (
+from antlr_exp.engine.losses import (
     count_loss,
     count_targets,
     label_spike_trains,
@@ -40,8 +40,8 @@ from antlr_exp.losses import (
     no_spike_weight_penalty,
     spike_train_loss,
 )
-from antlr_exp.network import SpikingNetwork
-from antlr_exp.neuron import NeuronParams
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
 from antlr_exp.train import Objective, Trainer, build_network, load_data, train_early_stop
 from conftest import compose_config
 from test_data_nmnist import write_recording

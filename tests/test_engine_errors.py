@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from antlr_exp.errors import ConfigError, InputError
-from antlr_exp.losses import count_loss, count_targets, latency_loss, no_spike_count_term, spike_train_loss
-from antlr_exp.network import SpikingNetwork, decide
-from antlr_exp.neuron import NeuronParams
+from antlr_exp.engine.losses import count_loss, count_targets, latency_loss, no_spike_count_term, spike_train_loss
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
+from antlr_exp.engine.spikes import decide
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from antlr_exp.losses import spike_train_loss
+from antlr_exp.engine.losses import spike_train_loss
 from antlr_exp.train import GRADIENTS_FILE, build_network, load_data, run
 from conftest import compose_config, tiny_overrides
 

@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from antlr_exp.layer import simulate_lif
-from antlr_exp.network import SpikingNetwork, decide, first_spike_times, spike_counts
-from antlr_exp.neuron import NeuronParams, eps_kernel, eps_time_derivative
+from antlr_exp.engine.backends import select
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.spikes import decide, first_spike_times, spike_counts
+from antlr_exp.engine.neuron import NeuronParams, eps_kernel, eps_time_derivative
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from neuron_cases import AUTO_SCALES, EXPLICIT_SCALES
 
@@ -45,7 +46,7 @@ def test_rnn_recurrence_equals_srm_sum(single_spike, neuron):
     w = torch.rand(n, n_in, generator=g, dtype=torch.float64) * 1.5
     b = torch.rand(n, generator=g, dtype=torch.float64) * 0.3
     drive = torch.einsum("bti,ji->tbj", x, w)
-    potential, spikes, _, _, _ = simulate_lif(drive, b, params)
+    potential, spikes, _, _, _ = select(drive.device).simulate_lif(drive, b, params)
     total_spikes = 0
     for sample in range(2):
         v_ref, s_ref = srm_potential(x[sample], w, b, params)
@@ -108,7 +109,7 @@ def test_early_stop_matches_full_simulation_and_stops_early():
 def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, single_spike):
     """Latency loss (+ no-spike count term): no gradient after every output's first spike, so the
     backward through the steps simulated up to the early stop equals the full window's (float64)."""
-    from antlr_exp.losses import latency_loss, no_spike_count_term
+    from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 
     steps = 100
     torch.manual_seed(3)
@@ -140,7 +141,7 @@ def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, sing
 
 def test_penalty_window_early_stop_counts_silence_up_to_the_stop():
     """A hidden neuron whose first spike falls after the stop counts as silent (the authors' code)."""
-    from antlr_exp.losses import no_spike_weight_penalty
+    from antlr_exp.engine.losses import no_spike_weight_penalty
 
     steps, p = 100, 100.0
     net = _net([20, 30, 4], steps, seed=3, single_spike=False)
@@ -193,7 +194,7 @@ def test_decisions_and_their_ties_on_hand_worked_cases():
 
 
 def test_spike_counts_whole_window_and_to_decision():
-    from antlr_exp.network import NetworkOutput
+    from antlr_exp.engine.spikes import NetworkOutput
 
     hidden = torch.zeros(2, 6, 4)
     hidden[0, 0, 0] = hidden[0, 2, 1] = hidden[0, 5, 3] = 1  # 3 spikes, 2 by step 2

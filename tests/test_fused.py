@@ -1,9 +1,9 @@
 """The network-level fused backward (C++ path) against the per-layer autograd nodes.
 
-``SpikingNetwork`` trains through :class:`~antlr_exp.network.FusedNetworkFunction` on the C++
+``SpikingNetwork`` trains through :class:`~antlr_exp.engine.fused.FusedNetworkFunction` on the C++
 kernels: it forms each layer's dL/dS and dL/dt_hat from the layer above inside the adjoint
 kernel and sums the first layer's weight gradient from the input events there. The per-layer
-path (``net.fused = False``: one :class:`~antlr_exp.layer.SpikingLinearFunction` per layer, whose
+path (``net.fused = False``: one :class:`~antlr_exp.engine.layer.SpikingLinearFunction` per layer, whose
 rules the gradient tests check against autograd and the paper's equations) is the oracle here.
 """
 
@@ -12,8 +12,8 @@ import itertools
 import pytest
 import torch
 
-from antlr_exp.network import SpikingNetwork
-from antlr_exp.neuron import NeuronParams
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
 
 from kernel_paths import require_cpp_kernels
 from neuron_cases import NEURONS, OTHER_NEURONS
@@ -95,7 +95,7 @@ def test_fused_backward_under_the_latency_loss(rule, single):
     spike the layer above sends nothing down, and the fused kernel skips those rows (no
     surrogate); the no-spike count term adds dL/dS on silent label neurons."""
     require_cpp_kernels()
-    from antlr_exp.losses import latency_loss, no_spike_count_term
+    from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 
     grads, silent_rows = [], []
     for fused in (True, False):
@@ -152,11 +152,11 @@ def test_the_kernels_transpose_equals_torchs(shape, dtype):
     """The C++ transpose of the weights (forward) and of the weight gradient (backward): whole
     8 x 8 register blocks, tile edges, batched trials and strided input."""
     require_cpp_kernels()
-    from antlr_exp.kernels import cpp_kernels
+    from antlr_exp.engine.backends import cpp
 
     x = torch.randn(*shape, dtype=dtype, generator=torch.Generator().manual_seed(0))
     for source in (x, x.transpose(-1, -2)):
-        assert torch.equal(cpp_kernels().transpose_contiguous(source), source.transpose(-1, -2).contiguous())
+        assert torch.equal(cpp.load().transpose_contiguous(source), source.transpose(-1, -2).contiguous())
 
 
 def test_hidden_times_are_formed_when_read():
@@ -192,9 +192,9 @@ def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
     training). The C++ adjoint flushes such values to zero; normal values are as the PyTorch
     path computes them."""
     require_cpp_kernels()
-    from antlr_exp.kernels import cpp_kernels
-    from antlr_exp.layer import RuleConfig, adjoint
-    from antlr_exp.neuron import NeuronParams
+    from antlr_exp.engine.backends import select
+    from antlr_exp.engine.neuron import NeuronParams
+    from antlr_exp.engine.rules import RuleConfig
 
     params = NeuronParams().resolve(4)
     potential = torch.tensor([[-28.0, 0.5]] * 4)  # [T=4, one sample x 2 neurons]
@@ -202,11 +202,10 @@ def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
     grad_s = torch.full((4, 2), 1e-3)
     rule = RuleConfig("activation")
     tiny = torch.finfo(torch.float32).tiny
-    g_cpp, _, _ = adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
+    assert select("cpu", "cpp").name == "cpp"
+    g_cpp, _, _ = select("cpu", "cpp").adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
                           rule, False)
-    assert cpp_kernels() is not None
-    monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
-    g_py, _, _ = adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
+    g_py, _, _ = select("cpu", "python").adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
                          rule, False)
     far, near = g_cpp[..., 0], g_cpp[..., 1]
     assert bool(((g_py[..., 0] != 0) & (g_py[..., 0].abs() < tiny)).all())  # the PyTorch path: subnormal
@@ -224,7 +223,7 @@ def test_the_kernels_input_scan_equals_nonzero(pattern, threads, n):
     input in every case; a dense input gives only its count. Rows of 70 inputs take the
     vectorized count, rows of 10 (Fig. 6's input) the short-row loop."""
     require_cpp_kernels()
-    from antlr_exp.kernels import cpp_kernels
+    from antlr_exp.engine.backends import cpp
 
     g = torch.Generator().manual_seed(4)
     steps, batch = 40, 6
@@ -240,7 +239,7 @@ def test_the_kernels_input_scan_equals_nonzero(pattern, threads, n):
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        found = cpp_kernels().csr_events(time_major, 0.1)
+        found = cpp.load().csr_events(time_major, 0.1)
     finally:
         torch.set_num_threads(before)
     assert bool(found[-1])  # finite

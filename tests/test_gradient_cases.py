@@ -5,9 +5,9 @@ step before, the clamp at vstar_min). Float64, on both kernel paths."""
 import pytest
 import torch
 
-from antlr_exp.losses import spike_train_loss
-from antlr_exp.network import SpikingNetwork
-from antlr_exp.neuron import NeuronParams
+from antlr_exp.engine.losses import spike_train_loss
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from neuron_cases import NEURONS
 from test_gradients import finite_difference, library_timing_grads, relative_error_and_cosine, timing_setup

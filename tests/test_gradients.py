@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-import antlr_exp.layer as layer_module
-from antlr_exp.losses import count_loss, spike_train_loss
-from antlr_exp.network import SpikingNetwork
-from antlr_exp.neuron import NeuronParams
-from antlr_exp.reference import reference_forward
+import antlr_exp.engine.synapses as synapses
+from antlr_exp.engine.losses import count_loss, spike_train_loss
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
+from antlr_exp.engine.reference import reference_forward
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from neuron_cases import NEURONS
 from timing_oracle import direct_timing_gradients, interpolated_network_times, single_neuron_times
@@ -266,7 +266,7 @@ def test_event_driven_and_dense_products_agree(rule, monkeypatch):
     target = random_spikes((3, steps, 4), 0.05, seed=6)
     results = []
     for density in (0.0, 1.1):  # 0: always dense; 1.1: always event-driven
-        monkeypatch.setattr(layer_module, "SPARSE_DENSITY", density)
+        monkeypatch.setattr(synapses, "SPARSE_DENSITY", density)
         results.append(_run_rule(rule, x * 2.0, target, sizes, steps, scale=8.0))  # graded input values too
     for a, b in zip(*results):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

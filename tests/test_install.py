@@ -54,6 +54,11 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
     scales = REPO / "src" / "antlr_exp" / "figures" / "scales"
     assert {n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("antlr_exp/figures/scales/")} == {
         f"antlr_exp/figures/scales/{p.name}" for p in scales.glob("*.yaml")}
+    # the C++ kernels compile from the installed package: every source and header of csrc/ is in it
+    csrc = REPO / "src" / "antlr_exp" / "engine" / "backends" / "csrc"
+    kernel_files = {f"antlr_exp/{p.relative_to(REPO / 'src' / 'antlr_exp')}" for p in csrc.iterdir()
+                    if p.suffix in (".cpp", ".h")}
+    assert kernel_files and kernel_files <= set(zipfile.ZipFile(wheel).namelist())
 
     target = tmp_path / "target"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import kernel_paths
-from antlr_exp import kernels
+from antlr_exp.engine.backends import cpp
 
 TESTS = Path(__file__).resolve().parent
 FAILED_BUILD = {"tried": True, "module": None, "error": "RuntimeError: simulated build failure"}
@@ -20,7 +20,7 @@ FAILED_BUILD = {"tried": True, "module": None, "error": "RuntimeError: simulated
 @pytest.fixture
 def failed_build(monkeypatch):
     for key, value in FAILED_BUILD.items():
-        monkeypatch.setitem(kernels._state, key, value)
+        monkeypatch.setitem(cpp._build_state, key, value)
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "auto")
 
 
@@ -40,8 +40,8 @@ def test_failed_build_fails_in_ci_and_skips_elsewhere(ci, outcome, failed_build,
 def run_suite_with_failed_build(tmp_path, ci):
     """A two-test suite on both kernel paths, in a subprocess whose kernel build 'failed'."""
     (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
-        from antlr_exp import kernels
-        kernels._state.update({FAILED_BUILD!r})
+        from antlr_exp.engine.backends import cpp
+        cpp._build_state.update({FAILED_BUILD!r})
         from kernel_paths import pytest_terminal_summary  # noqa: F401
     """))
     (tmp_path / "test_paths.py").write_text(textwrap.dedent("""

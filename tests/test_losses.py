@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from antlr_exp.errors import ConfigError, InputError
-from antlr_exp.losses import (
+from antlr_exp.engine.losses import (
     check_rule_loss,
     count_loss,
     count_targets,
@@ -17,7 +17,7 @@ from antlr_exp.losses import (
     no_spike_weight_penalty,
     spike_train_loss,
 )
-from antlr_exp.network import SpikingNetwork
+from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.reference_losses import conv_spike_train_loss
 
 

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from antlr_exp.losses import spike_train_loss
-from antlr_exp.network import SpikingNetwork
-from antlr_exp.neuron import NeuronParams
-from antlr_exp.reference import reference_forward, reference_surrogate
-from antlr_exp.surrogate import SURROGATES
+from antlr_exp.engine.losses import spike_train_loss
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
+from antlr_exp.engine.reference import reference_forward, reference_surrogate
+from antlr_exp.engine.surrogate import SURROGATES
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 
 A, B = 0.7, 2.5  # not the defaults (1, 3), so that a swapped or dropped parameter shows

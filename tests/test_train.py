@@ -13,8 +13,8 @@ from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import metric_names, validate
 from antlr_exp.data import load_task
 from antlr_exp.errors import ConfigError
-from antlr_exp.losses import latency_loss, no_spike_count_term
-from antlr_exp.network import decide
+from antlr_exp.engine.losses import latency_loss, no_spike_count_term
+from antlr_exp.engine.spikes import decide
 from antlr_exp.train import Trainer, build_network, load_data, resolve_device, run
 from conftest import compose_config, tiny_overrides
 

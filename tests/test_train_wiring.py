@@ -14,7 +14,7 @@ from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.metrics import SplitMeter
-from antlr_exp.network import NetworkOutput
+from antlr_exp.engine.spikes import NetworkOutput
 from antlr_exp.train import Trainer, load_data, resolve_device, run
 from conftest import compose_config, tiny_overrides
 

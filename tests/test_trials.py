@@ -233,7 +233,7 @@ def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
 
 
 def test_would_stop_early_by_hand():
-    from antlr_exp.network import NetworkOutput
+    from antlr_exp.engine.spikes import NetworkOutput
     from antlr_exp.train import would_stop_early
 
     def out(first_steps, steps=60):
@@ -252,7 +252,7 @@ def test_would_stop_early_by_hand():
 def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots, tmp_path, monkeypatch):
     """While no stop is possible the plain pass runs (no chunking cost); once a step shows a stop
     would be possible, the chunked pass runs again."""
-    from antlr_exp.network import SpikingNetwork
+    from antlr_exp.engine.network import SpikingNetwork
     from antlr_exp.train import Trainer, load_trials, resolve_device
 
     cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "loss=latency", "data.limit_train=48")

@@ -1,4 +1,4 @@
-"""The Triton kernels (antlr_exp.triton_kernels) against the plain PyTorch path of the layer.
+"""The Triton backend (antlr_exp.engine.backends.triton) against the plain PyTorch path of the layer.
 
 Without a GPU they run on CPU tensors in Triton's interpreter: TRITON_INTERPRET=1 has to be set
 before the kernels are defined, so this module sets it before it imports them (it changes
@@ -15,17 +15,18 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed (torch's Linux wheels bring it)")
 
-from antlr_exp import kernels  # noqa: E402
-from antlr_exp import layer as layer_module  # noqa: E402
-from antlr_exp.kernels import SURROGATE_CODES  # noqa: E402
-from antlr_exp.losses import spike_train_loss  # noqa: E402
-from antlr_exp.network import SpikingNetwork  # noqa: E402
-from antlr_exp.neuron import NeuronParams  # noqa: E402
+from antlr_exp.engine.backends import SURROGATE_CODES, select  # noqa: E402
+from antlr_exp.errors import ConfigError  # noqa: E402
+from antlr_exp.engine.lif import LIFState  # noqa: E402
+from antlr_exp.engine.losses import spike_train_loss  # noqa: E402
+from antlr_exp.engine.network import SpikingNetwork  # noqa: E402
+from antlr_exp.engine.neuron import NeuronParams  # noqa: E402
+from antlr_exp.engine.rules import RuleConfig  # noqa: E402
 from neuron_cases import NEURONS, OTHER_NEURONS  # noqa: E402
 
-tk = pytest.importorskip("antlr_exp.triton_kernels", reason="triton does not import")
+tk = pytest.importorskip("antlr_exp.engine.backends.triton", reason="triton does not import")
 if not tk.INTERPRETED and not torch.cuda.is_available():
-    pytest.skip("antlr_exp.triton_kernels was imported before TRITON_INTERPRET=1 was set and there is no GPU "
+    pytest.skip("antlr_exp.engine.backends.triton was imported before TRITON_INTERPRET=1 was set and there is no GPU "
                 "(run this file in a process of its own)", allow_module_level=True)
 DEVICE = "cpu" if tk.INTERPRETED else "cuda"
 STEPS = 30
@@ -105,7 +106,7 @@ def test_simulation_from_a_state_with_currents(single_spike, monkeypatch):
     batch, n = 3, 7
     drive = (torch.rand(STEPS, batch, n, generator=g, dtype=torch.float64) * 0.6).to(DEVICE)
     bias = (torch.rand(n, generator=g, dtype=torch.float64) * 0.2).to(DEVICE)
-    state = layer_module.LIFState(
+    state = LIFState(
         torch.rand(batch, n, generator=g, dtype=torch.float64).to(DEVICE),
         torch.rand(batch, n, generator=g, dtype=torch.float64).to(DEVICE),
         (torch.rand(batch, n, generator=g) < 0.7).double().to(DEVICE),
@@ -113,8 +114,7 @@ def test_simulation_from_a_state_with_currents(single_spike, monkeypatch):
     )
     results = []
     for mode in ("triton", "python"):
-        monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
-        potential, spikes, times, final, currents = layer_module.simulate_lif(drive, bias, params, state, True)
+        potential, spikes, times, final, currents = select(DEVICE, mode).simulate_lif(drive, bias, params, state, True)
         results.append([potential, spikes, times, currents, *(x for x in final if x is not None)])
     assert results[1][1].sum() > 0
     for a, b in zip(*results):
@@ -124,28 +124,26 @@ def test_simulation_from_a_state_with_currents(single_spike, monkeypatch):
 @pytest.mark.parametrize("surrogate", sorted(SURROGATE_CODES))
 @pytest.mark.parametrize("rule,lambda_act,lambda_tim", RULES)
 def test_adjoint_equals_the_pytorch_path_for_every_surrogate(surrogate, rule, lambda_act, lambda_tim, monkeypatch):
-    """layer.adjoint on a random forward pass (without single-spike mode some neurons fire at
+    """The backends' adjoint on a random forward pass (without single-spike mode some neurons fire at
     consecutive steps): G, H and the lam_V sums, with dL/dS and dL/dt_hat both given and each
     left out, single-spike off and on."""
-    cfg = layer_module.RuleConfig(rule, lambda_act, lambda_tim)
+    cfg = RuleConfig(rule, lambda_act, lambda_tim)
     for single in (False, True):
         params = NeuronParams(surrogate=surrogate, single_spike=single).resolve(STEPS)
         g = torch.Generator().manual_seed(4)
         drive = torch.rand(STEPS, 2, 9, generator=g, dtype=torch.float64) * 0.5
         drive[:, :, :2] *= 100  # neurons 0, 1 fire early (and, single-spike off, at consecutive steps)
         drive = drive.to(DEVICE)
-        monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
         bias = torch.zeros(9, dtype=torch.float64, device=DEVICE)
-        potential, spikes, _, _, current = layer_module.simulate_lif(drive, bias, params, keep_current=True)
+        potential, spikes, _, _, current = select(DEVICE, "python").simulate_lif(drive, bias, params, keep_current=True)
         assert spikes[:, :, 2:].sum() > 0 and (single or (spikes[1:] * spikes[:-1]).sum() > 0)
         grad_s = torch.randn(spikes.shape, generator=g, dtype=torch.float64).to(DEVICE)
         grad_t = torch.randn(spikes.shape, generator=g, dtype=torch.float64).to(DEVICE) * spikes
         for gs, gt in ((grad_s, grad_t), (None, grad_t), (grad_s, None)):
             results = []
             for mode in ("triton", "python"):
-                monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
-                results.append(layer_module.adjoint(gs, gt, potential, spikes, current, params, cfg,
-                                                    want_h=cfg.tim_weight != 0))
+                results.append(select(DEVICE, mode).adjoint(gs, gt, potential, spikes, current, params, cfg,
+                                                            want_h=cfg.tim_weight != 0))
             ours, theirs = results
             expect_gradient = (gs is not None and cfg.act_weight != 0) or (gt is not None and cfg.tim_weight != 0)
             assert bool(theirs[0].abs().max() > 0) == expect_gradient
@@ -158,14 +156,15 @@ def test_adjoint_equals_the_pytorch_path_for_every_surrogate(surrogate, rule, la
 
 def test_kernel_choice_errors(monkeypatch):
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "gpu")
-    with pytest.raises(ValueError, match="ANTLR_EXP_KERNELS='gpu': accepted are auto, python, cpp, triton"):
-        kernels.kernel_mode()
+    with pytest.raises(ConfigError, match="ANTLR_EXP_KERNELS='gpu': accepted are auto, cpp, triton, python"):
+        select(DEVICE)
+    with pytest.raises(ConfigError, match="kernels='gpu': accepted are auto, cpp, triton, python"):
+        select(DEVICE, "gpu")
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "python")
-    assert kernels.triton_kernels(torch.device(DEVICE)) is None
-    monkeypatch.setenv("ANTLR_EXP_KERNELS", "cpp")
-    assert kernels.triton_kernels(torch.device("cpu")) is None
+    assert select(DEVICE).name == "python"
+    assert select(DEVICE, "triton").name == "triton" and select(DEVICE, "triton").ops is tk
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "triton")
-    assert kernels.cpp_kernels() is None and kernels.triton_kernels(torch.device(DEVICE)) is tk
+    assert select(DEVICE).name == "triton" and not select(DEVICE).capabilities.has_fused
 
 
 _COMPILE_FOR_A_GPU = r"""
@@ -173,7 +172,7 @@ import sys
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from antlr_exp import triton_kernels as tk
+from antlr_exp.engine.backends import triton as tk
 
 assert not tk.INTERPRETED
 target = GPUTarget("cuda", 90, 32)
@@ -228,7 +227,7 @@ def run_stacked(mode, monkeypatch, rule, single_spike, early_stop, trials=2, bat
     """A stacked network of ``trials`` trials (each its own weights and inputs) trained one step
     with the latency loss (+ the no-spike count term), through ``mode``'s kernels; the early
     stop, where on, cuts the window once every output of every sample has fired."""
-    from antlr_exp.losses import latency_loss, no_spike_count_term
+    from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
     torch.manual_seed(3)

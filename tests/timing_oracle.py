@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from antlr_exp.neuron import eps_kernel, eps_time_derivative
+from antlr_exp.engine.neuron import eps_kernel, eps_time_derivative
 
 
 def simulate_layer(drive_fn, n, steps, params, bias):

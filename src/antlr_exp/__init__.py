@@ -17,19 +17,19 @@ except _metadata.PackageNotFoundError:  # a source tree on PYTHONPATH without an
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    "SpikingNetwork": "network",
-    "NetworkOutput": "network",
-    "decide": "network",
-    "NeuronParams": "neuron",
+    "SpikingNetwork": "engine.network",
+    "NetworkOutput": "engine.spikes",
+    "decide": "engine.spikes",
+    "NeuronParams": "engine.neuron",
     "load_task": "data",
     "TaskData": "data",
-    "count_loss": "losses",
-    "count_targets": "losses",
-    "label_spike_trains": "losses",
-    "latency_loss": "losses",
-    "no_spike_count_term": "losses",
-    "no_spike_weight_penalty": "losses",
-    "spike_train_loss": "losses",
+    "count_loss": "engine.losses",
+    "count_targets": "engine.losses",
+    "label_spike_trains": "engine.losses",
+    "latency_loss": "engine.losses",
+    "no_spike_count_term": "engine.losses",
+    "no_spike_weight_penalty": "engine.losses",
+    "spike_train_loss": "engine.losses",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -26,11 +26,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from .errors import ConfigError
-from .layer import RuleConfig
-from .losses import check_rule_loss
+from .engine.rules import RuleConfig, check_rule_loss
 from .metrics import metric_names as split_metric_names
-from .network import DECISIONS
-from .neuron import NeuronParams
+from .engine.spikes import DECISIONS
+from .engine.backends import requested
+from .engine.neuron import NeuronParams
 
 
 
@@ -244,6 +244,7 @@ class Config:
     dtype: str = MISSING  # float32 | float64
     single_spike: bool = MISSING
     device: str = MISSING
+    kernels: Optional[str] = MISSING  # auto | cpp | triton | python; None: the environment's default (engine.backends)
     resume: bool = MISSING
     evaluate: Optional[str] = MISSING  # checkpoint to evaluate instead of training
     optimized_metric: Optional[str] = MISSING  # summary key a sweeper (Optuna) optimises
@@ -365,6 +366,12 @@ def flatten(container: dict, prefix: str = "") -> dict:
 def neuron_params(cfg: DictConfig) -> NeuronParams:
     """The engine's NeuronParams from ``cfg.neuron`` and ``cfg.single_spike`` (validated there)."""
     return NeuronParams(**OmegaConf.to_container(cfg.neuron, resolve=True), single_spike=bool(cfg.single_spike))
+
+
+def kernels_setting(cfg: DictConfig) -> str:
+    """``kernels`` in force for ``cfg`` (the key, else the environment's default); ConfigError
+    naming the value where it is none of auto, cpp, triton, python."""
+    return requested(cfg.get("kernels"))
 
 
 def rule_kwargs(cfg: DictConfig) -> dict:
@@ -490,6 +497,7 @@ def validate(cfg: DictConfig) -> None:
 
     _accepted("task", task.name, tuple(TASK_TARGET_KIND))
     _accepted("device", cfg.device, DEVICES)
+    kernels_setting(cfg)
     _accepted("logger", cfg.logger.name, LOGGERS)
     if cfg.logger.name == "wandb":
         _accepted("logger.mode", cfg.logger.mode, WANDB_MODES)

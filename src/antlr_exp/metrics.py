@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .network import DECISIONS, NetworkOutput, decide, spike_counts
+from .engine.spikes import DECISIONS, NetworkOutput, decide, spike_counts
 
 _SPIKE_KEYS = {
     "hidden_spikes": "hidden_spikes_per_sample",

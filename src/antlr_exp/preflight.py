@@ -273,10 +273,10 @@ def _varying(jobs: list) -> list:
 
 def check_kernels() -> None:
     """``ANTLR_EXP_KERNELS``, read by the engine at its first step: a typo is refused up front."""
-    from .kernels import kernel_mode
+    from .engine.backends import requested
 
     try:
-        kernel_mode()
+        requested()
     except ValueError as error:
         raise ConfigError(f"{error} (the environment variable that picks the engine's kernels)") from None
 

@@ -41,7 +41,7 @@ DEFAULT_METRICS = (
     "test_loss",
 )
 #: Config keys (and prefixes) that never define a setting.
-NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "data.root", "data.download", "logger",
+NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "kernels", "data.root", "data.download", "logger",
                  "trainer.progress_bar", "optimized_metric", "task.options.cache_dir", "trainer.record_gradients")
 #: Columns every table starts with.
 ALWAYS = ("method.name", "loss.name")

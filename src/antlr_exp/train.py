@@ -45,7 +45,7 @@ from .config import flatten, neuron_params, rule_kwargs, task_shape, validate, w
 from .data import TaskData, load_task
 from .errors import ConfigError, DatasetNotFoundError, InputError, NonFiniteError, StopSignal
 from .loggers import RunLog
-from .losses import (
+from .engine.losses import (
     count_loss,
     count_targets,
     label_spike_trains,
@@ -57,7 +57,8 @@ from .losses import (
 from .metrics import SplitMeter
 from .provenance import at_start, provenance
 from .report import EVALUATED_CONFIG, TRIALS_FILE
-from .network import NetworkOutput, SpikingNetwork, first_spike_times
+from .engine.network import SpikingNetwork
+from .engine.spikes import NetworkOutput, first_spike_times
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ SUMMARY_FILE = "summary.json"
 #: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
 GRADIENTS_FILE = "gradients.pt"
 #: Keys that may differ between a killed run and the command that resumes it.
-RESUMABLE_CHANGES = ("resume", "device", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
+RESUMABLE_CHANGES = ("resume", "device", "kernels", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
                      "data.root", "data.download", "logger")
 #: float dtypes a run may compute in (``dtype=``)
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -102,7 +103,7 @@ def build_network(cfg: DictConfig, data: TaskData, trials: int = 1) -> SpikingNe
     """input (from the data) - ``task.hidden_sizes`` - outputs (from the data), in ``cfg.dtype``."""
     sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
     net = SpikingNetwork(sizes=sizes, num_steps=data.num_steps, neuron=neuron_params(cfg), trials=trials,
-                         **rule_kwargs(cfg))
+                         kernels=cfg.get("kernels"), **rule_kwargs(cfg))
     return net.to(DTYPES[cfg.get("dtype", "float32")])
 
 
@@ -844,13 +845,13 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     datas, net = load_trials(cfg, device)
     data = datas[0]
     trainer = Trainer(cfg, run_dir, datas, device, resume_from, net=net)
-    if resume_from is not None:
-        log.info("resuming %s at step %d (epoch %d)", run_dir, trainer.state.step, trainer.state.epoch)
-    log.info("%s: network %s%s, %d training samples, run folder %s", cfg.method.name,
+    kernels = trainer.net.backend(device).name
+    log.info("%s: network %s%s, %s kernels, %d training samples, run folder %s", cfg.method.name,
              "-".join(map(str, trainer.net.sizes)),
              f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
-             len(data.train), run_dir)
+             kernels, len(data.train), run_dir)
     if resume_from is not None:
+        log.info("resuming %s at step %d (epoch %d)", run_dir, trainer.state.step, trainer.state.epoch)
         trainer.repair_best()
     spent = trainer.budget_spent() if resume_from is not None else None
     if resume_from is not None and trainer._done():
@@ -876,7 +877,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
             trainer.fit()
         summaries = trainer.test_trials()
         for trial_dir, summary, run_log in zip(trainer.trial_dirs, summaries, trainer.run_logs):
-            summary.update(provenance(trial_dir, started))
+            summary.update(kernels=kernels, **provenance(trial_dir, started))
             write_json(summary, trial_dir / SUMMARY_FILE)
             run_log.summary(summary)
         failed = False
@@ -931,7 +932,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load_for_evaluation(path)
     saved = OmegaConf.create(with_legacy_values(payload["config"]))
-    merged = OmegaConf.merge(saved, {"data": cfg.data, "device": cfg.device,
+    merged = OmegaConf.merge(saved, {"data": cfg.data, "device": cfg.device, "kernels": cfg.get("kernels"),
                                      "trainer": {"test_batch_size": cfg.trainer.test_batch_size},
                                      "resume": False, "evaluate": None})
     validate(merged)
@@ -944,6 +945,7 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     meter = SplitMeter(merged.loss.decision, data.target_kind == "label")
     summary = run_facts(merged)
     summary["evaluated_checkpoint"] = str(path.resolve())
+    summary["kernels"] = net.backend(device).name
     for split, dataset in (("val", data.val), ("test", data.test)):
         summary.update(evaluate(net, dataset, objective, meter, merged.trainer.test_batch_size, device, split))
     summary.setdefault("test_accuracy", None)

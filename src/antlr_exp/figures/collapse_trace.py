@@ -38,7 +38,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from antlr_exp.config import CONF_DIR, validate
-from antlr_exp.layer import simulate_lif
+from antlr_exp.engine.lif import simulate_lif
 from antlr_exp.train import Trainer, load_trials, resolve_device
 
 
