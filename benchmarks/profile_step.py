@@ -58,11 +58,21 @@ def heaviest_operations(step, steps: int, rows: int) -> list:
     return [(t / steps / 1000, n / steps, name, shapes) for (name, shapes), (t, n) in ranked]
 
 
-def without_fill():
-    """``_times_gradient_at_events`` as it is, with ``torch.empty`` serving its ``torch.zeros``."""
-    from antlr_exp import layer
+def _targets() -> dict:
+    """What the variants replace: name -> (object, attribute). The per-layer backward reads
+    ``times_gradient_at_events`` from the engine's layer module, the event products read
+    ``stacked_weight_t`` from its synapses module, and the C++ kernels are the CPU backend's ``ops``."""
+    from antlr_exp.engine import layer, synapses
+    from antlr_exp.engine.backends import select
 
-    original = layer._times_gradient_at_events
+    return {"times_gradient_at_events": (layer, "times_gradient_at_events"),
+            "stacked_weight_t": (synapses, "stacked_weight_t"), "ops": (select("cpu"), "ops")}
+
+
+def without_fill():
+    """``times_gradient_at_events`` as it is, with ``torch.empty`` serving its ``torch.zeros``."""
+    owner, name = _targets()["times_gradient_at_events"]
+    original = getattr(owner, name)
 
     def variant(*args):
         zeros = torch.zeros
@@ -72,14 +82,14 @@ def without_fill():
         finally:
             torch.zeros = zeros
 
-    return {"_times_gradient_at_events": variant}
+    return {"times_gradient_at_events": variant}
 
 
 def without_transposes():
     """Weight transposes (the C++ ``transpose_contiguous`` and ``stacked_weight_t``) from a cache."""
-    from antlr_exp import layer
-
-    ext, stacked = layer.cpp_kernels(), layer.stacked_weight_t
+    targets = _targets()
+    ext = getattr(*targets["ops"])
+    stacked = getattr(*targets["stacked_weight_t"])
     cache: dict = {}
 
     class Cached:
@@ -100,18 +110,17 @@ def without_transposes():
             cache[key] = stacked(w)
         return cache[key]
 
-    cached = Cached()
-    return {"cpp_kernels": lambda: cached, "stacked_weight_t": stacked_cached}
+    return {"ops": Cached(), "stacked_weight_t": stacked_cached}
 
 
 def time_variants(step, steps: int) -> dict:
     """Median ms per step: the fused path as it is, then the per-layer path as it is and with each
     piece taken out."""
-    from antlr_exp import layer
-    from antlr_exp.network import SpikingNetwork
+    from antlr_exp.engine.network import SpikingNetwork
 
+    targets = _targets()
     variants = {"fused, as is": None, "as is": {}, "no_fill": without_fill(), "no_transposes": without_transposes()}
-    originals = {name: getattr(layer, name) for patch in variants.values() if patch for name in patch}
+    originals = {name: getattr(*targets[name]) for patch in variants.values() if patch for name in patch}
     times = {name: [] for name in variants}
     fused = SpikingNetwork.fused
     try:
@@ -119,14 +128,14 @@ def time_variants(step, steps: int) -> dict:
             for name, patch in variants.items():
                 SpikingNetwork.fused = patch is None
                 for key, value in originals.items():
-                    setattr(layer, key, (patch or {}).get(key, value))
+                    setattr(*targets[key], (patch or {}).get(key, value))
                 started = time.perf_counter()
                 step()
                 times[name].append(time.perf_counter() - started)
     finally:
         SpikingNetwork.fused = fused
         for key, value in originals.items():
-            setattr(layer, key, value)
+            setattr(*targets[key], value)
     return {name: 1000 * sorted(t)[len(t) // 2] for name, t in times.items()}
 
 
@@ -137,11 +146,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from antlr_exp.kernels import cpp_kernels
+    from antlr_exp.engine.backends import select
     from antlr_exp.runtime import tune_malloc
 
     tune_malloc()
-    if cpp_kernels() is None:
+    if select("cpu").name != "cpp":
         print("the C++ kernels are not available: nothing to compare", file=sys.stderr)
         return 1
     step = build_step(args.shape)

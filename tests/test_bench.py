@@ -110,28 +110,28 @@ def test_profile_step_restores_the_real_functions_after_its_variants():
     """benchmarks/profile_step.py patches in variants that compute wrong gradients on purpose; each
     timed row gets its own (the variants on the per-layer path, after the fused path as it is),
     and the real functions and the fused setting are back afterwards."""
-    from antlr_exp import layer
-    from antlr_exp.network import SpikingNetwork
+    from antlr_exp.engine import layer, synapses
+    from antlr_exp.engine.backends import select
+    from antlr_exp.engine.network import SpikingNetwork
 
-    names = ("_times_gradient_at_events", "cpp_kernels", "stacked_weight_t")
-    before = {name: getattr(layer, name) for name in names}
+    targets = {"times_gradient_at_events": (layer, "times_gradient_at_events"),
+               "stacked_weight_t": (synapses, "stacked_weight_t"), "ops": (select("cpu"), "ops")}
+    before = {name: getattr(*where) for name, where in targets.items()}
     seen = []
 
     def step():  # records which functions each row ran with, and whether the fused node was on
-        seen.append({**{name: getattr(layer, name) is before[name] for name in names},
+        seen.append({**{name: getattr(*where) is before[name] for name, where in targets.items()},
                      "fused": SpikingNetwork.fused})
 
     medians = profile_step.time_variants(step, 2)
     assert list(medians) == ["fused, as is", "as is", "no_fill", "no_transposes"]
-    real = dict.fromkeys(names, True)
+    real = dict.fromkeys(targets, True)
     assert seen[0] == {**real, "fused": True}
     assert seen[1] == {**real, "fused": False}
-    assert seen[2] == {"_times_gradient_at_events": False, "cpp_kernels": True, "stacked_weight_t": True,
-                       "fused": False}
-    assert seen[3] == {"_times_gradient_at_events": True, "cpp_kernels": False, "stacked_weight_t": False,
-                       "fused": False}
+    assert seen[2] == {"times_gradient_at_events": False, "ops": True, "stacked_weight_t": True, "fused": False}
+    assert seen[3] == {"times_gradient_at_events": True, "ops": False, "stacked_weight_t": False, "fused": False}
     assert seen[4] == seen[0]
-    assert all(getattr(layer, name) is before[name] for name in names) and SpikingNetwork.fused
+    assert all(getattr(*where) is before[name] for name, where in targets.items()) and SpikingNetwork.fused
 
 
 def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
