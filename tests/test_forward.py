@@ -120,7 +120,7 @@ def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, sing
             layer.weight.mul_(8.0).add_(0.5)
     x = (torch.rand(6, steps, 20, generator=torch.Generator().manual_seed(0)) < 0.1).double()
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
-    grads = []
+    grads, full = [], None
     for early in (False, True):
         net.zero_grad()
         out = net(x, early_stop=early, chunk=7)
