@@ -154,8 +154,9 @@ def test_the_slurm_launcher_passes_where_srun_and_sbatch_exist(tmp_path, monkeyp
 @pytest.mark.parametrize("mode", ["bogus", "PYTHON"])
 def test_a_misspelt_kernel_switch_is_refused_before_any_folder(mode, tmp_path, monkeypatch):
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
-    with pytest.raises(ConfigError, match=rf"ANTLR_EXP_KERNELS='{mode}'.*auto, python, cpp, triton"):
+    with pytest.raises(ConfigError, match=rf"ANTLR_EXP_KERNELS='{mode}': accepted are") as error:
         preflight.check_command([*TINY, f"hydra.run.dir={tmp_path / 'run'}"])
+    assert all(name in str(error.value) for name in ("auto", "python", "cpp", "triton"))
     assert not (tmp_path / "run").exists()
     if mode == "bogus":  # the command itself
         env = dict(cli_env(), ANTLR_EXP_KERNELS=mode)

@@ -17,7 +17,7 @@ second it started) already exists gets ``<name>_1``, ``<name>_2``, ... instead.
 The same pass refuses, in one line, what would otherwise fail later or with a traceback: a run
 whose network (``trials`` of them) cannot fit in memory, a later sweep value of the wrong type
 (naming its job), ``hydra/launcher=slurm`` without SLURM's commands, an Optuna sweep of no trials,
-and a misspelt ``ANTLR_EXP_KERNELS``. Other composition errors (a misspelt key) are left to Hydra
+and a misspelt kernels variable (:mod:`antlr_exp.engine.backends`). Other composition errors (a misspelt key) are left to Hydra
 and ``cli``: the command goes on unchanged and they are reported there.
 """
 
@@ -272,7 +272,8 @@ def _varying(jobs: list) -> list:
 
 
 def check_kernels() -> None:
-    """``ANTLR_EXP_KERNELS``, read by the engine at its first step: a typo is refused up front."""
+    """The environment's default for the ``kernels`` key (:func:`antlr_exp.engine.backends.requested`,
+    the one place that reads it): a typo is refused up front."""
     from .engine.backends import requested
 
     try:
