@@ -18,13 +18,11 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointWriteError, ConfigError
-
-LAST = "last.pt"
-BEST = "best.pt"
+from .results.layout import BEST_CHECKPOINT as BEST, CHECKPOINT_DIR, LAST_CHECKPOINT as LAST
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "checkpoints"
+    return Path(run_dir) / CHECKPOINT_DIR
 
 
 def _write_file(path: Path, data: memoryview) -> None:

@@ -17,9 +17,10 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from .results.layout import METRICS_FILE
+
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
 SPLITS = ("train", "val", "test")
 

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import checkpoint as ckpt
 from .config import CONF_DIR, validate
+from .results import layout
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ def new_folder(folder: Path) -> Path:
 
 #: What a finished (or started) run leaves in its folder besides checkpoints/: a new run or an
 #: ``evaluate=`` would overwrite them (a stacked run's trials hold theirs in ``seed_<s>/``).
-RUN_RESULTS = ("summary.json", "metrics.csv", "trials.json")
+RUN_RESULTS = layout.RUN_RESULTS
 
 
 def run_results(folder: Path) -> list:
@@ -124,7 +125,7 @@ def run_results(folder: Path) -> list:
     for place in folders:
         for name in RUN_RESULTS:
             path = place / name
-            if path.is_file() and (name != "metrics.csv" or path.stat().st_size > 0):
+            if path.is_file() and (name != layout.METRICS_FILE or path.stat().st_size > 0):
                 found.append(path)
         best = ckpt.checkpoint_dir(place) / ckpt.BEST
         if place != folder and best.is_file():
@@ -158,7 +159,7 @@ def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) ->
             raise ConfigError(f"resume=true but {last} does not exist; point hydra.run.dir at the folder "
                               f"of the run to continue")
         else:
-            finished = [p for p in run_results(folder) if p.name != "metrics.csv"]
+            finished = [p for p in run_results(folder) if p.name != layout.METRICS_FILE]
             if finished:  # the job would start again and overwrite them
                 raise ConfigError(f"resume=true: {folder} holds a finished run's results ({finished[0]}) but "
                                   f"no {last} to continue from; accepted: another {key}")

@@ -1,7 +1,7 @@
 """The paper's figures and the studies beyond it, installed: ``antlr-figure NAME --scale S``.
 
 Each driver runs its sweeps through ``antlr-train -m`` (so any Hydra launcher scales it out),
-reads the job folders back, and writes a PNG (drawn by :mod:`antlr_exp.plot`) and a markdown
+reads the job folders back, and writes a PNG (drawn by :mod:`antlr_exp.results.plots`) and a markdown
 table. Its scales (tiny: a smoke test; quick: minutes on 2 CPU cores; full: the paper's trials
 and epochs) are config, one file per figure in ``scales/``: the antlr-train overrides of each
 scale and the driver's own settings (fig5's grid, the swept weights of lambda_sweep).

@@ -3,8 +3,8 @@ running a sweep through ``antlr-train -m``, reading the job folders back, and th
 
 Every driver runs its sweeps as subprocesses (``antlr-train -m experiment=<preset> ...``), so the
 same command scales out with ``--jobs N`` (joblib) or any Hydra launcher passed as an extra
-override (e.g. ``hydra/launcher=slurm``). Aggregation over trials is :mod:`antlr_exp.report`'s,
-and every PNG is drawn by :mod:`antlr_exp.plot`.
+override (e.g. ``hydra/launcher=slurm``). Aggregation over trials is :mod:`antlr_exp.results.report`'s,
+and every PNG is drawn by :mod:`antlr_exp.results.plots`.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from .. import plot, report
+from ..results import plots as plot, report
 from ..config import flatten
 
 #: the metrics of the accuracy tables, accuracy first, then the spikes to the decision and in the window

@@ -51,7 +51,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from .. import plot
+from ..results import plots as plot
 from . import common
 
 RULES = ("activation", "timing", "antlr")

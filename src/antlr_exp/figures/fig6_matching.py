@@ -10,7 +10,7 @@ The scales: ``scales/fig6.yaml``.
 
 from __future__ import annotations
 
-from .. import plot, report
+from ..results import plots as plot, report
 from . import common
 
 PRESETS = (("fig6a_matching", 1), ("fig6b_matching", 3))

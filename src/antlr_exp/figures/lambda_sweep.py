@@ -11,7 +11,7 @@ The scales (overrides and swept values): ``scales/lambda_sweep.yaml``.
 
 from __future__ import annotations
 
-from .. import plot
+from ..results import plots as plot
 from . import common
 
 ACT, TIM = "method.lambda_act", "method.lambda_tim"

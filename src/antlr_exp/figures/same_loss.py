@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 
-from .. import plot
+from ..results import plots as plot
 from . import common
 
 SPIKE_TRAIN1 = "same_loss_mnist_spike_train1"

@@ -1,13 +1,9 @@
-"""Typed schemas for the Hydra configs in ``conf/`` and the checks run before any data is read.
+"""The checks run on a composed config before any data is read: what the types of ``schema.py``
+cannot express (names, rule/loss/task pairings, ranges), one function per config group.
 
-The schemas give every key its type and nothing else: all values, defaults included, live in the
-YAML files of ``conf/`` (one source of truth). Each group option pulls its schema in through its
-defaults list (``- /schema_method_antlr@_here_``), so a misspelt key (``method.lamda_act=2``), a
-key the chosen option does not have (``method=timing method.lambda_act=2``) or a value of the
-wrong type (``trainer.max_steps=ten``) fails at composition instead of being ignored.
-
-``validate(cfg)`` then checks what types cannot: names, rule/loss/task pairings, ranges. It raises
-``ConfigError`` with one line naming the key, the value and what is accepted.
+``validate(cfg)`` raises ``ConfigError`` with one line naming the key, the value and what is
+accepted. The helpers here that build engine objects from a config (``neuron_params``,
+``rule_kwargs``, ``task_shape``) import torch; ``antlr_exp.config`` loads this module on first use.
 """
 
 from __future__ import annotations
@@ -17,50 +13,17 @@ import importlib.util
 import math
 import netrc
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 import torch
-from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from .errors import ConfigError
-from .engine.rules import RuleConfig, check_rule_loss
-from .metrics import metric_names as split_metric_names
-from .engine.spikes import DECISIONS
-from .engine.backends import requested
-from .engine.neuron import NeuronParams
-
-
-
-def find_conf_dir() -> Path:
-    """The folder holding the Hydra configs: the copy of ``conf/`` shipped inside an installed
-    package (``antlr_exp/conf``), else the source tree's top-level ``conf/`` (editable installs
-    and ``PYTHONPATH=src``)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "conf", package.parents[1] / "conf"):
-        if (candidate / "config.yaml").is_file():
-            return candidate
-    raise FileNotFoundError(f"antlr-exp's configs are missing: neither {package / 'conf'} nor "
-                            f"{package.parents[1] / 'conf'} holds config.yaml; reinstall the package")
-
-
-#: The folder holding the Hydra configs (see ``find_conf_dir``).
-CONF_DIR = find_conf_dir()
-
-#: Keys added after runs were first saved, with the value that reproduces a run saved without them
-#: (what its code did): a resumed or evaluated old run reads these where its config lacks them.
-LEGACY_VALUES = {"optimizer.eps": 1e-8, "optimizer.amsgrad": False, "optimizer.grad_clip_norm": None}
-
-
-def with_legacy_values(saved: dict) -> dict:
-    """A saved run's config (plain dict) with ``LEGACY_VALUES`` filled in where it lacks them."""
-    filled = OmegaConf.create(saved)
-    for key, value in LEGACY_VALUES.items():
-        if OmegaConf.select(filled, key, default="(absent)") == "(absent)":
-            OmegaConf.update(filled, key, value, force_add=True)
-    return OmegaConf.to_container(filled)
+from ..engine.backends import requested
+from ..engine.neuron import NeuronParams
+from ..engine.rules import RuleConfig, check_rule_loss
+from ..engine.spikes import DECISIONS
+from ..errors import ConfigError
+from ..metrics import metric_names as split_metric_names
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
@@ -72,215 +35,6 @@ WANDB_MODES = ("offline", "online", "disabled")
 MONITOR_MODES = ("min", "max")
 DTYPE_NAMES = ("float32", "float64")
 PENALTY_WINDOWS = ("full", "early_stop")
-
-
-# ---------------------------------------------------------------------------------------------
-# Schemas (types only; values are in conf/)
-
-
-@dataclass
-class MethodConfig:
-    name: str = MISSING
-
-
-@dataclass
-class AntlrMethodConfig(MethodConfig):
-    lambda_act: float = MISSING
-    lambda_tim: float = MISSING
-
-
-@dataclass
-class TimingMethodConfig(MethodConfig):
-    no_spike_penalty: float = MISSING  # p of the no-spike weight penalty
-    penalty_window: str = MISSING  # full | early_stop: where a neuron's silence is counted
-
-
-@dataclass
-class LossConfig:
-    name: str = MISSING
-    decision: str = MISSING  # the decision the reported accuracy uses
-
-
-@dataclass
-class CountLossConfig(LossConfig):
-    n_true: float = MISSING
-    n_false: float = MISSING
-
-
-@dataclass
-class SpikeTrainLossConfig(LossConfig):
-    decay: float = MISSING
-    # labelled tasks only: the steps at which the label's output neuron (label_steps) and every
-    # other output neuron (other_steps) should fire; the target spike trains are made from these
-    label_steps: Optional[List[int]] = MISSING
-    other_steps: List[int] = MISSING
-
-
-@dataclass
-class LatencyLossConfig(LossConfig):
-    beta: float = MISSING
-    lambda_ns: float = MISSING  # weight of the no-spike count term; 0 turns it off
-
-
-@dataclass
-class MatchingOptions:
-    num_inputs: int = MISSING
-    num_outputs: int = MISSING
-    input_spikes: int = MISSING
-    target_spikes: int = MISSING
-
-
-@dataclass
-class MnistOptions:
-    t_max: int = MISSING
-
-
-@dataclass
-class NmnistOptions:
-    first_saccade_only: bool = MISSING
-    bin_us: int = MISSING
-    cache_dir: Optional[str] = MISSING
-
-
-@dataclass
-class TaskConfig:
-    name: str = MISSING
-    num_steps: int = MISSING
-    hidden_sizes: List[int] = MISSING
-
-
-@dataclass
-class MatchingTaskConfig(TaskConfig):
-    options: MatchingOptions = field(default_factory=MatchingOptions)
-
-
-@dataclass
-class MnistTaskConfig(TaskConfig):
-    options: MnistOptions = field(default_factory=MnistOptions)
-
-
-@dataclass
-class NmnistTaskConfig(TaskConfig):
-    options: NmnistOptions = field(default_factory=NmnistOptions)
-
-
-@dataclass
-class NeuronConfig:
-    alpha_I: float = MISSING
-    alpha_V: float = MISSING
-    beta_I: float = MISSING
-    beta_V: Any = MISSING  # "auto" or a number
-    beta_bias: Any = MISSING  # "auto" or a number
-    theta: float = MISSING
-    surrogate: str = MISSING
-    surrogate_a: float = MISSING
-    surrogate_b: float = MISSING
-    vstar_min: float = MISSING
-
-
-@dataclass
-class OptimizerConfig:
-    name: str = MISSING
-    lr: float = MISSING
-    betas: List[float] = MISSING
-    weight_decay: float = MISSING
-    eps: float = MISSING
-    amsgrad: bool = MISSING
-    grad_clip_value: Optional[float] = MISSING  # every gradient element clipped to [-v, v]
-    grad_clip_norm: Optional[float] = MISSING  # then each trial's gradient scaled to norm <= v
-
-
-@dataclass
-class TrainerConfig:
-    max_epochs: Optional[int] = MISSING
-    max_steps: Optional[int] = MISSING
-    batch_size: int = MISSING
-    test_batch_size: int = MISSING
-    val_every_n_steps: Optional[int] = MISSING  # None: validate at the end of every epoch
-    lr_decay_epochs: Optional[int] = MISSING  # None: constant learning rate
-    lr_decay_factor: float = MISSING
-    monitor: str = MISSING  # validation metric that picks the best checkpoint
-    monitor_mode: str = MISSING
-    progress_bar: bool = MISSING
-    record_gradients: bool = MISSING  # save every step's flattened gradient (before clipping) to gradients.pt
-    train_early_stop: bool = MISSING  # latency loss: stop simulating a training step once every output fired
-
-
-@dataclass
-class LoggerConfig:
-    name: str = MISSING
-
-
-@dataclass
-class WandbLoggerConfig(LoggerConfig):
-    project: str = MISSING
-    entity: Optional[str] = MISSING
-    mode: str = MISSING
-    group: Optional[str] = MISSING
-    run_name: Optional[str] = MISSING
-    tags: List[str] = MISSING
-
-
-@dataclass
-class DataConfig:
-    root: Optional[str] = MISSING
-    download: bool = MISSING
-    limit_train: Optional[int] = MISSING
-    limit_test: Optional[int] = MISSING
-
-
-@dataclass
-class Config:
-    task: Any = MISSING
-    method: Any = MISSING
-    loss: Any = MISSING
-    logger: Any = MISSING
-    neuron: NeuronConfig = MISSING
-    optimizer: OptimizerConfig = MISSING
-    trainer: TrainerConfig = MISSING
-    data: DataConfig = MISSING
-    seed: int = MISSING
-    trials: int = MISSING  # train seeds seed..seed+trials-1 together as one stacked network
-    dtype: str = MISSING  # float32 | float64
-    single_spike: bool = MISSING
-    device: str = MISSING
-    kernels: Optional[str] = MISSING  # auto | cpp | triton | python; None: the environment's default (engine.backends)
-    resume: bool = MISSING
-    evaluate: Optional[str] = MISSING  # checkpoint to evaluate instead of training
-    optimized_metric: Optional[str] = MISSING  # summary key a sweeper (Optuna) optimises
-
-
-def register_configs() -> None:
-    """Put the schemas in Hydra's ConfigStore (idempotent)."""
-    cs = ConfigStore.instance()
-    cs.store(name="schema", node=Config)
-    for group, name, node in (
-        ("method", "activation", MethodConfig),
-        ("method", "activation_rnn", MethodConfig),
-        ("method", "timing", TimingMethodConfig),
-        ("method", "antlr", AntlrMethodConfig),
-        ("loss", "count", CountLossConfig),
-        ("loss", "spike_train", SpikeTrainLossConfig),
-        ("loss", "latency", LatencyLossConfig),
-        ("task", "matching", MatchingTaskConfig),
-        ("task", "mnist", MnistTaskConfig),
-        ("task", "nmnist", NmnistTaskConfig),
-        ("logger", "csv", LoggerConfig),
-        ("logger", "wandb", WandbLoggerConfig),
-        ("logger", "tensorboard", LoggerConfig),
-    ):
-        cs.store(name=f"schema_{group}_{name}", node=node)
-
-
-register_configs()
-
-if not OmegaConf.has_resolver("if"):
-    # ${if:COND,A,B}: A when COND is true, else B (e.g. N-MNIST count targets under single_spike)
-    OmegaConf.register_new_resolver("if", lambda condition, then, otherwise: then if condition else otherwise)
-if not OmegaConf.has_resolver("env_or"):
-    # ${env_or:NAME,DEFAULT}: the environment variable NAME, or DEFAULT where it is unset or empty
-    # (oc.env gives "" for a variable set to nothing, which would put data.root at /<task>)
-    OmegaConf.register_new_resolver("env_or", lambda name, default: os.environ.get(name) or default)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,17 +104,6 @@ def wandb_has_credentials() -> bool:
         return netrc.netrc(path).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
         return False
-
-
-def flatten(container: dict, prefix: str = "") -> dict:
-    """``{"a": {"b": 1}, "c": [2]}`` -> ``{"a.b": 1, "c": (2,)}`` (lists become tuples)."""
-    flat = {}
-    for key, value in container.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = tuple(value) if isinstance(value, list) else value
-    return flat
 
 
 def neuron_params(cfg: DictConfig) -> NeuronParams:
@@ -445,8 +188,8 @@ def _int_in(key: str, value: Any, low: int, high: int, why: str = "") -> None:
 def _check_task_options(task: DictConfig) -> None:
     """The task's own options, as its data loader would check them (with the full key names,
     before any folder or data)."""
-    from .data.encoding import PIXEL_MAX
-    from .data.nmnist import FRAME_SIZE
+    from ..data.encoding import PIXEL_MAX
+    from ..data.nmnist import FRAME_SIZE
 
     steps = task.num_steps
     by_steps = f" with task.num_steps={steps}"
@@ -465,8 +208,8 @@ def _check_task_options(task: DictConfig) -> None:
 
 def task_shape(cfg: DictConfig) -> tuple:
     """``(inputs, outputs)`` of the task's network, from the config alone (what its data gives)."""
-    from .data.mnist import IMAGE_SIZE, NUM_CLASSES
-    from .data.nmnist import FRAME_SIZE
+    from ..data.mnist import IMAGE_SIZE, NUM_CLASSES
+    from ..data.nmnist import FRAME_SIZE
 
     if cfg.task.name == "matching":
         return int(cfg.task.options.num_inputs), int(cfg.task.options.num_outputs)
@@ -483,46 +226,54 @@ def _show(value: Any) -> str:
     return str(list(value)) if isinstance(value, (list, tuple)) else str(value)
 
 
-def validate(cfg: DictConfig) -> None:
-    """Check a composed config; raise ConfigError (one line: key, value, accepted) on the first
-    problem. Reads no data and builds nothing heavy."""
+def _check_structure(cfg: DictConfig) -> None:
+    """No unknown key, no missing value, no inf or NaN anywhere."""
     _check_known_keys(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"{missing[0]} has no value; set it, e.g. {missing[0]}=<value>")
-    task, method, loss, trainer = cfg.task, cfg.method, cfg.loss, cfg.trainer
     _check_finite_numbers(OmegaConf.to_container(cfg, resolve=True))
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    """The top-level keys: seed, task (by name), device, kernels, trials, dtype, resume/evaluate."""
     if isinstance(cfg.seed, bool) or not isinstance(cfg.seed, int) or not 0 <= cfg.seed <= MAX_SEED:
         raise ConfigError(f"seed={cfg.seed} is not accepted; accepted: an integer in [0, 2**64 - 1]")
-
-    _accepted("task", task.name, tuple(TASK_TARGET_KIND))
+    _accepted("task", cfg.task.name, tuple(TASK_TARGET_KIND))
     _accepted("device", cfg.device, DEVICES)
     kernels_setting(cfg)
-    _accepted("logger", cfg.logger.name, LOGGERS)
-    if cfg.logger.name == "wandb":
-        _accepted("logger.mode", cfg.logger.mode, WANDB_MODES)
+    _positive_int("trials", cfg.trials)
+    _accepted("dtype", cfg.dtype, DTYPE_NAMES)
+    if cfg.trials > 1:
+        for refused, reason in ((cfg.logger.name == "wandb", "logger=wandb (one wandb run per process); use logger=csv"),
+                                (cfg.trainer.record_gradients, "trainer.record_gradients=true; use trials=1"),
+                                (bool(cfg.evaluate), "evaluate=; evaluate one trial's folder with trials=1")):
+            if refused:
+                raise ConfigError(f"trials={cfg.trials} cannot be combined with {reason}")
+    if cfg.resume and cfg.evaluate:
+        raise ConfigError(f"resume=true with evaluate={cfg.evaluate}: choose one (resume continues training)")
+
+
+def _check_logger(logger: DictConfig) -> None:
+    """The logger, and the package (and credentials) it needs."""
+    _accepted("logger", logger.name, LOGGERS)
+    if logger.name == "wandb":
+        _accepted("logger.mode", logger.mode, WANDB_MODES)
         if importlib.util.find_spec("wandb") is None:
             raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
                               "pip install 'antlr-exp[wandb]', or use logger=csv")
-        if cfg.logger.mode == "online" and not wandb_has_credentials():
+        if logger.mode == "online" and not wandb_has_credentials():
             raise ConfigError("logger.mode=online needs wandb credentials, and none were found (WANDB_API_KEY, "
                               "or `wandb login`); accepted here: logger.mode=offline or disabled")
-    if cfg.logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+    if logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
         raise ConfigError("logger=tensorboard needs the tensorboard package, which is not installed: "
                           "pip install 'antlr-exp[tensorboard]', or use logger=csv")
-    _accepted("loss.decision", loss.decision, DECISIONS)
-    _accepted("optimizer", cfg.optimizer.name, ("adam",))
-    check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
-    task_kind, loss_kind = TASK_TARGET_KIND[task.name], LOSS_TARGET_KIND[loss.name]
-    if loss.name == "spike_train":
-        _check_label_steps(cfg, task_kind)
-    elif task_kind != loss_kind:
-        fitting = [name for name, kind in LOSS_TARGET_KIND.items() if kind == task_kind]
-        raise ConfigError(
-            f"loss={loss.name} needs {loss_kind.replace('_', ' ')} targets but task={task.name} gives "
-            f"{task_kind.replace('_', ' ')} targets; accepted losses for task={task.name}: {', '.join(fitting)}"
-        )
 
+
+def _check_method(cfg: DictConfig) -> None:
+    """The gradient rule: its pairing with the loss, its lambdas, the timing rule's penalty."""
+    method, loss, trainer = cfg.method, cfg.loss, cfg.trainer
+    check_rule_loss(method.name, loss.name, *(float(method[k]) for k in ("lambda_act", "lambda_tim") if k in method))
     RuleConfig(**rule_kwargs(cfg))  # the engine checks the lambdas (as SpikingNetwork does)
     if "no_spike_penalty" in method:
         _number("method.no_spike_penalty", method.no_spike_penalty, low=0.0)
@@ -533,6 +284,21 @@ def validate(cfg: DictConfig) -> None:
                 f"method.penalty_window=early_stop with loss={loss.name}, trainer.train_early_stop="
                 f"{str(trainer.train_early_stop).lower()}: silence is counted up to the training early stop, "
                 f"which only the latency loss with trainer.train_early_stop=true has; accepted here: full")
+
+
+def _check_loss(cfg: DictConfig) -> None:
+    """The loss: its decision, its pairing with the task's targets, its values."""
+    loss, task = cfg.loss, cfg.task
+    _accepted("loss.decision", loss.decision, DECISIONS)
+    task_kind, loss_kind = TASK_TARGET_KIND[task.name], LOSS_TARGET_KIND[loss.name]
+    if loss.name == "spike_train":
+        _check_label_steps(cfg, task_kind)
+    elif task_kind != loss_kind:
+        fitting = [name for name, kind in LOSS_TARGET_KIND.items() if kind == task_kind]
+        raise ConfigError(
+            f"loss={loss.name} needs {loss_kind.replace('_', ' ')} targets but task={task.name} gives "
+            f"{task_kind.replace('_', ' ')} targets; accepted losses for task={task.name}: {', '.join(fitting)}"
+        )
     if loss.name == "count":
         _number("loss.n_true", loss.n_true, low=0.0)
         _number("loss.n_false", loss.n_false, low=0.0)
@@ -547,14 +313,25 @@ def validate(cfg: DictConfig) -> None:
         _number("loss.beta", loss.beta, low=0.0, low_open=True)
         _number("loss.lambda_ns", loss.lambda_ns, low=0.0)
 
+
+def _check_task(task: DictConfig) -> None:
+    """The task's steps, hidden layers and options."""
     _positive_int("task.num_steps", task.num_steps)
     if not task.hidden_sizes:
         raise ConfigError("task.hidden_sizes=[] is not accepted; accepted: a list of integers >= 1, e.g. [800]")
     for index, size in enumerate(task.hidden_sizes):
         _positive_int(f"task.hidden_sizes[{index}]", size)
     _check_task_options(task)
-    neuron_params(cfg)  # the engine checks the neuron's values
 
+
+def _check_neuron(cfg: DictConfig) -> None:
+    """The neuron's values, as the engine checks them."""
+    neuron_params(cfg)
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    """Batches, the run's length, validation points, the learning-rate decay, the monitor."""
+    trainer = cfg.trainer
     for key in ("batch_size", "test_batch_size"):
         _positive_int(f"trainer.{key}", trainer[key])
     for key in ("max_epochs", "max_steps", "val_every_n_steps", "lr_decay_epochs"):
@@ -564,26 +341,44 @@ def validate(cfg: DictConfig) -> None:
     _number("trainer.lr_decay_factor", trainer.lr_decay_factor, low=0.0, high=1.0, low_open=True)
     _accepted("trainer.monitor", trainer.monitor, metric_names(cfg, "val"))
     _accepted("trainer.monitor_mode", trainer.monitor_mode, MONITOR_MODES)
-    _number("optimizer.lr", cfg.optimizer.lr, low=0.0, low_open=True)
-    _check_betas(cfg.optimizer.betas)
-    _number("optimizer.weight_decay", cfg.optimizer.weight_decay, low=0.0)
-    _number("optimizer.eps", cfg.optimizer.eps, low=0.0, low_open=True)
-    _number("optimizer.grad_clip_value", cfg.optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
-    _number("optimizer.grad_clip_norm", cfg.optimizer.grad_clip_norm, low=0.0, low_open=True, optional=True)
-    for key in ("limit_train", "limit_test"):
-        _positive_int(f"data.{key}", cfg.data[key], optional=True)
-    _positive_int("trials", cfg.trials)
-    _accepted("dtype", cfg.dtype, DTYPE_NAMES)
-    if cfg.trials > 1:
-        for refused, reason in ((cfg.logger.name == "wandb", "logger=wandb (one wandb run per process); use logger=csv"),
-                                (trainer.record_gradients, "trainer.record_gradients=true; use trials=1"),
-                                (bool(cfg.evaluate), "evaluate=; evaluate one trial's folder with trials=1")):
-            if refused:
-                raise ConfigError(f"trials={cfg.trials} cannot be combined with {reason}")
 
+
+def _check_optimizer(optimizer: DictConfig) -> None:
+    """The optimizer's name and values."""
+    _accepted("optimizer", optimizer.name, ("adam",))
+    _number("optimizer.lr", optimizer.lr, low=0.0, low_open=True)
+    _check_betas(optimizer.betas)
+    _number("optimizer.weight_decay", optimizer.weight_decay, low=0.0)
+    _number("optimizer.eps", optimizer.eps, low=0.0, low_open=True)
+    _number("optimizer.grad_clip_value", optimizer.grad_clip_value, low=0.0, low_open=True, optional=True)
+    _number("optimizer.grad_clip_norm", optimizer.grad_clip_norm, low=0.0, low_open=True, optional=True)
+
+
+def _check_data(data: DictConfig) -> None:
+    """How much of the data a run reads."""
+    for key in ("limit_train", "limit_test"):
+        _positive_int(f"data.{key}", data[key], optional=True)
+
+
+def _check_outcome(cfg: DictConfig) -> None:
+    """What the run reports to a sweeper, and whether the device asked for is here."""
     if cfg.optimized_metric is not None:
         _accepted("optimized_metric", cfg.optimized_metric, metric_names(cfg, "val") + metric_names(cfg, "test"))
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA device is available here; accepted here: auto, cpu")
-    if cfg.resume and cfg.evaluate:
-        raise ConfigError(f"resume=true with evaluate={cfg.evaluate}: choose one (resume continues training)")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a composed config; raise ConfigError (one line: key, value, accepted) on the first
+    problem. Reads no data and builds nothing heavy."""
+    _check_structure(cfg)
+    _check_top_level(cfg)
+    _check_logger(cfg.logger)
+    _check_method(cfg)
+    _check_loss(cfg)
+    _check_task(cfg.task)
+    _check_neuron(cfg)
+    _check_trainer(cfg)
+    _check_optimizer(cfg.optimizer)
+    _check_data(cfg.data)
+    _check_outcome(cfg)
