@@ -16,7 +16,7 @@ from antlr_exp.engine.backends import cpp
 from antlr_exp.engine.backends.cpp import CppBackend
 from antlr_exp.engine.backends.python import PythonBackend
 from antlr_exp.errors import ConfigError
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
 from kernel_paths import require_cpp_kernels
 

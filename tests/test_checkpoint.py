@@ -7,7 +7,7 @@ import torch
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import compose_config, tiny_overrides
 
 

@@ -19,7 +19,7 @@ from antlr_exp.config import validate
 from antlr_exp.console import result_block
 from antlr_exp.errors import ConfigError
 from antlr_exp.engine.rules import check_rule_loss
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
@@ -51,7 +51,7 @@ def test_a_run_too_large_for_memory_is_refused_at_once_with_no_folder(argument, 
 
 
 def test_the_memory_refusal_names_the_largest_trials_that_fit(monkeypatch, tmp_path):
-    from antlr_exp import train as train_module
+    from antlr_exp.training import build as train_module
 
     monkeypatch.setattr(train_module, "available_memory", lambda device: 2**30)  # 1 GiB free
     # by hand, the default matching run (10-50-50-5, T=100, batch 1, float32: 4 bytes) per trial:

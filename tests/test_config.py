@@ -10,7 +10,7 @@ from omegaconf.errors import OmegaConfBaseException
 from antlr_exp.cli import group_options
 from antlr_exp.config import CONF_DIR, validate
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import compose_config
 
 METHODS = ("activation", "activation_rnn", "timing", "antlr")

@@ -42,7 +42,10 @@ from antlr_exp.engine.losses import (
 )
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
-from antlr_exp.train import Objective, Trainer, build_network, load_data, train_early_stop
+from antlr_exp.training.build import build_network, load_data
+from antlr_exp.training.early_stop import train_early_stop
+from antlr_exp.training.objective import Objective
+from antlr_exp.training.trainer import Trainer
 from conftest import compose_config
 from test_data_nmnist import write_recording
 

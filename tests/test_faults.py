@@ -22,7 +22,8 @@ from antlr_exp.cli import _resume_hint
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.errors import CheckpointWriteError, ConfigError, NonFiniteError, StopSignal
-from antlr_exp.train import Trainer, run
+from antlr_exp.training.run import run
+from antlr_exp.training.trainer import Trainer
 from conftest import ANTLR_TRAIN, _fake_digits, _write_idx, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
@@ -101,7 +102,7 @@ def _all_finite(state_dict):
 def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(fault, tmp_path, monkeypatch):
     """At step 3 the loss, or one weight after the optimizer step, becomes NaN: the run stops
     with NonFiniteError, and last.pt/best.pt still hold step 2's finite weights."""
-    import antlr_exp.train as train_module
+    import antlr_exp.training.trainer as train_module
 
     cfg = compose_config(*tiny_overrides("matching", {}, steps=5), "trainer.val_every_n_steps=1")
     steps = {"n": 0}
@@ -316,7 +317,7 @@ def test_a_stop_signal_saves_the_step_and_resuming_gives_the_uninterrupted_resul
     """SIGUSR2 (submitit's warning before a time limit) during step 3 of 6 (evaluation every 4):
     last.pt holds step 3 with its half-interval training metrics; resuming ends like a run
     that was never stopped."""
-    import antlr_exp.train as train_module
+    import antlr_exp.training.trainer as train_module
 
     overrides = [*tiny_overrides("matching", {}, steps=6), "trainer.val_every_n_steps=4"]
     full = run(compose_config(*overrides), tmp_path / "full")

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from antlr_exp.engine.losses import spike_train_loss
-from antlr_exp.train import GRADIENTS_FILE, build_network, load_data, run
+from antlr_exp.training.build import build_network, load_data
+from antlr_exp.training.run import run
+from antlr_exp.training.state import GRADIENTS_FILE
 from conftest import compose_config, tiny_overrides
 
 pytest.importorskip("scipy")

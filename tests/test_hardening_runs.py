@@ -16,7 +16,8 @@ import torch
 from antlr_exp import checkpoint as ckpt
 from antlr_exp import preflight, stopping
 from antlr_exp.errors import ConfigError, NonFiniteError
-from antlr_exp.train import Trainer, run
+from antlr_exp.training.run import run
+from antlr_exp.training.trainer import Trainer
 from conftest import compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})

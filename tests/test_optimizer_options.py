@@ -10,7 +10,10 @@ from omegaconf import OmegaConf
 
 from antlr_exp.config import LEGACY_VALUES, with_legacy_values
 from antlr_exp.errors import ConfigError
-from antlr_exp.train import Trainer, check_same_run, clip_grad_norm_per_trial, load_trials, resolve_device
+from antlr_exp.training.build import load_trials, resolve_device
+from antlr_exp.training.objective import clip_grad_norm_per_trial
+from antlr_exp.training.state import check_same_run
+from antlr_exp.training.trainer import Trainer
 from conftest import compose_config, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")

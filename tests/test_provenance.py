@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import REPO, compose_config, run_cli, tiny_overrides
 
 
@@ -40,7 +40,7 @@ def test_commit_is_the_one_the_run_started_from(data_roots, tmp_path, monkeypatc
     """The checkout may move on while a run trains (a commit in between): the summary names the
     code the run started with, not the code at its end."""
     from antlr_exp import provenance
-    from antlr_exp.train import Trainer
+    from antlr_exp.training.trainer import Trainer
 
     moved = {"yet": False}
     monkeypatch.setattr(provenance, "git_state",

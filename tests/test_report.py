@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from antlr_exp.report import aggregate, expected_jobs, main as report_main, sweep_report
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import compose_config, tiny_overrides
 
 

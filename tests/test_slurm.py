@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
 
 STEPS = 600  # the rest of the training after the first evaluation point outlasts the signal's way

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from antlr_exp.loggers import metric_name
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import compose_config, tiny_overrides
 
 pytest.importorskip("tensorboard", reason="logger=tensorboard needs the tensorboard package (the dev extra has it)")

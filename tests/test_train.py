@@ -15,7 +15,9 @@ from antlr_exp.data import load_task
 from antlr_exp.errors import ConfigError
 from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 from antlr_exp.engine.spikes import decide
-from antlr_exp.train import Trainer, build_network, load_data, resolve_device, run
+from antlr_exp.training.build import build_network, load_data, resolve_device
+from antlr_exp.training.run import run
+from antlr_exp.training.trainer import Trainer
 from conftest import compose_config, tiny_overrides
 
 VALID = (
@@ -228,7 +230,7 @@ def test_epoch_batches_are_what_a_dataloader_gives_in_each_trials_order(task, tr
     batch is made once."""
     from torch.utils.data import DataLoader
 
-    from antlr_exp.train import load_trials
+    from antlr_exp.training.build import load_trials
 
     overrides = [*tiny_overrides(task, data_roots), f"trials={trials}"]
     if task == "mnist":

@@ -18,7 +18,7 @@ import torch
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
-from antlr_exp.train import run
+from antlr_exp.training.run import run
 from conftest import compose_config, tiny_overrides
 
 K, SEED = 3, 5
@@ -148,7 +148,7 @@ def test_killed_stacked_run_resumes_bit_identically(data_roots, tmp_path, monkey
 
 
 def test_trials_that_do_not_fit_are_refused_before_training(data_roots, tmp_path, monkeypatch):
-    from antlr_exp import train as train_module
+    from antlr_exp.training import build as train_module
 
     loaded = []
     real_load = train_module.load_data
@@ -182,7 +182,7 @@ def test_training_early_stop_changes_no_result(method, data_roots, tmp_path, mon
     """latency loss: with and without the training early stop, the same weights, validation and
     test metrics (float64); only the training spike counts (over the simulated steps) and the
     number of simulated steps differ."""
-    from antlr_exp import train as train_module
+    from antlr_exp.training import build as train_module
 
     real_build = train_module.build_network
 
@@ -219,7 +219,7 @@ def test_training_early_stop_changes_no_result(method, data_roots, tmp_path, mon
 
 def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
     from antlr_exp.config import validate
-    from antlr_exp.train import train_early_stop
+    from antlr_exp.training.early_stop import train_early_stop
 
     base = overrides_for("mnist", "timing", False, data_roots)
     with pytest.raises(ConfigError, match="penalty_window=early_stop with loss=spike_train"):
@@ -234,7 +234,7 @@ def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
 
 def test_would_stop_early_by_hand():
     from antlr_exp.engine.spikes import NetworkOutput
-    from antlr_exp.train import would_stop_early
+    from antlr_exp.training.early_stop import would_stop_early
 
     def out(first_steps, steps=60):
         spikes = torch.zeros(2, steps, 3)
@@ -253,7 +253,8 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
     """While no stop is possible the plain pass runs (no chunking cost); once a step shows a stop
     would be possible, the chunked pass runs again."""
     from antlr_exp.engine.network import SpikingNetwork
-    from antlr_exp.train import Trainer, load_trials, resolve_device
+    from antlr_exp.training.build import load_trials, resolve_device
+    from antlr_exp.training.trainer import Trainer
 
     cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "loss=latency", "data.limit_train=48")
     datas, net = load_trials(cfg)
@@ -262,7 +263,7 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
     real_forward = SpikingNetwork.forward
     monkeypatch.setattr(SpikingNetwork, "forward", lambda self, x, early_stop=False, chunk=10:
                         calls.append(early_stop) or real_forward(self, x, early_stop, chunk))
-    monkeypatch.setattr("antlr_exp.train.would_stop_early", lambda out: next(possible))
+    monkeypatch.setattr("antlr_exp.training.trainer.would_stop_early", lambda out: next(possible))
     batches = trainer._epoch_batches()
     for _ in range(5):
         trainer._train_step(*next(batches))
@@ -275,7 +276,8 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
 
 def test_checkpoint_keeps_the_early_stop_choice(data_roots, tmp_path):
     """A resumed run takes the same pass (chunked or whole window) the uninterrupted one would."""
-    from antlr_exp.train import Trainer, load_trials, resolve_device
+    from antlr_exp.training.build import load_trials, resolve_device
+    from antlr_exp.training.trainer import Trainer
 
     cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "loss=latency")
     datas, net = load_trials(cfg)
@@ -304,7 +306,9 @@ def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_r
     otherwise need 16 x 256 recordings of 300 steps at once. The metrics equal those of one
     sample per trial and forward."""
     from antlr_exp.metrics import SplitMeter
-    from antlr_exp.train import Objective, evaluate_trials, load_trials
+    from antlr_exp.training.build import load_trials
+    from antlr_exp.training.evaluation import evaluate_trials
+    from antlr_exp.training.objective import Objective
 
     cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "trials=3", "data.limit_test=10")
     datas, net = load_trials(cfg)

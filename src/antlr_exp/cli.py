@@ -32,7 +32,7 @@ from . import preflight, stopping
 from .config import CONF_DIR
 from .errors import ConfigError, RunStopped, StopSignal
 from .runtime import tune_malloc
-from .train import SUMMARY_FILE, USER_ERRORS, run
+from .training.run import SUMMARY_FILE, USER_ERRORS, run
 
 PROG = "antlr-train"
 

@@ -137,7 +137,7 @@ def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) ->
     """What a job may do with its folder: ``resume=true`` continues the same run (in a sweep, a job
     that never wrote a checkpoint starts from the beginning); a new run or an ``evaluate=`` never
     overwrites another run's checkpoints or results."""
-    from .train import check_finite_checkpoint, check_same_run  # train imports torch's heavy parts
+    from .training.state import check_finite_checkpoint, check_same_run  # training imports torch's heavy parts
 
     check_folder_path(folder, key)
     checkpoints = ckpt.checkpoint_dir(folder)
@@ -285,8 +285,8 @@ def check_kernels() -> None:
 
 def check_fits_here(cfg: DictConfig) -> None:
     """The run's network (``trials`` of them, stacked) must fit in the memory of the device it
-    will train on: arithmetic on the config only (``train.memory_estimate``), before any folder."""
-    from .train import check_fits, resolve_device
+    will train on: arithmetic on the config only (``training.build.memory_estimate``), before any folder."""
+    from .training.build import check_fits, resolve_device
 
     if not cfg.evaluate:  # evaluate= builds the checkpoint's network, which trained somewhere already
         check_fits(cfg, None, int(cfg.trials), resolve_device(cfg.device))

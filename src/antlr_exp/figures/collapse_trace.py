@@ -39,7 +39,8 @@ from hydra import compose, initialize_config_dir
 
 from antlr_exp.config import CONF_DIR, validate
 from antlr_exp.engine.lif import simulate_lif
-from antlr_exp.train import Trainer, load_trials, resolve_device
+from antlr_exp.training.build import load_trials, resolve_device
+from antlr_exp.training.trainer import Trainer
 
 
 def output_potentials(net, out) -> torch.Tensor:

@@ -128,7 +128,8 @@ class Landscape:
         from omegaconf import OmegaConf
 
         from antlr_exp import checkpoint as ckpt
-        from antlr_exp.train import GRADIENTS_FILE, build_network, load_data
+        from antlr_exp.training.build import build_network, load_data
+        from antlr_exp.training.state import GRADIENTS_FILE
 
         best = ckpt.load(ckpt.checkpoint_dir(run_dir) / ckpt.BEST)
         self.cfg = OmegaConf.create(best["config"])
