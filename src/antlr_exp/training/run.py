@@ -20,7 +20,7 @@ from ..config import validate, with_legacy_values
 from ..errors import ConfigError, DatasetNotFoundError, InputError
 from ..metrics import SplitMeter
 from ..provenance import at_start, provenance
-from ..report import EVALUATED_CONFIG, TRIALS_FILE
+from ..results.layout import EVALUATED_CONFIG, TRIALS_FILE
 from .build import build_network, load_data, load_trials, resolve_device
 from .evaluation import evaluate, run_facts
 from .objective import Objective
@@ -32,7 +32,7 @@ log = logging.getLogger("antlr_exp.train")
 
 #: Errors that are the user's to fix: the CLI prints their one-line message, no traceback.
 USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)
-SUMMARY_FILE = "summary.json"
+from ..results.layout import SUMMARY_FILE  # noqa: E402,F401  (re-exported: older imports name it here)
 
 
 def write_json(payload: dict, path: Path) -> None:

@@ -27,7 +27,7 @@ log = logging.getLogger("antlr_exp.train")
 
 #: With trainer.record_gradients: every step's flattened gradient (after backward, before
 #: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
-GRADIENTS_FILE = "gradients.pt"
+from ..results.layout import GRADIENTS_FILE  # noqa: E402,F401  (re-exported: older imports name it here)
 #: Keys that may differ between a killed run and the command that resumes it.
 RESUMABLE_CHANGES = ("resume", "device", "kernels", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
                      "data.root", "data.download", "logger")
