@@ -60,32 +60,60 @@ from .common import BASELINES, ENGINE_METHODS, SHAPES, cpu_payload, write_json
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--shapes", nargs="+", choices=list(SHAPES) + ["obench"],
-                   help="default: mnist nmnist (and obench with --compare-paths); with --trials-rows: fig6 mnist")
-    p.add_argument("--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES),
-                   choices=list(ENGINE_METHODS + BASELINES))
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=list(SHAPES) + ["obench"],
+        help="default: mnist nmnist (and obench with --compare-paths); with --trials-rows: fig6 mnist",
+    )
+    p.add_argument(
+        "--methods", nargs="+", default=list(ENGINE_METHODS + BASELINES), choices=list(ENGINE_METHODS + BASELINES)
+    )
     p.add_argument("--iters", type=int, default=10, help="turns per row (median step reported)")
-    p.add_argument("--block", type=int, default=4,
-                   help="steps per turn of a rule row, all but the first timed (back to back, as in training); "
-                        "1: single steps in turn, each timed just after another row's step")
-    p.add_argument("--max-seconds", type=float, default=30.0,
-                   help="stop timing a row after this much of its own time (at least 2 steps)")
+    p.add_argument(
+        "--block",
+        type=int,
+        default=4,
+        help="steps per turn of a rule row, all but the first timed (back to back, as in training); "
+        "1: single steps in turn, each timed just after another row's step",
+    )
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=30.0,
+        help="stop timing a row after this much of its own time (at least 2 steps)",
+    )
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-row memory subprocesses")
     p.add_argument("--json", help="write the results to this path")
-    p.add_argument("--trials-rows", action="store_true",
-                   help="time stacked trials instead: fig6 (K=100, every rule) and mnist (antlr, K=4)")
-    p.add_argument("--trials-sweep", type=int, nargs="+", metavar="K",
-                   help="time K stacked trials for each K given (e.g. 1 10 50 100 200; default shape fig6, "
-                        "--methods' engine rules) and fit step = fixed + K x per-trial")
+    p.add_argument(
+        "--trials-rows",
+        action="store_true",
+        help="time stacked trials instead: fig6 (K=100, every rule) and mnist (antlr, K=4)",
+    )
+    p.add_argument(
+        "--trials-sweep",
+        type=int,
+        nargs="+",
+        metavar="K",
+        help="time K stacked trials for each K given (e.g. 1 10 50 100 200; default shape fig6, "
+        "--methods' engine rules) and fit step = fixed + K x per-trial",
+    )
     p.add_argument("--device", default="cpu", help="cpu (the rule rows above) or cuda (implies --compare-paths)")
-    p.add_argument("--compare-paths", action="store_true",
-                   help="rows per kernel path (triton, pytorch) and library (snntorch, spikingjelly) on --device; "
-                        "shapes may include obench (on CPU the triton row needs TRITON_INTERPRET=1)")
-    p.add_argument("--spike-train-loss", action="store_true",
-                   help="instead of the shapes: the spike-train loss, convolution against O(T) recursion")
+    p.add_argument(
+        "--compare-paths",
+        action="store_true",
+        help="rows per kernel path (triton, pytorch) and library (snntorch, spikingjelly) on --device; "
+        "shapes may include obench (on CPU the triton row needs TRITON_INTERPRET=1)",
+    )
+    p.add_argument(
+        "--spike-train-loss",
+        action="store_true",
+        help="instead of the shapes: the spike-train loss, convolution against O(T) recursion",
+    )
     p.add_argument("--memory-worker", nargs=2, metavar=("SHAPE", "METHOD"), help=argparse.SUPPRESS)
     return p
 
@@ -131,16 +159,23 @@ def run_paths(args) -> None:
     for shape in args.shapes or ["mnist", "nmnist", "obench"]:
         results[shape] = paths.time_path_rows(shape, paths.PATH_ROWS, args.iters, args.max_seconds, args.device)
         paths.print_table(shape, results[shape], args.device)
-    write_json(args.json, {"device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-                           "shapes": {k: paths.path_shape(k) for k in results}, "results": results})
+    write_json(
+        args.json,
+        {
+            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+            "shapes": {k: paths.path_shape(k) for k in results},
+            "results": results,
+        },
+    )
 
 
 def run_trials_sweep(args) -> None:
     results = {}
     for shape in args.shapes or ["fig6"]:
         methods = [m for m in args.methods if m in ENGINE_METHODS]
-        results[shape] = trials.time_trials_sweep(shape, methods, args.trials_sweep, args.iters, args.max_seconds,
-                                                  args.block)
+        results[shape] = trials.time_trials_sweep(
+            shape, methods, args.trials_sweep, args.iters, args.max_seconds, args.block
+        )
         trials.print_sweep(shape, results[shape])
     write_json(args.json, cpu_payload(results, "trials_sweep"))
 
@@ -159,8 +194,14 @@ def run_spike_train_loss(args) -> None:
 
     rows = spike_train_loss.spike_train_loss_rows(args.iters, args.max_seconds)
     spike_train_loss.print_table(rows)
-    write_json(args.json, {"shapes": {"spike_train_loss": spike_train_loss.LOSS_SHAPE},
-                           "threads": torch.get_num_threads(), "results": {"spike_train_loss": rows}})
+    write_json(
+        args.json,
+        {
+            "shapes": {"spike_train_loss": spike_train_loss.LOSS_SHAPE},
+            "threads": torch.get_num_threads(),
+            "results": {"spike_train_loss": rows},
+        },
+    )
 
 
 def run_rules(args) -> None:

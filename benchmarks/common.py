@@ -8,10 +8,25 @@ import time
 
 SHAPES = {
     "mnist": {"sizes": [784, 800, 10], "frame": None, "steps": 100, "batch": 16, "spikes_per_sample": 150, "t_max": 24},
-    "nmnist": {"sizes": [2312, 800, 10], "frame": (2, 34, 34), "steps": 300, "batch": 16, "spikes_per_sample": 3000, "t_max": 300},
+    "nmnist": {
+        "sizes": [2312, 800, 10],
+        "frame": (2, 34, 34),
+        "steps": 300,
+        "batch": 16,
+        "spikes_per_sample": 3000,
+        "t_max": 300,
+    },
     # Fig. 6: random spike-train matching (trials rows only)
-    "fig6": {"sizes": [10, 50, 50, 5], "frame": None, "steps": 100, "batch": 1, "spikes_per_sample": 10, "t_max": 100,
-             "loss": "spike_train", "trials": 100},
+    "fig6": {
+        "sizes": [10, 50, 50, 5],
+        "frame": None,
+        "steps": 100,
+        "batch": 1,
+        "spikes_per_sample": 10,
+        "t_max": 100,
+        "loss": "spike_train",
+        "trials": 100,
+    },
     # seconds-long smoke test of the script itself (tests/test_bench.py); not a benchmark
     "tiny": {"sizes": [40, 30, 4], "frame": None, "steps": 20, "batch": 4, "spikes_per_sample": 12, "t_max": 10},
 }
@@ -77,7 +92,6 @@ def scale_weights(weights) -> None:
             w.mul_(WEIGHT_SCALE)
 
 
-
 def take_turns(fns: dict, iters: int, max_seconds: float, block: int) -> tuple:
     """The step functions ``fns`` take turns, ``block`` steps a turn (all but the first timed; every
     step with ``block=1``), for ``iters`` rounds or until ``max_seconds`` of steps are spent (at
@@ -100,13 +114,11 @@ def take_turns(fns: dict, iters: int, max_seconds: float, block: int) -> tuple:
     return {key: 1000.0 * sorted(v)[len(v) // 2] for key, v in times.items()}, min(len(v) for v in times.values())
 
 
-
 def sync(device: str) -> None:
     import torch
 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
-
 
 
 def write_json(path, payload: dict) -> None:
@@ -122,4 +134,3 @@ def cpu_payload(results: dict, key: str) -> dict:
     import torch
 
     return {"shapes": {k: SHAPES[k] for k in results}, "threads": torch.get_num_threads(), key: results}
-

@@ -85,8 +85,9 @@ def worker(root: str, threads: Optional[int]) -> int:
         cpp_kernels()
     except ImportError:
         pass
-    print(f"ready {len(data.train)} {cfg.trainer.batch_size} {torch.get_num_threads()} {antlr_exp.__file__}",
-          flush=True)
+    print(
+        f"ready {len(data.train)} {cfg.trainer.batch_size} {torch.get_num_threads()} {antlr_exp.__file__}", flush=True
+    )
     for line in sys.stdin:
         count, spent, steps = int(line), 0.0, 0
         for inputs, targets in batches:
@@ -109,8 +110,9 @@ def against(rev: str, root: str, threads: Optional[int], block: int, json_path: 
 
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="bench-epoch-") as tmp:
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "src", "conf"], check=True,
-                                 capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(repo), "archive", rev, "src", "conf"], check=True, capture_output=True
+        ).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         sources = {"before": Path(tmp) / "src", "after": repo / "src"}
         workers = {}
@@ -119,15 +121,19 @@ def against(rev: str, root: str, threads: Optional[int], block: int, json_path: 
             cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--data-root", root]
             if threads:
                 cmd += ["--threads", str(threads)]
-            workers[name] = subprocess.Popen(cmd, env=env, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                             text=True)
+            workers[name] = subprocess.Popen(
+                cmd, env=env, cwd=tmp, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+            )
             ready = workers[name].stdout.readline().split()  # after its data load and kernel build
             if not ready or ready[0] != "ready":
                 raise SystemExit(f"the {name} worker ({src}) did not start")
             if not Path(ready[4]).resolve().is_relative_to(src.resolve()):
                 raise SystemExit(f"the {name} worker imported {ready[4]}, not the package under {src}")
-            print(f"{name}: {src if name == 'after' else rev} ready ({ready[1]} training images, batch {ready[2]}, "
-                  f"{ready[3]} thread(s))", flush=True)
+            print(
+                f"{name}: {src if name == 'after' else rev} ready ({ready[1]} training images, batch {ready[2]}, "
+                f"{ready[3]} thread(s))",
+                flush=True,
+            )
         spent = {name: 0.0 for name in workers}
         steps = {name: 0 for name in workers}
         live = set(workers)
@@ -145,8 +151,14 @@ def against(rev: str, root: str, threads: Optional[int], block: int, json_path: 
         for w in workers.values():
             w.stdin.close()
             w.wait()
-    result = {"before_rev": rev, "training_images": int(ready[1]), "steps": steps, "threads": int(ready[3]),
-              "epoch_s": {k: round(v, 2) for k, v in spent.items()}, "speedup": spent["before"] / spent["after"]}
+    result = {
+        "before_rev": rev,
+        "training_images": int(ready[1]),
+        "steps": steps,
+        "threads": int(ready[3]),
+        "epoch_s": {k: round(v, 2) for k, v in spent.items()},
+        "speedup": spent["before"] / spent["after"],
+    }
     print(f"one epoch of task=mnist method=antlr, {steps['after']} steps, {result['threads']} thread(s)")
     for name in ("before", "after"):
         print(f"  {name:<7} {spent[name]:8.1f} s")
@@ -184,8 +196,10 @@ def main(argv=None) -> int:
     common = ["task=mnist", "method=antlr", f"data.root={root}", "trainer.progress_bar=false", *args.overrides]
     if args.limit_train:
         common.append(f"data.limit_train={args.limit_train}")
-    trainers = {name: build([*common, f"trainer.train_early_stop={flag}"])
-                for name, flag in (("full_window", "false"), ("early_stop", "true"))}
+    trainers = {
+        name: build([*common, f"trainer.train_early_stop={flag}"])
+        for name, flag in (("full_window", "false"), ("early_stop", "true"))
+    }
     assert trainers["early_stop"].early_stop and not trainers["full_window"].early_stop
     spent = {name: 0.0 for name in trainers}
     batches = {name: trainer._epoch_batches() for name, trainer in trainers.items()}
@@ -198,14 +212,18 @@ def main(argv=None) -> int:
         steps += 1
     simulated = {name: sum(t.simulated_steps) / len(t.simulated_steps) for name, t in trainers.items()}
     result = {
-        "training_images": len(trainers["early_stop"].data.train), "steps": steps,
-        "batch_size": trainers["early_stop"].settings.batch_size, "threads": torch.get_num_threads(),
+        "training_images": len(trainers["early_stop"].data.train),
+        "steps": steps,
+        "batch_size": trainers["early_stop"].settings.batch_size,
+        "threads": torch.get_num_threads(),
         "epoch_s": {k: round(v, 2) for k, v in spent.items()},
         "speedup": spent["full_window"] / spent["early_stop"],
         "mean_simulated_steps": simulated,
     }
-    print(f"one epoch, {result['training_images']} training images, {steps} steps of {result['batch_size']}, "
-          f"{result['threads']} thread(s)")
+    print(
+        f"one epoch, {result['training_images']} training images, {steps} steps of {result['batch_size']}, "
+        f"{result['threads']} thread(s)"
+    )
     for name in trainers:
         print(f"  {name:<12} {spent[name]:8.1f} s   {simulated[name]:6.1f} simulated steps per training step")
     print(f"  early stop: {result['speedup']:.2f}x faster")

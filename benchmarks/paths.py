@@ -59,7 +59,9 @@ def _engine_path_step(shape_name: str, kernels: str, device: str):
             return
         opt.zero_grad(set_to_none=True)
         out = net(x)
-        loss = latency_loss(out.output_spikes, out.output_times, labels) + no_spike_count_term(out.output_spikes, labels, 0.1)
+        loss = latency_loss(out.output_spikes, out.output_times, labels) + no_spike_count_term(
+            out.output_spikes, labels, 0.1
+        )
         loss.backward()
         torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
         opt.step()
@@ -161,7 +163,11 @@ def build_path_step(shape_name: str, row: str, device: str):
     if row == "pytorch":
         return _engine_path_step(shape_name, "python", device)
     try:
-        return _snntorch_path_step(shape_name, device) if row == "snntorch" else _spikingjelly_path_step(shape_name, device)
+        return (
+            _snntorch_path_step(shape_name, device)
+            if row == "snntorch"
+            else _spikingjelly_path_step(shape_name, device)
+        )
     except ImportError as exc:
         return f"{row}: {exc.name} is not installed"
 
@@ -218,4 +224,3 @@ def print_table(shape_name: str, rows: dict, device: str) -> None:
         ratio = f"{r['ms_per_iter'] / ref:.1f}x" if ref else "-"
         peak = f"{r['peak_device_mb']:.0f}" if "peak_device_mb" in r else "-"
         print(f"{row:<16}{r['ms_per_iter']:>10.2f}{ratio:>10}{peak:>10}")
-

@@ -65,8 +65,11 @@ def _targets() -> dict:
     from antlr_exp.engine import layer, synapses
     from antlr_exp.engine.backends import select
 
-    return {"times_gradient_at_events": (layer, "times_gradient_at_events"),
-            "stacked_weight_t": (synapses, "stacked_weight_t"), "ops": (select("cpu"), "ops")}
+    return {
+        "times_gradient_at_events": (layer, "times_gradient_at_events"),
+        "stacked_weight_t": (synapses, "stacked_weight_t"),
+        "ops": (select("cpu"), "ops"),
+    }
 
 
 def without_fill():
@@ -161,8 +164,10 @@ def main(argv=None) -> int:
         print(f"  {ms:7.3f} ms  {calls:5.1f} calls  {name} {shapes}")
     medians = time_variants(step, args.steps)
     base = medians["as is"]
-    print(f"{args.shape}: median ms per step, {args.steps} steps each, timed alternately "
-          "(ratios against the per-layer path as it is)")
+    print(
+        f"{args.shape}: median ms per step, {args.steps} steps each, timed alternately "
+        "(ratios against the per-layer path as it is)"
+    )
     for name, ms in medians.items():
         print(f"  {name:14s} {ms:8.2f} ms  {base / ms:5.2f}x")
     return 0

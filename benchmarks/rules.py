@@ -47,7 +47,6 @@ def engine_step_fn(method: str, shape: dict, x, labels):
     return step
 
 
-
 def reference_step_fn(shape: dict, x, labels):
     import torch
 
@@ -155,8 +154,13 @@ def time_rows(shape_name: str, methods, iters: int, max_seconds: float, block: i
                     times[m].append(elapsed)
     for m, ts in times.items():
         ts.sort()
-        results[m] = {"ms_per_iter": 1000.0 * ts[len(ts) // 2], "ms_min": 1000.0 * ts[0], "iters": len(ts),
-                      "threads": torch.get_num_threads(), "block": block}
+        results[m] = {
+            "ms_per_iter": 1000.0 * ts[len(ts) // 2],
+            "ms_min": 1000.0 * ts[0],
+            "iters": len(ts),
+            "threads": torch.get_num_threads(),
+            "block": block,
+        }
     return {m: results[m] for m in methods}
 
 
@@ -179,12 +183,13 @@ def run_memory(shape: str, method: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-
 def print_table(shape: str, rows: dict) -> None:
     s = SHAPES[shape]
-    print(f"\n{shape}: {'x'.join(map(str, s['frame'])) if s['frame'] else s['sizes'][0]}-"
-          f"{'-'.join(map(str, s['sizes'][1:]))}, T={s['steps']}, batch {s['batch']}, "
-          f"~{s['spikes_per_sample']} input spikes/sample")
+    print(
+        f"\n{shape}: {'x'.join(map(str, s['frame'])) if s['frame'] else s['sizes'][0]}-"
+        f"{'-'.join(map(str, s['sizes'][1:]))}, T={s['steps']}, batch {s['batch']}, "
+        f"~{s['spikes_per_sample']} input spikes/sample"
+    )
     ref = rows.get("antlr", {}).get("ms_per_iter")
     print(f"{'method':<16}{'ms/iter':>10}{'/ antlr':>10}{'peak RSS MB':>13}{'step MB':>10}")
     for method, r in rows.items():
@@ -195,4 +200,3 @@ def print_table(shape: str, rows: dict) -> None:
         peak = f"{r['peak_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
         step_mb = f"{r['peak_rss_mb'] - r['setup_rss_mb']:.0f}" if "peak_rss_mb" in r else "-"
         print(f"{method:<16}{r['ms_per_iter']:>10.1f}{ratio:>10}{peak:>13}{step_mb:>10}")
-

@@ -18,8 +18,8 @@ def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
     import torch
 
     from antlr_exp.losses import spike_train_loss
-    from antlr_exp.reference_losses import conv_spike_train_loss
     from antlr_exp.network import SpikingNetwork
+    from antlr_exp.reference_losses import conv_spike_train_loss
 
     shape = LOSS_SHAPE
     losses = {"conv": conv_spike_train_loss, "recursion": spike_train_loss}
@@ -38,6 +38,7 @@ def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
     def loss_only(fn):
         def step():
             fn(spikes, times, target).backward()
+
         return step
 
     def train_step(fn):
@@ -47,6 +48,7 @@ def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
             fn(o.output_spikes, o.output_times, target).backward()
             torch.nn.utils.clip_grad_value_(net.parameters(), 1.0)
             opt.step()
+
         return step
 
     rows = {}
@@ -64,8 +66,12 @@ def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
             if time.perf_counter() - started > max_seconds and i >= 1:
                 break
         med = {name: sorted(ts)[len(ts) // 2] for name, ts in times_ms.items()}
-        rows[part] = {"conv_ms": med["conv"], "recursion_ms": med["recursion"],
-                      "speedup": med["conv"] / med["recursion"], "iters": len(times_ms["conv"])}
+        rows[part] = {
+            "conv_ms": med["conv"],
+            "recursion_ms": med["recursion"],
+            "speedup": med["conv"] / med["recursion"],
+            "iters": len(times_ms["conv"]),
+        }
     rows["output_spikes_per_sample"] = float(out.output_spikes.sum()) / shape["batch"]
     rows["threads"] = torch.get_num_threads()
     return rows
@@ -73,10 +79,11 @@ def spike_train_loss_rows(iters: int, max_seconds: float) -> dict:
 
 def print_table(rows: dict) -> None:
     s = LOSS_SHAPE
-    print(f"\nspike-train loss: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, antlr "
-          f"({rows['output_spikes_per_sample']:.1f} output spikes/sample)")
+    print(
+        f"\nspike-train loss: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, antlr "
+        f"({rows['output_spikes_per_sample']:.1f} output spikes/sample)"
+    )
     print(f"{'part':<16}{'conv ms':>10}{'O(T) ms':>10}{'speedup':>10}")
     for part in ("loss", "train_step"):
         r = rows[part]
         print(f"{part:<16}{r['conv_ms']:>10.2f}{r['recursion_ms']:>10.2f}{r['speedup']:>9.1f}x")
-

@@ -12,8 +12,14 @@ def stacked_step_fn(method: str, shape: dict, trials: int, seed: int = 0):
     its own input batch; the loss is the sum of the trials' batch means, as antlr-train takes it."""
     import torch
 
-    from antlr_exp.losses import (count_loss, count_targets, latency_loss, no_spike_count_term,
-                                  no_spike_weight_penalty, spike_train_loss)
+    from antlr_exp.losses import (
+        count_loss,
+        count_targets,
+        latency_loss,
+        no_spike_count_term,
+        no_spike_weight_penalty,
+        spike_train_loss,
+    )
     from antlr_exp.network import SpikingNetwork
 
     batches = [make_batch(shape, seed + k) for k in range(trials)]
@@ -51,7 +57,6 @@ def stacked_step_fn(method: str, shape: dict, trials: int, seed: int = 0):
     return step
 
 
-
 def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, block: int = 1) -> dict:
     """Per rule: ms per step of one trial and of K stacked trials, taking turns in blocks of
     ``block`` steps (all but the first timed, as in :func:`time_rows`); per trial-iteration times
@@ -64,10 +69,16 @@ def time_trial_rows(shape_name: str, methods, iters: int, max_seconds: float, bl
     for method in methods:
         fns = {"single": stacked_step_fn(method, shape, 1), "stacked": stacked_step_fn(method, shape, trials)}
         med, timed = take_turns(fns, iters, max_seconds, block)
-        rows[method] = {"trials": trials, "ms_single_step": med["single"], "ms_stacked_step": med["stacked"],
-                        "ms_per_trial_iteration": med["stacked"] / trials,
-                        "speedup_vs_single": med["single"] * trials / med["stacked"],
-                        "iters": timed, "threads": torch.get_num_threads(), "block": block}
+        rows[method] = {
+            "trials": trials,
+            "ms_single_step": med["single"],
+            "ms_stacked_step": med["stacked"],
+            "ms_per_trial_iteration": med["stacked"] / trials,
+            "speedup_vs_single": med["single"] * trials / med["stacked"],
+            "iters": timed,
+            "threads": torch.get_num_threads(),
+            "block": block,
+        }
     return rows
 
 
@@ -91,19 +102,32 @@ def time_trials_sweep(shape_name: str, methods, ks, iters: int, max_seconds: flo
         fixed = mean_t - per_trial * mean_k
         single = med.get(1)
         rows[method] = {
-            "steps": {str(k): {"ms_step": med[k], "ms_per_trial_iteration": med[k] / k,
-                               "speedup_vs_single": single * k / med[k] if single else None} for k in ks},
-            "fit": {"fixed_ms": fixed, "per_trial_ms": per_trial,
-                    "limit_speedup": single / per_trial if single and per_trial > 0 else None},
-            "iters": timed, "threads": torch.get_num_threads(), "block": block,
+            "steps": {
+                str(k): {
+                    "ms_step": med[k],
+                    "ms_per_trial_iteration": med[k] / k,
+                    "speedup_vs_single": single * k / med[k] if single else None,
+                }
+                for k in ks
+            },
+            "fit": {
+                "fixed_ms": fixed,
+                "per_trial_ms": per_trial,
+                "limit_speedup": single / per_trial if single and per_trial > 0 else None,
+            },
+            "iters": timed,
+            "threads": torch.get_num_threads(),
+            "block": block,
         }
     return rows
 
 
 def print_sweep(shape: str, rows: dict) -> None:
     s = SHAPES[shape]
-    print(f"\n{shape}, stacked trials by K: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
-          f"{s.get('loss', 'count/latency')} loss")
+    print(
+        f"\n{shape}, stacked trials by K: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
+        f"{s.get('loss', 'count/latency')} loss"
+    )
     print(f"{'method':<16}{'K':>6}{'step ms':>10}{'ms/trial-it':>13}{'speedup':>9}")
     for method, r in rows.items():
         for k, row in r["steps"].items():
@@ -111,16 +135,21 @@ def print_sweep(shape: str, rows: dict) -> None:
             print(f"{method:<16}{k:>6}{row['ms_step']:>10.2f}{row['ms_per_trial_iteration']:>13.3f}{speed:>9}")
         fit = r["fit"]
         limit = f"{fit['limit_speedup']:.1f}x" if fit["limit_speedup"] else "-"
-        print(f"{'':<16}fit: step = {fit['fixed_ms']:.2f} ms + K x {fit['per_trial_ms']:.4f} ms; "
-              f"speedup as K grows -> {limit}")
+        print(
+            f"{'':<16}fit: step = {fit['fixed_ms']:.2f} ms + K x {fit['per_trial_ms']:.4f} ms; "
+            f"speedup as K grows -> {limit}"
+        )
 
 
 def print_rows(shape: str, rows: dict) -> None:
     s = SHAPES[shape]
-    print(f"\n{shape} trials: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
-          f"{s.get('loss', 'count/latency')} loss")
+    print(
+        f"\n{shape} trials: {'-'.join(map(str, s['sizes']))}, T={s['steps']}, batch {s['batch']}, "
+        f"{s.get('loss', 'count/latency')} loss"
+    )
     print(f"{'method':<16}{'K':>5}{'1 trial ms':>12}{'K trials ms':>13}{'ms/trial-it':>13}{'speedup':>9}")
     for method, r in rows.items():
-        print(f"{method:<16}{r['trials']:>5}{r['ms_single_step']:>12.2f}{r['ms_stacked_step']:>13.2f}"
-              f"{r['ms_per_trial_iteration']:>13.3f}{r['speedup_vs_single']:>8.1f}x")
-
+        print(
+            f"{method:<16}{r['trials']:>5}{r['ms_single_step']:>12.2f}{r['ms_stacked_step']:>13.2f}"
+            f"{r['ms_per_trial_iteration']:>13.3f}{r['speedup_vs_single']:>8.1f}x"
+        )

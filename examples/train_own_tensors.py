@@ -1,11 +1,12 @@
 """Train a spiking network on your own tensors with the timing rule (antlr-exp as a library)."""
+
 import torch
 
 from antlr_exp import SpikingNetwork, decide, latency_loss, no_spike_weight_penalty
 
 torch.manual_seed(0)
-labels = torch.arange(64) % 2                              # two classes
-inputs = (torch.rand(64, 40, 20) < 0.01).float()           # [batch, steps, inputs] of 0/1 spikes
+labels = torch.arange(64) % 2  # two classes
+inputs = (torch.rand(64, 40, 20) < 0.01).float()  # [batch, steps, inputs] of 0/1 spikes
 inputs[labels == 0, 2, :10] = inputs[labels == 1, 2, 10:] = 1  # each class: its own 10 inputs fire at step 2
 net = SpikingNetwork([20, 30, 2], num_steps=40, rule="timing")  # or "activation", "antlr"
 optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)

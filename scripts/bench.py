@@ -1,4 +1,5 @@
 """The training-step benchmark, now ``python -m benchmarks.bench`` from the repository root; this path runs the same."""
+
 import runpy
 import sys
 from pathlib import Path

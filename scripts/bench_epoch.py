@@ -1,4 +1,5 @@
 """One training epoch timed, now ``python benchmarks/epoch.py``; this path runs the same."""
+
 import runpy
 from pathlib import Path
 

@@ -1,4 +1,5 @@
 """Where a training step's time goes, now ``python -m benchmarks.profile_step`` from the repository root; this path runs the same."""
+
 import runpy
 import sys
 from pathlib import Path

@@ -1,4 +1,5 @@
 """the rules under one loss: the same as ``antlr-figure same_loss`` (antlr_exp.figures.same_loss), from this repository."""
+
 from antlr_exp.figures.cli import shim
 
 shim(__file__)

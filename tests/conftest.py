@@ -23,9 +23,9 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 from hydra import compose, initialize_config_dir
+from kernel_paths import pytest_terminal_summary  # noqa: F401  (says loudly when C++-path tests were skipped)
 
 from antlr_exp.config import CONF_DIR
-from kernel_paths import pytest_terminal_summary  # noqa: F401  (says loudly when C++-path tests were skipped)
 
 REPO = Path(__file__).resolve().parents[1]
 #: Where the tests that use real data find it: the same place antlr-train looks ($ANTLR_EXP_DATA,
@@ -66,7 +66,7 @@ def _fake_digits(count: int, rng: np.random.Generator) -> tuple:
     labels = np.arange(count) % 10
     images = rng.integers(0, 60, size=(count, 28, 28))
     for image, label in zip(images, labels):
-        image[2 + 2 * label: 4 + 2 * label, 4:24] = 255
+        image[2 + 2 * label : 4 + 2 * label, 4:24] = 255
     return images, labels
 
 
@@ -119,9 +119,17 @@ def tiny_overrides(task: str, data_roots: dict, steps: int = 2) -> list:
     common = ["trainer.progress_bar=false", f"trainer.max_steps={steps}"]
     if task == "matching":
         return ["task=matching", "task.num_steps=30", "trainer.val_every_n_steps=2", *common]
-    overrides = [f"task={task}", f"data.root={data_roots[task]}", "data.limit_train=16", "data.limit_test=8",
-                 "task.num_steps=30", "task.hidden_sizes=[32]", "trainer.batch_size=8", "trainer.test_batch_size=8",
-                 *common]
+    overrides = [
+        f"task={task}",
+        f"data.root={data_roots[task]}",
+        "data.limit_train=16",
+        "data.limit_test=8",
+        "task.num_steps=30",
+        "task.hidden_sizes=[32]",
+        "trainer.batch_size=8",
+        "trainer.test_batch_size=8",
+        *common,
+    ]
     if task == "nmnist":
         overrides.append(f"task.options.cache_dir={data_roots['cache']}")
     return overrides
@@ -136,5 +144,6 @@ def cli_env() -> dict:
 
 def run_cli(args: list, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     """``antlr-train ARGS`` in a subprocess."""
-    return subprocess.run([str(ANTLR_TRAIN), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(ANTLR_TRAIN), *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout
+    )

@@ -40,10 +40,16 @@ def kernel_path(request, monkeypatch):
 
 def pytest_terminal_summary(terminalreporter):
     """One loud line when C++-path tests were skipped because the kernels did not build."""
-    skipped = [r for r in terminalreporter.stats.get("skipped", [])
-               if isinstance(r.longrepr, tuple) and SKIP_REASON in str(r.longrepr[-1])]
+    skipped = [
+        r
+        for r in terminalreporter.stats.get("skipped", [])
+        if isinstance(r.longrepr, tuple) and SKIP_REASON in str(r.longrepr[-1])
+    ]
     if skipped:
         reason = str(skipped[0].longrepr[-1]).partition(f"{SKIP_REASON}: ")[2]
         terminalreporter.write_sep(
-            "!", f"{len(skipped)} C++-path tests SKIPPED: {SKIP_REASON} ({reason}); only the PyTorch path was tested",
-            red=True, bold=True)
+            "!",
+            f"{len(skipped)} C++-path tests SKIPPED: {SKIP_REASON} ({reason}); only the PyTorch path was tested",
+            red=True,
+            bold=True,
+        )

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
+from kernel_paths import require_cpp_kernels
 
 from antlr_exp.config import validate
 from antlr_exp.engine import backends
@@ -17,8 +19,6 @@ from antlr_exp.engine.backends.cpp import CppBackend
 from antlr_exp.engine.backends.python import PythonBackend
 from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run
-from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
-from kernel_paths import require_cpp_kernels
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 FAILED_BUILD = {"tried": True, "module": None, "error": "RuntimeError: simulated build failure"}
@@ -56,8 +56,9 @@ def run_tiny(tmp_path, data_roots, caplog, *overrides):
 
 
 @pytest.mark.parametrize("kernels", ["python", "cpp"])
-def test_the_config_key_selects_the_backend_and_the_run_records_it(kernels, tmp_path, data_roots, caplog,
-                                                                    backend_calls, monkeypatch):
+def test_the_config_key_selects_the_backend_and_the_run_records_it(
+    kernels, tmp_path, data_roots, caplog, backend_calls, monkeypatch
+):
     if kernels == "cpp":
         require_cpp_kernels()
     other = {"python": "cpp", "cpp": "python"}[kernels]
@@ -79,17 +80,21 @@ def test_the_variable_is_the_default(variable, tmp_path, data_roots, caplog, bac
     assert summary["kernels"] == variable and f"{variable} kernels" in first
 
 
-def test_auto_without_a_cpp_build_falls_back_to_python_and_says_so(tmp_path, data_roots, caplog, backend_calls,
-                                                                   monkeypatch, fresh_selection):
+def test_auto_without_a_cpp_build_falls_back_to_python_and_says_so(
+    tmp_path, data_roots, caplog, backend_calls, monkeypatch, fresh_selection
+):
     for key, value in FAILED_BUILD.items():
         monkeypatch.setitem(cpp._build_state, key, value)
     monkeypatch.delenv("ANTLR_EXP_KERNELS", raising=False)
     summary, _ = run_tiny(tmp_path, data_roots, caplog)
     assert set(backend_calls) == {"python"} and summary["kernels"] == "python"
-    warnings = [r.getMessage() for r in caplog.records
-                if r.levelno == logging.WARNING and r.name == "antlr_exp.engine.backends"]
-    assert warnings == ["kernels=auto: the C++ kernels are unavailable (RuntimeError: simulated build failure); "
-                        "using the python backend (plain PyTorch, slower)"]
+    warnings = [
+        r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "antlr_exp.engine.backends"
+    ]
+    assert warnings == [
+        "kernels=auto: the C++ kernels are unavailable (RuntimeError: simulated build failure); "
+        "using the python backend (plain PyTorch, slower)"
+    ]
 
 
 def test_every_fallback_is_logged_once_and_a_demanded_backend_fails_loudly(caplog, monkeypatch, fresh_selection):
@@ -99,7 +104,8 @@ def test_every_fallback_is_logged_once_and_a_demanded_backend_fails_loudly(caplo
         assert backends.select("cuda:1", "cpp").name == "python"  # the same choice, not logged again
     assert [r.getMessage() for r in caplog.records] == [
         "kernels=cpp: the C++ kernels run on CPU tensors only, and these are on cuda; using the python backend "
-        "(plain PyTorch, slower)"]
+        "(plain PyTorch, slower)"
+    ]
     for key, value in FAILED_BUILD.items():
         monkeypatch.setitem(cpp._build_state, key, value)
     with pytest.raises(RuntimeError, match=r"kernels=cpp but the C\+\+ kernels did not build: RuntimeError: simulated"):
@@ -132,8 +138,7 @@ def test_the_triton_backend_by_the_config_key(tmp_path):
     pytest.importorskip("triton", reason="triton is not installed")
     env = dict(cli_env(), TRITON_INTERPRET="1")
     args = [*tiny_overrides("matching", {}), "kernels=triton", f"hydra.run.dir={tmp_path}"]
-    proc = subprocess.run([str(ANTLR_TRAIN), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run([str(ANTLR_TRAIN), *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((tmp_path / "summary.json").read_text())["kernels"] == "triton"
     log = (tmp_path / "antlr-train.log").read_text().splitlines()
@@ -149,16 +154,25 @@ def test_the_public_check_builds_and_reports(capsys, monkeypatch):
         monkeypatch.setitem(cpp._build_state, key, value)
     assert backends.check(strict=False) == 0 and backends.check(strict=True) == 1
     assert capsys.readouterr().out.splitlines()[0] == (
-        "C++ kernels: unavailable (RuntimeError: simulated build failure), PyTorch path")
-    proc = subprocess.run([sys.executable, "-m", "antlr_exp.engine.backends", "--check", "--strict"],
-                          env=cli_env(), capture_output=True, text=True, timeout=300)
+        "C++ kernels: unavailable (RuntimeError: simulated build failure), PyTorch path"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "antlr_exp.engine.backends", "--check", "--strict"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert (proc.returncode, proc.stdout) == (0, "C++ kernels: built\n"), proc.stderr
 
 
 def test_no_module_outside_the_backends_reads_the_variable():
     allowed = SRC / "antlr_exp" / "engine" / "backends"
-    readers = [str(path.relative_to(SRC)) for path in SRC.rglob("*.py")
-               if "ANTLR_EXP_KERNELS" in path.read_text() and allowed not in path.parents]
+    readers = [
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if "ANTLR_EXP_KERNELS" in path.read_text() and allowed not in path.parents
+    ]
     assert readers == []
     assert "ANTLR_EXP_KERNELS" in (allowed / "__init__.py").read_text()  # the one reader is where it should be
 
@@ -166,27 +180,36 @@ def test_no_module_outside_the_backends_reads_the_variable():
 def test_the_rules_load_without_torch():
     """engine.rules (RuleConfig, the rule/loss pairings) imports no torch, nor does the engine
     package until a name that needs it is read."""
-    code = ("import sys; from antlr_exp.engine.rules import RuleConfig, check_rule_loss; "
-            "check_rule_loss('antlr', 'latency'); print('torch' in sys.modules)")
+    code = (
+        "import sys; from antlr_exp.engine.rules import RuleConfig, check_rule_loss; "
+        "check_rule_loss('antlr', 'latency'); print('torch' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
     assert proc.stdout.strip() == "False", proc.stderr
 
 
-@pytest.mark.parametrize("old, new, names", [
-    ("network", "engine.network", ["SpikingNetwork"]),
-    ("network", "engine.spikes", ["NetworkOutput", "decide", "decision_steps", "first_spike_times", "spike_counts"]),
-    ("network", "engine.fused", ["FusedNetworkFunction", "HiddenTimes"]),
-    ("layer", "engine.layer", ["SpikingLinear", "SpikingLinearFunction"]),
-    ("layer", "engine.rules", ["RuleConfig", "RULES"]),
-    ("layer", "engine.lif", ["LIFState", "dv_from_rule", "timing_kernel_sum", "initial_state"]),
-    ("layer", "engine.synapses", ["SynapticInput", "synaptic_input", "weight_gradient"]),
-    ("losses", "engine.losses", ["count_loss", "latency_loss", "spike_train_loss", "no_spike_weight_penalty"]),
-    ("losses", "engine.rules", ["check_rule_loss", "LOSSES"]),
-    ("neuron", "engine.neuron", ["NeuronParams", "eps_kernel", "eps_time_derivative"]),
-    ("surrogate", "engine.surrogate", ["SURROGATES"]),
-    ("reference", "engine.reference.per_step", ["reference_forward", "reference_surrogate"]),
-    ("kernels", "engine.backends.base", ["SURROGATE_CODES"]),
-])
+@pytest.mark.parametrize(
+    "old, new, names",
+    [
+        ("network", "engine.network", ["SpikingNetwork"]),
+        (
+            "network",
+            "engine.spikes",
+            ["NetworkOutput", "decide", "decision_steps", "first_spike_times", "spike_counts"],
+        ),
+        ("network", "engine.fused", ["FusedNetworkFunction", "HiddenTimes"]),
+        ("layer", "engine.layer", ["SpikingLinear", "SpikingLinearFunction"]),
+        ("layer", "engine.rules", ["RuleConfig", "RULES"]),
+        ("layer", "engine.lif", ["LIFState", "dv_from_rule", "timing_kernel_sum", "initial_state"]),
+        ("layer", "engine.synapses", ["SynapticInput", "synaptic_input", "weight_gradient"]),
+        ("losses", "engine.losses", ["count_loss", "latency_loss", "spike_train_loss", "no_spike_weight_penalty"]),
+        ("losses", "engine.rules", ["check_rule_loss", "LOSSES"]),
+        ("neuron", "engine.neuron", ["NeuronParams", "eps_kernel", "eps_time_derivative"]),
+        ("surrogate", "engine.surrogate", ["SURROGATES"]),
+        ("reference", "engine.reference.per_step", ["reference_forward", "reference_surrogate"]),
+        ("kernels", "engine.backends.base", ["SURROGATE_CODES"]),
+    ],
+)
 def test_the_old_module_paths_are_kept_for_one_release(old, new, names):
     from importlib import import_module
 

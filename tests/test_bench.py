@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO
 
 from benchmarks import profile_step, rules
-from conftest import REPO
 
 BENCH = [sys.executable, "-m", "benchmarks.bench"]
 
@@ -52,8 +52,23 @@ def test_bench_trials_sweep_fits_a_line_through_its_medians(tmp_path):
     import torch
 
     out = tmp_path / "sweep.json"
-    proc = bench("--trials-sweep", "1", "2", "5", "--shapes", "tiny", "--methods", "antlr", "timing",
-                 "--iters", "2", "--block", "2", "--json", str(out))
+    proc = bench(
+        "--trials-sweep",
+        "1",
+        "2",
+        "5",
+        "--shapes",
+        "tiny",
+        "--methods",
+        "antlr",
+        "timing",
+        "--iters",
+        "2",
+        "--block",
+        "2",
+        "--json",
+        str(out),
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())["trials_sweep"]["tiny"]
     assert set(rows) == {"antlr", "timing"}
@@ -114,14 +129,21 @@ def test_profile_step_restores_the_real_functions_after_its_variants():
     from antlr_exp.engine.backends import select
     from antlr_exp.engine.network import SpikingNetwork
 
-    targets = {"times_gradient_at_events": (layer, "times_gradient_at_events"),
-               "stacked_weight_t": (synapses, "stacked_weight_t"), "ops": (select("cpu"), "ops")}
+    targets = {
+        "times_gradient_at_events": (layer, "times_gradient_at_events"),
+        "stacked_weight_t": (synapses, "stacked_weight_t"),
+        "ops": (select("cpu"), "ops"),
+    }
     before = {name: getattr(*where) for name, where in targets.items()}
     seen = []
 
     def step():  # records which functions each row ran with, and whether the fused node was on
-        seen.append({**{name: getattr(*where) is before[name] for name, where in targets.items()},
-                     "fused": SpikingNetwork.fused})
+        seen.append(
+            {
+                **{name: getattr(*where) is before[name] for name, where in targets.items()},
+                "fused": SpikingNetwork.fused,
+            }
+        )
 
     medians = profile_step.time_variants(step, 2)
     assert list(medians) == ["fused, as is", "as is", "no_fill", "no_transposes"]
@@ -145,6 +167,7 @@ def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
         def step():
             time.sleep(0.03 if last["row"] != name else 0.001)
             last["row"] = name
+
         return step
 
     monkeypatch.setattr(rules, "build_step", lambda shape, method: fake_step(method))
@@ -158,8 +181,13 @@ def test_turns_of_several_steps_time_all_but_the_first(monkeypatch):
 @pytest.mark.parametrize("script", ["bench", "bench_epoch", "profile_step"])
 def test_old_benchmark_scripts_still_run(script, tmp_path):
     """``python scripts/<name>.py --help`` (from any folder) reaches the moved benchmark's options."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / f"{script}.py"), "--help"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     expected = {"bench": "--trials-sweep", "bench_epoch": "--against", "profile_step": "--shape"}[script]
     assert result.stdout.startswith("usage:") and expected in result.stdout
@@ -167,9 +195,24 @@ def test_old_benchmark_scripts_still_run(script, tmp_path):
 
 def test_old_bench_script_times_rows(tmp_path):
     """The old command still times: ``python scripts/bench.py`` run from another folder writes its JSON there."""
-    proc = subprocess.run([sys.executable, str(REPO / "scripts" / "bench.py"), "--shapes", "tiny", "--methods", "antlr",
-                           "--iters", "2", "--json", "out.json"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "bench.py"),
+            "--shapes",
+            "tiny",
+            "--methods",
+            "antlr",
+            "--iters",
+            "2",
+            "--json",
+            "out.json",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     row = json.loads((tmp_path / "out.json").read_text())["results"]["tiny"]["antlr"]
     assert row["ms_per_iter"] > 0 and row["peak_rss_mb"] >= row["setup_rss_mb"] > 0  # memory subprocess ran too

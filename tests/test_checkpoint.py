@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run
-from conftest import compose_config, tiny_overrides
 
 
 @pytest.mark.parametrize("keep", [0, 10, 0.5, -10])  # bytes kept (a float: that share of the file)

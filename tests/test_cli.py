@@ -10,9 +10,9 @@ import time
 
 import pytest
 import torch
+from conftest import ANTLR_TRAIN, REPO, cli_env, run_cli, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
-from conftest import ANTLR_TRAIN, REPO, cli_env, run_cli, tiny_overrides
 
 
 def test_run_writes_the_run_folder(tmp_path):
@@ -33,11 +33,14 @@ def test_outputs_go_under_outputs_of_the_working_directory(tmp_path):
     assert json.loads(summary.read_text())["steps"] == 2
 
 
-@pytest.mark.parametrize("arguments, words", [
-    (["method=foo"], ["method=foo", "activation, activation_rnn, antlr, timing"]),
-    (["method=timing", "loss=count"], ["method=timing", "loss=count", "activation, activation_rnn, antlr"]),
-    (["task=mnist", "data.root=/nonexistent/mnist"], ["MNIST not found", "/nonexistent/mnist"]),
-])
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        (["method=foo"], ["method=foo", "activation, activation_rnn, antlr, timing"]),
+        (["method=timing", "loss=count"], ["method=timing", "loss=count", "activation, activation_rnn, antlr"]),
+        (["task=mnist", "data.root=/nonexistent/mnist"], ["MNIST not found", "/nonexistent/mnist"]),
+    ],
+)
 def test_user_errors_are_one_line_with_exit_code_2(arguments, words, tmp_path):
     result = run_cli([*arguments, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert result.returncode == 2
@@ -48,15 +51,19 @@ def test_user_errors_are_one_line_with_exit_code_2(arguments, words, tmp_path):
     assert not (tmp_path / "run" / "metrics.csv").exists()
 
 
-@pytest.mark.parametrize("arguments, words", [
-    (["trainer.max_step=3"], ["trainer.max_step=3", "'max_step'", "max_epochs, max_steps, batch_size"]),
-    (["method.lamda_act=2"], ["method.lamda_act=2", "'lamda_act'", "name, lambda_act, lambda_tim"]),
-    (["-m", "seed=0,1", "task.hidden_sizez=[3]"], ["task.hidden_sizez=[3]", "num_steps, hidden_sizes, options"]),
-    (["trainer.max_steps=ten"], ["trainer.max_steps=ten", "Integer"]),
-])
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        (["trainer.max_step=3"], ["trainer.max_step=3", "'max_step'", "max_epochs, max_steps, batch_size"]),
+        (["method.lamda_act=2"], ["method.lamda_act=2", "'lamda_act'", "name, lambda_act, lambda_tim"]),
+        (["-m", "seed=0,1", "task.hidden_sizez=[3]"], ["task.hidden_sizez=[3]", "num_steps, hidden_sizes, options"]),
+        (["trainer.max_steps=ten"], ["trainer.max_steps=ten", "Integer"]),
+    ],
+)
 def test_misspelt_key_or_mistyped_value_is_one_line_with_exit_code_2(arguments, words, tmp_path):
-    result = run_cli([*arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"],
-                     cwd=tmp_path)
+    result = run_cli(
+        [*arguments, f"hydra.run.dir={tmp_path / 'run'}", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("antlr-train: error: "), result.stderr
@@ -74,14 +81,25 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data_roots, tmp_path):
     # 24 MNIST samples in batches of 4: 6 batches per epoch in a shuffled order, 10 epochs;
     # checkpoints every 5 steps, so a kill falls in the middle of an epoch and a resumed run
     # that lost its place in the epoch or the shuffling state trains on other batches
-    overrides = [*tiny_overrides("mnist", data_roots), "data.limit_train=24", "trainer.batch_size=4",
-                 "trainer.max_steps=null", "trainer.max_epochs=10", "trainer.val_every_n_steps=5"]
+    overrides = [
+        *tiny_overrides("mnist", data_roots),
+        "data.limit_train=24",
+        "trainer.batch_size=4",
+        "trainer.max_steps=null",
+        "trainer.max_epochs=10",
+        "trainer.val_every_n_steps=5",
+    ]
     full = tmp_path / "full"
     assert run_cli([*overrides, f"hydra.run.dir={full}"], cwd=tmp_path).returncode == 0
 
     killed = tmp_path / "killed"
-    process = subprocess.Popen([str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={killed}"], cwd=tmp_path, env=cli_env(),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={killed}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     last = killed / "checkpoints" / "last.pt"
     deadline = time.monotonic() + 120
     while not last.exists() and process.poll() is None and time.monotonic() < deadline:
@@ -117,8 +135,8 @@ def wandb_records(path):
         if left < 7:  # too little room for a header: the block is padded
             offset += left
             continue
-        length, kind = int.from_bytes(data[offset + 4:offset + 6], "little"), data[offset + 6]
-        payload = data[offset + 7:offset + 7 + length]
+        length, kind = int.from_bytes(data[offset + 4 : offset + 6], "little"), data[offset + 6]
+        payload = data[offset + 7 : offset + 7 + length]
         offset += 7 + length
         if kind == 0:
             break
@@ -132,8 +150,10 @@ def wandb_records(path):
 
 def test_wandb_offline_one_run_per_multirun_job(tmp_path):
     sweep = tmp_path / "sweep"
-    result = run_cli(["-m", "logger=wandb", "method=activation,antlr", *tiny_overrides("matching", {}),
-                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
+    result = run_cli(
+        ["-m", "logger=wandb", "method=activation,antlr", *tiny_overrides("matching", {}), f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     run_ids = set()
     for job, method in (("0", "activation"), ("1", "antlr")):
@@ -144,10 +164,18 @@ def test_wandb_offline_one_run_per_multirun_job(tmp_path):
         # the run's group is the sweep folder; metrics and summary go under split/name
         records = list(wandb_records(record))
         assert [r.run.run_group for r in records if r.WhichOneof("record_type") == "run"] == [str(sweep)]
-        logged = {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "history"
-                  for i in r.history.item}
-        summarised = {i.key or "/".join(i.nested_key) for r in records if r.WhichOneof("record_type") == "summary"
-                      for i in r.summary.update}
+        logged = {
+            i.key or "/".join(i.nested_key)
+            for r in records
+            if r.WhichOneof("record_type") == "history"
+            for i in r.history.item
+        }
+        summarised = {
+            i.key or "/".join(i.nested_key)
+            for r in records
+            if r.WhichOneof("record_type") == "summary"
+            for i in r.summary.update
+        }
         assert {"train/loss", "val/loss", "val/output_spikes_per_sample", "lr", "epoch"} <= logged
         assert {"test/loss", "test/output_spikes_per_sample"} <= summarised
         assert not any(k.startswith(("train_", "val_", "test_")) for k in logged | summarised)

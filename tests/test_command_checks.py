@@ -12,15 +12,15 @@ import subprocess
 import time
 
 import pytest
+from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from antlr_exp import preflight
 from antlr_exp.config import validate
 from antlr_exp.console import result_block
-from antlr_exp.errors import ConfigError
 from antlr_exp.engine.rules import check_rule_loss
+from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run
-from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
 
@@ -38,10 +38,13 @@ def _one_line_exit_2(result, *words):
 # Memory: arithmetic on the config, before any folder
 
 
-@pytest.mark.parametrize("argument, words", [
-    ("trials=100000000", ["trials=100000000: needs about", "or fewer"]),
-    ("task.hidden_sizes=[3000000000]", ["task.hidden_sizes=[3000000000]: one network needs about", "GiB is free"]),
-])
+@pytest.mark.parametrize(
+    "argument, words",
+    [
+        ("trials=100000000", ["trials=100000000: needs about", "or fewer"]),
+        ("task.hidden_sizes=[3000000000]", ["task.hidden_sizes=[3000000000]: one network needs about", "GiB is free"]),
+    ],
+)
 def test_a_run_too_large_for_memory_is_refused_at_once_with_no_folder(argument, words, tmp_path):
     """No machine has the ~40 TB these need: one line at once (no seed list of 10**8 lookups, no
     allocator traceback), and no folder."""
@@ -71,11 +74,14 @@ def test_the_memory_refusal_names_the_largest_trials_that_fit(monkeypatch, tmp_p
 # A later sweep value of the wrong type
 
 
-@pytest.mark.parametrize("sweep, words", [
-    ("optimizer.lr=0.001,abc", ["sweep job 1 (optimizer.lr=abc)", "optimizer.lr", "'abc'"]),
-    ("task.hidden_sizes=[10],[x]", ["sweep job 1 (task.hidden_sizes=[x])", "task.hidden_sizes[0]", "'x'"]),
-    ("trainer.max_steps=3,2.5", ["sweep job 1 (trainer.max_steps=2.5)", "trainer.max_steps", "'2.5'"]),
-])
+@pytest.mark.parametrize(
+    "sweep, words",
+    [
+        ("optimizer.lr=0.001,abc", ["sweep job 1 (optimizer.lr=abc)", "optimizer.lr", "'abc'"]),
+        ("task.hidden_sizes=[10],[x]", ["sweep job 1 (task.hidden_sizes=[x])", "task.hidden_sizes[0]", "'x'"]),
+        ("trainer.max_steps=3,2.5", ["sweep job 1 (trainer.max_steps=2.5)", "trainer.max_steps", "'2.5'"]),
+    ],
+)
 def test_a_later_sweep_value_of_the_wrong_type_is_one_line_naming_its_job(sweep, words, tmp_path):
     fixed = [a for a in TINY if not a.startswith("trainer.max_steps=")]
     result = run_cli(["-m", *fixed, sweep, f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
@@ -87,13 +93,16 @@ def test_a_later_sweep_value_of_the_wrong_type_is_one_line_naming_its_job(sweep,
 # Task options: checked with the config, named in full
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["task.num_steps=1"], ["task.options.input_spikes=3", "task.num_steps=1", "0..1"]),
-    (["task=mnist", "task.num_steps=10"], ["task.options.t_max=24", "task.num_steps=10", "1..10"]),
-    (["task=mnist", "task.options.t_max=0"], ["task.options.t_max=0", "1..100"]),
-    (["task=nmnist", "task.options.bin_us=0"], ["task.options.bin_us=0", ">= 1"]),
-    (["task.options.target_spikes=101"], ["task.options.target_spikes=101", "0..100"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["task.num_steps=1"], ["task.options.input_spikes=3", "task.num_steps=1", "0..1"]),
+        (["task=mnist", "task.num_steps=10"], ["task.options.t_max=24", "task.num_steps=10", "1..10"]),
+        (["task=mnist", "task.options.t_max=0"], ["task.options.t_max=0", "1..100"]),
+        (["task=nmnist", "task.options.bin_us=0"], ["task.options.bin_us=0", ">= 1"]),
+        (["task.options.target_spikes=101"], ["task.options.target_spikes=101", "0..100"]),
+    ],
+)
 def test_task_options_are_checked_with_the_config_under_their_full_names(overrides, words):
     with pytest.raises(ConfigError) as error:
         validate(compose_config(*overrides))
@@ -120,8 +129,17 @@ def test_antlr_with_both_lambdas_zero_is_refused():
 
 
 def test_optuna_with_no_trials_is_one_line(tmp_path):
-    result = run_cli(["hparams_search=optuna", *TINY, "optimized_metric=val_loss", "hydra.sweeper.direction=minimize",
-                      "hydra.sweeper.n_trials=0", f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "hparams_search=optuna",
+            *TINY,
+            "optimized_metric=val_loss",
+            "hydra.sweeper.direction=minimize",
+            "hydra.sweeper.n_trials=0",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        ],
+        cwd=tmp_path,
+    )
     _one_line_exit_2(result, "hydra.sweeper.n_trials=0", ">= 1")
     assert not (tmp_path / "sweep").exists()
 
@@ -130,9 +148,14 @@ def test_the_slurm_launcher_without_slurm_is_one_line_and_no_folder(tmp_path):
     empty = tmp_path / "bin"
     empty.mkdir()
     env = dict(cli_env(), PATH=str(empty))  # no srun, no sbatch
-    result = subprocess.run([str(ANTLR_TRAIN), "-m", "hydra/launcher=slurm", *TINY,
-                             f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [str(ANTLR_TRAIN), "-m", "hydra/launcher=slurm", *TINY, f"hydra.sweep.dir={tmp_path / 'sweep'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     _one_line_exit_2(result, "hydra/launcher=slurm", "srun", "hydra/launcher=local")
     assert not (tmp_path / "sweep").exists()
 
@@ -160,8 +183,14 @@ def test_a_misspelt_kernel_switch_is_refused_before_any_folder(mode, tmp_path, m
     assert not (tmp_path / "run").exists()
     if mode == "bogus":  # the command itself
         env = dict(cli_env(), ANTLR_EXP_KERNELS=mode)
-        result = subprocess.run([str(ANTLR_TRAIN), *TINY, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
-                                env=env, capture_output=True, text=True, timeout=180)
+        result = subprocess.run(
+            [str(ANTLR_TRAIN), *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
         _one_line_exit_2(result, "ANTLR_EXP_KERNELS='bogus'")
         assert not (tmp_path / "run").exists()
 
@@ -188,11 +217,26 @@ def test_an_unreadable_override_is_one_line_with_quoting_that_works(value, tmp_p
 def test_ctrl_c_on_a_joblib_sweep_ends_with_one_line_and_status_130(tmp_path):
     sweep = tmp_path / "sweep"
     process = subprocess.Popen(
-        [str(ANTLR_TRAIN), "-m", "hydra/launcher=local", "seed=0,1", "task.num_steps=30", "task.hidden_sizes=[8]",
-         "trainer.max_steps=1000000", "trainer.val_every_n_steps=20", "trainer.progress_bar=false",
-         f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        [
+            str(ANTLR_TRAIN),
+            "-m",
+            "hydra/launcher=local",
+            "seed=0,1",
+            "task.num_steps=30",
+            "task.hidden_sizes=[8]",
+            "trainer.max_steps=1000000",
+            "trainer.val_every_n_steps=20",
+            "trainer.progress_bar=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 240
         while not all((sweep / job / "metrics.csv").is_file() for job in ("0", "1")):  # both jobs train
@@ -230,8 +274,13 @@ def test_a_sweep_preset_without_m_says_it_runs_one_job_of_the_sweep(tmp_path, ca
 def test_the_best_epoch_is_reported_as_metrics_csv_gives_it(data_roots, tmp_path):
     # 24 training images in batches of 8: 3 steps per epoch; the only evaluation is at step 2,
     # two thirds into the first epoch
-    cfg = compose_config(*tiny_overrides("mnist", data_roots), "data.limit_train=24", "trainer.max_epochs=null",
-                         "trainer.max_steps=2", "trainer.val_every_n_steps=2")
+    cfg = compose_config(
+        *tiny_overrides("mnist", data_roots),
+        "data.limit_train=24",
+        "trainer.max_epochs=null",
+        "trainer.max_steps=2",
+        "trainer.val_every_n_steps=2",
+    )
     summary = run(cfg, tmp_path)
     with open(tmp_path / "metrics.csv") as stream:
         [row] = list(csv.DictReader(stream))

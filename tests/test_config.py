@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import compose_config
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
@@ -11,7 +12,6 @@ from antlr_exp.cli import group_options
 from antlr_exp.config import CONF_DIR, validate
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
 from antlr_exp.training.run import run
-from conftest import compose_config
 
 METHODS = ("activation", "activation_rnn", "timing", "antlr")
 
@@ -41,7 +41,12 @@ def test_classification_tasks_follow_the_paper(task):
     assert (losses["timing"].lambda_ns, losses["antlr"].lambda_ns) == (0.0, 0.1)
     n_true = 1.0 if task == "mnist" else 10.0
     for m in ("activation", "activation_rnn"):
-        assert (losses[m].name, losses[m].decision, losses[m].n_true, losses[m].n_false) == ("count", "most_spike", n_true, 0.0)
+        assert (losses[m].name, losses[m].decision, losses[m].n_true, losses[m].n_false) == (
+            "count",
+            "most_spike",
+            n_true,
+            0.0,
+        )
     assert compose_config(f"task={task}", "method=timing").method.no_spike_penalty == 100.0
 
 
@@ -87,13 +92,16 @@ def test_documented_keys_exist(key):
     assert read(compose_config(f"{key}={text}")) == value
 
 
-@pytest.mark.parametrize("override, key", [
-    ("method.lamda_act=2", "lamda_act"),                 # misspelt
-    ("method=timing method.lambda_act=2", "lambda_act"),  # not a key of that method
-    ("trainer.max_step=3", "max_step"),
-    ("trainer.max_steps=ten", "ten"),                     # wrong type
-    ("single_spike=maybe", "maybe"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("method.lamda_act=2", "lamda_act"),  # misspelt
+        ("method=timing method.lambda_act=2", "lambda_act"),  # not a key of that method
+        ("trainer.max_step=3", "max_step"),
+        ("trainer.max_steps=ten", "ten"),  # wrong type
+        ("single_spike=maybe", "maybe"),
+    ],
+)
 def test_typed_configs_refuse_unknown_keys_and_wrong_types(override, key):
     with pytest.raises(ConfigCompositionException) as caught:
         compose_config(*override.split())
@@ -101,42 +109,52 @@ def test_typed_configs_refuse_unknown_keys_and_wrong_types(override, key):
     assert key in str(caught.value.__cause__)
 
 
-@pytest.mark.parametrize("overrides, words", [
-    (["method=timing", "loss=count"], ["method=timing", "loss=count", "accepted methods"]),
-    (["method=activation", "loss=latency"], ["method=activation", "loss=latency", "timing, antlr"]),
-    (["method=activation_rnn", "loss=latency"], ["method=activation_rnn", "loss=latency"]),
-    (["task=matching", "loss=count"], ["loss=count", "task=matching", "spike_train"]),
-    (["task=mnist", "loss=spike_train"], ["loss=spike_train", "task=mnist", "loss.label_steps=null"]),
-    (["task=mnist", "loss=spike_train", "loss.label_steps=[100]"], ["loss.label_steps=[100]", "0..99"]),
-    (["task=mnist", "loss=spike_train", "loss.label_steps=[10,10]"], ["loss.label_steps=[10, 10]", "repeated"]),
-    (["task=mnist", "loss=spike_train", "loss.label_steps=[10]", "loss.other_steps=[-1]"],
-     ["loss.other_steps=[-1]", "0..99"]),
-    (["task=mnist", "loss=spike_train", "single_spike=true", "loss.label_steps=[10,20]"],
-     ["loss.label_steps=[10, 20]", "single_spike=true"]),
-    (["task=matching", "loss.label_steps=[3]"], ["loss.label_steps=[3]", "task=matching", "label_steps=null"]),
-    (["method=antlr", "task=mnist", "method.lambda_tim=0"], ["lambda_tim"]),
-    (["task.hidden_sizes=[50,0]"], ["task.hidden_sizes[1]=0", ">= 1"]),
-    (["task.hidden_sizes=[]"], ["task.hidden_sizes"]),
-    (["task.num_steps=0"], ["task.num_steps=0"]),
-    (["trainer.batch_size=-2"], ["trainer.batch_size=-2"]),
-    (["trainer.max_steps=0"], ["trainer.max_steps=0"]),
-    (["trainer.max_steps=null"], ["trainer.max_epochs=null", "trainer.max_steps=null"]),
-    (["optimizer.lr=0"], ["optimizer.lr=0"]),
-    (["optimizer.grad_clip_value=-1"], ["optimizer.grad_clip_value"]),
-    (["data.limit_train=0"], ["data.limit_train=0"]),
-    (["loss.decay=1.5"], ["loss.decay=1.5", "(0, 1)"]),
-    (["loss.decision=first"], ["loss.decision='first'", "most_spike, earliest_spike"]),
-    (["device=tpu"], ["device='tpu'", "auto, cpu, cuda"]),
-    (["neuron.theta=0"], ["neuron.theta"]),
-    (["neuron.alpha_V=1.5"], ["neuron.alpha_V"]),
-    (["trainer.monitor=val_accuracy"], ["trainer.monitor", "val_loss"]),  # matching has no accuracy
-    (["task=nmnist", "method=activation", "single_spike=true", "loss.n_true=10"], ["loss.n_true=10", "single_spike"]),
-    (["logger=wandb", "logger.mode=sometimes"], ["logger.mode", "offline"]),
-    (["resume=true", "evaluate=somewhere"], ["resume", "evaluate"]),
-    (["+trainer.patience=3"], ["trainer.patience", "max_epochs"]),  # Hydra lets '+' add keys
-    (["+method.lambda_ns=3"], ["method.lambda_ns", "lambda_act"]),
-    (["+colour=red"], ["colour", "the config"]),
-])
+@pytest.mark.parametrize(
+    "overrides, words",
+    [
+        (["method=timing", "loss=count"], ["method=timing", "loss=count", "accepted methods"]),
+        (["method=activation", "loss=latency"], ["method=activation", "loss=latency", "timing, antlr"]),
+        (["method=activation_rnn", "loss=latency"], ["method=activation_rnn", "loss=latency"]),
+        (["task=matching", "loss=count"], ["loss=count", "task=matching", "spike_train"]),
+        (["task=mnist", "loss=spike_train"], ["loss=spike_train", "task=mnist", "loss.label_steps=null"]),
+        (["task=mnist", "loss=spike_train", "loss.label_steps=[100]"], ["loss.label_steps=[100]", "0..99"]),
+        (["task=mnist", "loss=spike_train", "loss.label_steps=[10,10]"], ["loss.label_steps=[10, 10]", "repeated"]),
+        (
+            ["task=mnist", "loss=spike_train", "loss.label_steps=[10]", "loss.other_steps=[-1]"],
+            ["loss.other_steps=[-1]", "0..99"],
+        ),
+        (
+            ["task=mnist", "loss=spike_train", "single_spike=true", "loss.label_steps=[10,20]"],
+            ["loss.label_steps=[10, 20]", "single_spike=true"],
+        ),
+        (["task=matching", "loss.label_steps=[3]"], ["loss.label_steps=[3]", "task=matching", "label_steps=null"]),
+        (["method=antlr", "task=mnist", "method.lambda_tim=0"], ["lambda_tim"]),
+        (["task.hidden_sizes=[50,0]"], ["task.hidden_sizes[1]=0", ">= 1"]),
+        (["task.hidden_sizes=[]"], ["task.hidden_sizes"]),
+        (["task.num_steps=0"], ["task.num_steps=0"]),
+        (["trainer.batch_size=-2"], ["trainer.batch_size=-2"]),
+        (["trainer.max_steps=0"], ["trainer.max_steps=0"]),
+        (["trainer.max_steps=null"], ["trainer.max_epochs=null", "trainer.max_steps=null"]),
+        (["optimizer.lr=0"], ["optimizer.lr=0"]),
+        (["optimizer.grad_clip_value=-1"], ["optimizer.grad_clip_value"]),
+        (["data.limit_train=0"], ["data.limit_train=0"]),
+        (["loss.decay=1.5"], ["loss.decay=1.5", "(0, 1)"]),
+        (["loss.decision=first"], ["loss.decision='first'", "most_spike, earliest_spike"]),
+        (["device=tpu"], ["device='tpu'", "auto, cpu, cuda"]),
+        (["neuron.theta=0"], ["neuron.theta"]),
+        (["neuron.alpha_V=1.5"], ["neuron.alpha_V"]),
+        (["trainer.monitor=val_accuracy"], ["trainer.monitor", "val_loss"]),  # matching has no accuracy
+        (
+            ["task=nmnist", "method=activation", "single_spike=true", "loss.n_true=10"],
+            ["loss.n_true=10", "single_spike"],
+        ),
+        (["logger=wandb", "logger.mode=sometimes"], ["logger.mode", "offline"]),
+        (["resume=true", "evaluate=somewhere"], ["resume", "evaluate"]),
+        (["+trainer.patience=3"], ["trainer.patience", "max_epochs"]),  # Hydra lets '+' add keys
+        (["+method.lambda_ns=3"], ["method.lambda_ns", "lambda_act"]),
+        (["+colour=red"], ["colour", "the config"]),
+    ],
+)
 def test_bad_values_fail_with_one_line_naming_key_and_accepted(overrides, words):
     with pytest.raises(ConfigError) as caught:
         validate(compose_config(*overrides))
@@ -177,8 +195,9 @@ def test_every_experiment_preset_and_its_sweep_is_valid(experiment):
         assert full.single_spike == experiment.endswith("single_spike")
 
 
-@pytest.mark.parametrize("experiment", ["fig7a_mnist", "fig7b_mnist_single_spike", "fig8a_nmnist",
-                                        "fig8b_nmnist_single_spike"])
+@pytest.mark.parametrize(
+    "experiment", ["fig7a_mnist", "fig7b_mnist_single_spike", "fig8a_nmnist", "fig8b_nmnist_single_spike"]
+)
 def test_paper_presets_count_the_timing_rules_silence_up_to_the_training_early_stop(experiment):
     """The authors' code stops latency-loss training once every output fired and counts silence
     up to there: the Fig. 7/8 presets' timing job does the same; the other rules and a run
@@ -190,8 +209,10 @@ def test_paper_presets_count_the_timing_rules_silence_up_to_the_training_early_s
     task = "nmnist" if "nmnist" in experiment else "mnist"
     assert compose_config(f"task={task}", "method=timing").method.penalty_window == "full"
     # the command line still wins over the preset
-    assert compose_config(f"experiment={experiment}", "method=timing",
-                          "method.penalty_window=full").method.penalty_window == "full"
+    assert (
+        compose_config(f"experiment={experiment}", "method=timing", "method.penalty_window=full").method.penalty_window
+        == "full"
+    )
 
 
 @pytest.mark.parametrize("single", ["false", "true"])
@@ -204,9 +225,11 @@ def test_n_mnist_same_loss_activation_job_is_fig8s_activation_job(single):
     fig8 = compose_config("experiment=fig8a_nmnist", "method=activation", f"single_spike={single}")
     assert OmegaConf.to_container(same, resolve=True) == OmegaConf.to_container(fig8, resolve=True)
     # and ANTLR's job differs from Fig. 8's ANTLR job in the loss alone
-    antlr = OmegaConf.to_container(compose_config("experiment=same_loss_nmnist", "method=antlr",
-                                                  f"single_spike={single}"), resolve=True)
-    paper = OmegaConf.to_container(compose_config("experiment=fig8a_nmnist", "method=antlr",
-                                                  f"single_spike={single}"), resolve=True)
+    antlr = OmegaConf.to_container(
+        compose_config("experiment=same_loss_nmnist", "method=antlr", f"single_spike={single}"), resolve=True
+    )
+    paper = OmegaConf.to_container(
+        compose_config("experiment=fig8a_nmnist", "method=antlr", f"single_spike={single}"), resolve=True
+    )
     assert antlr["loss"] == OmegaConf.to_container(same.loss, resolve=True) and antlr["loss"] != paper["loss"]
     assert {k: v for k, v in antlr.items() if k != "loss"} == {k: v for k, v in paper.items() if k != "loss"}

@@ -26,8 +26,10 @@ from typing import Any, Callable
 
 import pytest
 import torch
+from conftest import compose_config
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+from test_data_nmnist import write_recording
 
 from antlr_exp.config import CONF_DIR, Config
 from antlr_exp.data import TASKS
@@ -46,8 +48,6 @@ from antlr_exp.training.build import build_network, load_data
 from antlr_exp.training.early_stop import train_early_stop
 from antlr_exp.training.objective import Objective
 from antlr_exp.training.trainer import Trainer
-from conftest import compose_config
-from test_data_nmnist import write_recording
 
 #: Groups with one option per schema ``schema_<group>_<option>``; the others have one schema each.
 OPTION_GROUPS = ("loss", "method", "task")
@@ -80,8 +80,11 @@ def schema_keys() -> dict:
     store = ConfigStore.instance()
     keys = {}
     for group in OPTION_GROUPS:
-        options = sorted(name[len(f"schema_{group}_"):-len(".yaml")] for name in store.list("/")
-                         if name.startswith(f"schema_{group}_"))
+        options = sorted(
+            name[len(f"schema_{group}_") : -len(".yaml")]
+            for name in store.list("/")
+            if name.startswith(f"schema_{group}_")
+        )
         assert options, group
         for option in options:
             schema = OmegaConf.get_type(store.load(f"schema_{group}_{option}.yaml").node)
@@ -118,14 +121,18 @@ def loss_direct(key):
         out, labels = _outputs()
         spikes, times = out.output_spikes, out.output_times
         if s["name"] == "count":
-            return count_loss(spikes, count_targets(labels, 10, n_true=s["n_true"], n_false=s["n_false"]),
-                              reduction="none")
+            return count_loss(
+                spikes, count_targets(labels, 10, n_true=s["n_true"], n_false=s["n_false"]), reduction="none"
+            )
         if s["name"] == "spike_train":
-            target = label_spike_trains(labels, 10, spikes.shape[1], s["label_steps"], s["other_steps"],
-                                        dtype=spikes.dtype)
+            target = label_spike_trains(
+                labels, 10, spikes.shape[1], s["label_steps"], s["other_steps"], dtype=spikes.dtype
+            )
             return spike_train_loss(spikes, times, target, decay=s["decay"], reduction="none")
-        return (latency_loss(spikes, times, labels, beta=s["beta"], reduction="none")
-                + no_spike_count_term(spikes, labels, lambda_ns=s["lambda_ns"], reduction="none"))
+        return latency_loss(spikes, times, labels, beta=s["beta"], reduction="none") + no_spike_count_term(
+            spikes, labels, lambda_ns=s["lambda_ns"], reduction="none"
+        )
+
     return direct
 
 
@@ -166,6 +173,7 @@ def network_direct(group, key):
         rule = {k: method[k] for k in ("lambda_act", "lambda_tim") if k in method}
         net = SpikingNetwork(SIZES, STEPS, NeuronParams(**neuron), rule=method["name"], **rule).double()
         return _step_result(_fixed_weights(net))
+
     return direct
 
 
@@ -206,23 +214,36 @@ def optimizer_direct(key):
         cfg = ctx.compose()
         torch.manual_seed(0)
         data = load_data(cfg)
-        net = SpikingNetwork([data.input_shape[0], *cfg.task.hidden_sizes, data.num_outputs], data.num_steps,
-                             NeuronParams(), rule="antlr").double()
+        net = SpikingNetwork(
+            [data.input_shape[0], *cfg.task.hidden_sizes, data.num_outputs],
+            data.num_steps,
+            NeuronParams(),
+            rule="antlr",
+        ).double()
         net.load_state_dict(ctx.initial)
-        adam = torch.optim.Adam(net.parameters(), lr=s["lr"], betas=tuple(s["betas"]), weight_decay=s["weight_decay"],
-                                eps=s["eps"], amsgrad=s["amsgrad"], fused=True)
+        adam = torch.optim.Adam(
+            net.parameters(),
+            lr=s["lr"],
+            betas=tuple(s["betas"]),
+            weight_decay=s["weight_decay"],
+            eps=s["eps"],
+            amsgrad=s["amsgrad"],
+            fused=True,
+        )
         inputs, targets = data.train[0]
         for _ in range(3):
             out = net(inputs.unsqueeze(0).double())
             adam.zero_grad()
-            spike_train_loss(out.output_spikes, out.output_times, targets.unsqueeze(0).double(),
-                             decay=ctx.defaults["loss"]["decay"]).backward()
+            spike_train_loss(
+                out.output_spikes, out.output_times, targets.unsqueeze(0).double(), decay=ctx.defaults["loss"]["decay"]
+            ).backward()
             if s["grad_clip_value"] is not None:
                 torch.nn.utils.clip_grad_value_(net.parameters(), s["grad_clip_value"])
             if s["grad_clip_norm"] is not None:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), s["grad_clip_norm"])
             adam.step()
         return [p.detach().clone() for p in net.parameters()]
+
     return direct
 
 
@@ -252,10 +273,14 @@ def task_direct(key):
             s["options"][key.split(".", 1)[1]] = value
         else:
             s[key] = value
-        common = {} if s["name"] == "matching" else {k: ctx.defaults["data"][k] for k in ("root", "limit_train",
-                                                                                           "limit_test")}
+        common = (
+            {}
+            if s["name"] == "matching"
+            else {k: ctx.defaults["data"][k] for k in ("root", "limit_train", "limit_test")}
+        )
         data = TASKS[s["name"]](num_steps=s["num_steps"], seed=0, **common, **s["options"])
         return _task_view(data, s["hidden_sizes"], ctx.probe_cache)
+
     return direct
 
 
@@ -282,8 +307,14 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
             return ["task=matching", "method=antlr", *tiny]
         data = [f"data.root={roots[option]}", "data.limit_train=4", "data.limit_test=2"]
         if option == "nmnist":
-            return ["task=nmnist", "method=antlr", *data, "task.num_steps=130", "task.hidden_sizes=[16]",
-                    f"task.options.cache_dir={roots['cache']}"]
+            return [
+                "task=nmnist",
+                "method=antlr",
+                *data,
+                "task.num_steps=130",
+                "task.hidden_sizes=[16]",
+                f"task.options.cache_dir={roots['cache']}",
+            ]
         return [f"task={option}", "method=antlr", *data, *tiny]
     return ["task=matching", "method=antlr", *tiny]
 
@@ -300,16 +331,36 @@ PLUMBING = {
     "method/antlr:lambda_tim": Plumb(2.5, network_probe, network_direct("method", "lambda_tim")),
     "method/timing:no_spike_penalty": Plumb(7.0, penalty_probe, penalty_direct),
     # the penalty counted up to the early stop needs the training early stop (latency loss)
-    "method/timing:penalty_window": Plumb("early_stop", lambda cfg, ctx: train_early_stop(cfg),
-                                          lambda value, ctx: value == "early_stop"),
-    **{f"neuron/paper:{key}": Plumb(value, network_probe, network_direct("neuron", key)) for key, value in (
-        ("alpha_I", 0.9), ("alpha_V", 0.95), ("beta_V", 0.05), ("beta_bias", 0.2), ("theta", 0.8),
-        ("surrogate", "fast_sigmoid"), ("surrogate_a", 0.5), ("surrogate_b", 1.5), ("vstar_min", 0.5))},
+    "method/timing:penalty_window": Plumb(
+        "early_stop", lambda cfg, ctx: train_early_stop(cfg), lambda value, ctx: value == "early_stop"
+    ),
+    **{
+        f"neuron/paper:{key}": Plumb(value, network_probe, network_direct("neuron", key))
+        for key, value in (
+            ("alpha_I", 0.9),
+            ("alpha_V", 0.95),
+            ("beta_V", 0.05),
+            ("beta_bias", 0.2),
+            ("theta", 0.8),
+            ("surrogate", "fast_sigmoid"),
+            ("surrogate_a", 0.5),
+            ("surrogate_b", 1.5),
+            ("vstar_min", 0.5),
+        )
+    },
     # with both scales "auto", beta_V = auto / beta_I cancels beta_I: it shows with a number for beta_V
     "neuron/paper:beta_I": Plumb(1.5, network_probe, network_direct("neuron", "beta_I"), ("neuron.beta_V=0.05",)),
-    **{f"optimizer/adam:{key}": Plumb(value, optimizer_probe, optimizer_direct(key)) for key, value in (
-        ("lr", 0.01), ("betas", [0.5, 0.9]), ("weight_decay", 0.1), ("grad_clip_value", 1e-3), ("eps", 0.05),
-        ("grad_clip_norm", 1e-3))},
+    **{
+        f"optimizer/adam:{key}": Plumb(value, optimizer_probe, optimizer_direct(key))
+        for key, value in (
+            ("lr", 0.01),
+            ("betas", [0.5, 0.9]),
+            ("weight_decay", 0.1),
+            ("grad_clip_value", 1e-3),
+            ("eps", 0.05),
+            ("grad_clip_norm", 1e-3),
+        )
+    },
     # AMSGrad differs from Adam only where a second moment falls between steps: a short memory shows it
     "optimizer/adam:amsgrad": Plumb(True, optimizer_probe, optimizer_direct("amsgrad"), ("optimizer.betas=[0.9,0.5]",)),
     "task/matching:num_steps": Plumb(40, task_probe, task_direct("num_steps")),
@@ -366,8 +417,11 @@ def _same(a, b) -> bool:
     if isinstance(a, (list, tuple)):
         return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     if isinstance(a, torch.Tensor):
-        return (isinstance(b, torch.Tensor) and a.shape == b.shape
-                and torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-10, atol=1e-12))
+        return (
+            isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and torch.allclose(a.detach().double(), b.detach().double(), rtol=1e-10, atol=1e-12)
+        )
     return a == b
 
 
@@ -379,8 +433,10 @@ def roots(data_roots, tmp_path_factory):
     for split, count in (("Train", 2), ("Test", 1)):
         for digit in range(10):
             for n in range(count):
-                write_recording(nmnist / split / str(digit) / f"{digit * 10 + n:05d}.bin",
-                                [(x, (y + digit) % 34, p, t + 1000 * n) for x, y, p, t in events])
+                write_recording(
+                    nmnist / split / str(digit) / f"{digit * 10 + n:05d}.bin",
+                    [(x, (y + digit) % 34, p, t + 1000 * n) for x, y, p, t in events],
+                )
     return {"mnist": data_roots["mnist"], "nmnist": nmnist, "cache": data_roots["cache"]}
 
 
@@ -392,8 +448,12 @@ def test_a_key_set_away_from_its_default_reaches_its_use(key, roots, tmp_path, o
     value = plumb.value.format(tmp=tmp_path) if isinstance(plumb.value, str) else plumb.value
     base = [*base_overrides(group, option, roots), *plumb.base]
     default_cfg = composed(tuple(base))
-    ctx = SimpleNamespace(tmp_path=tmp_path, compose=lambda: copy.deepcopy(default_cfg), initial=None,
-                          probe_cache=tmp_path / "probe_cache" if key.startswith("task/nmnist") else None)
+    ctx = SimpleNamespace(
+        tmp_path=tmp_path,
+        compose=lambda: copy.deepcopy(default_cfg),
+        initial=None,
+        probe_cache=tmp_path / "probe_cache" if key.startswith("task/nmnist") else None,
+    )
     ctx.defaults = OmegaConf.to_container(default_cfg, resolve=True)
     assert OmegaConf.select(default_cfg, f"{group}.{name}") != value, "the probe value must not be the default"
     at_default = plumb.probe(ctx.compose(), ctx)

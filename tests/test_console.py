@@ -9,7 +9,6 @@ import re
 import statistics
 
 import pytest
-
 from conftest import run_cli, tiny_overrides
 
 NUMBER = r"([-+0-9.e]+)"
@@ -45,8 +44,15 @@ def test_run_ends_with_its_result_and_logs_each_evaluation_point(data_roots, tmp
     assert f"best step {summary['best_step']} " in output
     assert f"summary: {(tmp_path / 'run' / 'summary.json').resolve()}" in output
 
-    evaluated = run_cli([f"evaluate={tmp_path / 'run'}", f"data.root={data_roots['mnist']}", "data.limit_test=8",
-                         f"hydra.run.dir={tmp_path / 'eval'}"], cwd=tmp_path)
+    evaluated = run_cli(
+        [
+            f"evaluate={tmp_path / 'run'}",
+            f"data.root={data_roots['mnist']}",
+            "data.limit_test=8",
+            f"hydra.run.dir={tmp_path / 'eval'}",
+        ],
+        cwd=tmp_path,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     summary = json.loads((tmp_path / "eval" / "summary.json").read_text())
     output = evaluated.stdout + evaluated.stderr
@@ -58,8 +64,9 @@ def test_run_ends_with_its_result_and_logs_each_evaluation_point(data_roots, tmp
 
 def test_sweep_prints_one_line_per_job_and_ends_with_the_report(tmp_path):
     sweep = tmp_path / "multirun"
-    result = run_cli(["-m", "seed=0,1,2", *tiny_overrides("matching", {}, steps=2), f"hydra.sweep.dir={sweep}"],
-                     cwd=tmp_path)
+    result = run_cli(
+        ["-m", "seed=0,1,2", *tiny_overrides("matching", {}, steps=2), f"hydra.sweep.dir={sweep}"], cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
     losses = []
@@ -70,7 +77,7 @@ def test_sweep_prints_one_line_per_job_and_ends_with_the_report(tmp_path):
         assert line.endswith(str((sweep / str(job) / "summary.json").resolve()))
         losses.append(summary["test_loss"])
     # the report table comes after the last job: mean ± std of the three jobs' test loss
-    table = output[output.rindex("job 2 ("):]
+    table = output[output.rindex("job 2 (") :]
     header = next(l for l in table.splitlines() if l.startswith("| method.name"))
     row = next(l for l in table.splitlines() if l.startswith("| antlr"))
     cell = dict(zip([c.strip() for c in header.strip("|").split("|")], [c.strip() for c in row.strip("|").split("|")]))

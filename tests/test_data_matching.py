@@ -53,8 +53,7 @@ def test_inputs_do_not_depend_on_the_outputs():
 
 
 def test_spike_steps_cover_the_whole_window():
-    steps = torch.cat([make_matching_problem(10, 5, 3, 1, 100, seed=s)[1].nonzero()[:, 0]
-                       for s in range(200)])
+    steps = torch.cat([make_matching_problem(10, 5, 3, 1, 100, seed=s)[1].nonzero()[:, 0] for s in range(200)])
     assert steps.min() < 5 and steps.max() > 94
     # Uniform over 0..99: each quarter of the window holds about a quarter of the 1,000 spikes.
     quarters = torch.bincount(steps // 25, minlength=4)
@@ -74,8 +73,7 @@ def test_load_task_matching_contract():
 
 
 def test_load_task_matching_options():
-    task = load_task("matching", seed=0, num_steps=50, num_outputs=1, target_spikes=3,
-                     num_inputs=4, input_spikes=2)
+    task = load_task("matching", seed=0, num_steps=50, num_outputs=1, target_spikes=3, num_inputs=4, input_spikes=2)
     inputs, targets = task.train[0]
     assert task.input_shape == (4,) and task.num_outputs == 1 and task.num_steps == 50
     assert inputs.shape == (50, 4) and targets.shape == (50, 1)
@@ -89,13 +87,25 @@ def test_items_are_copies():
     assert task.train[0][0].sum() == 30
 
 
-@pytest.mark.parametrize("options", [
-    {"input_spikes": 101}, {"target_spikes": -1}, {"num_inputs": 0}, {"num_steps": 0},
-    {"num_outputs": 2.5},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"input_spikes": 101},
+        {"target_spikes": -1},
+        {"num_inputs": 0},
+        {"num_steps": 0},
+        {"num_outputs": 2.5},
+    ],
+)
 def test_invalid_settings_are_config_errors(options):
-    arguments = {"num_inputs": 10, "num_outputs": 5, "input_spikes": 3, "target_spikes": 1,
-                 "num_steps": 100, "seed": 0} | options
+    arguments = {
+        "num_inputs": 10,
+        "num_outputs": 5,
+        "input_spikes": 3,
+        "target_spikes": 1,
+        "num_steps": 100,
+        "seed": 0,
+    } | options
     with pytest.raises(ConfigError) as caught:
         make_matching_problem(**arguments)
     name, value = next(iter(options.items()))

@@ -10,28 +10,26 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from conftest import DATA_ROOT
 from torch.utils.data import DataLoader
 
 from antlr_exp.data import SILENT, DatasetCorruptError, latency_encode, load_task
 from antlr_exp.data.encoding import spike_times_to_dense
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
 
-from conftest import DATA_ROOT
-
 SHARED_MNIST = DATA_ROOT / "mnist"
 needs_shared = pytest.mark.skipif(
     not (SHARED_MNIST / "MNIST" / "raw").is_dir(),
     reason=f"the offline MNIST copy is not at {SHARED_MNIST} (set ANTLR_EXP_DATA to the folder holding mnist/)",
 )
-MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def read_idx(path: Path) -> np.ndarray:
     """Parse an IDX file with numpy alone (independent of torchvision)."""
     data = path.read_bytes()
     magic = struct.unpack(">I", data[:4])[0]
-    dims = struct.unpack(f">{magic & 0xFF}I", data[4:4 + 4 * (magic & 0xFF)])
+    dims = struct.unpack(f">{magic & 0xFF}I", data[4 : 4 + 4 * (magic & 0xFF)])
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims)
 
 
@@ -130,8 +128,10 @@ def test_shared_mnist_sizes_and_split(shared_task):
 @needs_shared
 def test_shared_mnist_spike_times_and_labels_by_hand(shared_task, shared_raw):
     task = shared_task
-    for split, images, labels in ((task.train, shared_raw[MNIST_FILES[0]], shared_raw[MNIST_FILES[1]]),
-                                  (task.test, shared_raw[MNIST_FILES[2]], shared_raw[MNIST_FILES[3]])):
+    for split, images, labels in (
+        (task.train, shared_raw[MNIST_FILES[0]], shared_raw[MNIST_FILES[1]]),
+        (task.test, shared_raw[MNIST_FILES[2]], shared_raw[MNIST_FILES[3]]),
+    ):
         for item in (0, 1, len(split) // 2, len(split) - 1):
             inputs, label = split[item]
             image_id = int(split.image_ids[item])
@@ -185,8 +185,10 @@ def test_shared_mnist_encoding_speed(shared_raw, capsys):
     load_task("mnist", root=SHARED_MNIST)
     load_seconds = time.perf_counter() - start
     with capsys.disabled():
-        print(f"\n[mnist] encoding {len(images)} images: {encode_seconds:.3f} s; "
-              f"load_task('mnist') end to end: {load_seconds:.2f} s")
+        print(
+            f"\n[mnist] encoding {len(images)} images: {encode_seconds:.3f} s; "
+            f"load_task('mnist') end to end: {load_seconds:.2f} s"
+        )
     assert times.shape == (24_345, 784) and times.dtype == torch.uint8
     assert encode_seconds < 10
     assert load_seconds < 20
@@ -210,8 +212,7 @@ def test_shared_mnist_seeded_split_and_limits():
 
 @needs_shared
 def test_shared_mnist_t_max_and_num_steps():
-    task = load_task("mnist", root=SHARED_MNIST, limit_train=8, limit_test=8, num_steps=40,
-                     t_max=40)
+    task = load_task("mnist", root=SHARED_MNIST, limit_train=8, limit_test=8, num_steps=40, t_max=40)
     inputs, _ = task.train[0]
     assert inputs.shape == (40, 784)
     with pytest.raises(ConfigError, match="t_max=24 exceeds num_steps=20"):
@@ -264,24 +265,37 @@ def test_truncated_file_is_a_corrupt_error(tmp_path):
     assert str(raw) in str(caught.value) and "train-images-idx3-ubyte" in str(caught.value)
 
 
-@pytest.mark.parametrize("name, edit, complaint", [
-    ("train-images-idx3-ubyte", lambda data: struct.pack(">I", 9999) + data[4:],
-     "starts with the magic number 9999; expected 2051 (an IDX file of unsigned bytes in 3 dimensions)"),
-    ("t10k-labels-idx1-ubyte", lambda data: struct.pack(">I", 2051) + data[4:],
-     "starts with the magic number 2051; expected 2049 (an IDX file of unsigned bytes in 1 dimension)"),
-    ("t10k-images-idx3-ubyte", lambda data: data[:-5],  # 6 test images: 16 + 6 * 784 bytes
-     f"is {16 + 6 * 784 - 5} bytes, but its header announces 6 x 28 x 28 values ({16 + 6 * 784} bytes with the "
-     f"header): truncated"),
-    ("train-labels-idx1-ubyte", lambda data: data[:6], "is 6 bytes, shorter than its 8-byte header (truncated)"),
-])
+@pytest.mark.parametrize(
+    "name, edit, complaint",
+    [
+        (
+            "train-images-idx3-ubyte",
+            lambda data: struct.pack(">I", 9999) + data[4:],
+            "starts with the magic number 9999; expected 2051 (an IDX file of unsigned bytes in 3 dimensions)",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            lambda data: struct.pack(">I", 2051) + data[4:],
+            "starts with the magic number 2051; expected 2049 (an IDX file of unsigned bytes in 1 dimension)",
+        ),
+        (
+            "t10k-images-idx3-ubyte",
+            lambda data: data[:-5],  # 6 test images: 16 + 6 * 784 bytes
+            f"is {16 + 6 * 784 - 5} bytes, but its header announces 6 x 28 x 28 values ({16 + 6 * 784} bytes with the "
+            f"header): truncated",
+        ),
+        ("train-labels-idx1-ubyte", lambda data: data[:6], "is 6 bytes, shorter than its 8-byte header (truncated)"),
+    ],
+)
 def test_a_bad_idx_header_names_the_file_and_the_reason(tmp_path, name, edit, complaint):
     raw = tmp_path / "MNIST" / "raw"
     write_fake_mnist(raw)
     (raw / name).write_bytes(edit((raw / name).read_bytes()))
     with pytest.raises(DatasetCorruptError) as caught:
         load_task("mnist", root=tmp_path)
-    assert str(caught.value) == (f"MNIST file {raw / name} {complaint}; replace it with the original file (or "
-                                 f"delete it and use download=true).")
+    assert str(caught.value) == (
+        f"MNIST file {raw / name} {complaint}; replace it with the original file (or delete it and use download=true)."
+    )
 
 
 @pytest.mark.parametrize("download", [False, True])
@@ -291,8 +305,10 @@ def test_a_data_root_that_is_a_file_or_under_one_is_named(tmp_path, download):
     for root, where in ((blocker, "is a file, not a folder"), (blocker / "mnist", f"lies under {blocker}, a file")):
         with pytest.raises(DatasetNotFoundError) as caught:
             load_task("mnist", root=root, download=download)
-        assert str(caught.value) == (f"MNIST not found: the data root {root} {where}; set data.root (the library's "
-                                     f"root=) to the folder that holds MNIST/raw/")
+        assert str(caught.value) == (
+            f"MNIST not found: the data root {root} {where}; set data.root (the library's "
+            f"root=) to the folder that holds MNIST/raw/"
+        )
     assert sorted(tmp_path.iterdir()) == [blocker]
 
 

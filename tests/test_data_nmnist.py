@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import tonic
 import torch
+from conftest import DATA_ROOT
 from torch.utils.data import DataLoader
 
 from antlr_exp.data import DatasetCorruptError, cache_stats, load_task, reset_cache_stats
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
-
-from conftest import DATA_ROOT
 
 SHARED_NMNIST = DATA_ROOT / "nmnist"
 needs_shared = pytest.mark.skipif(
@@ -30,12 +29,15 @@ def decode_bin(path: Path) -> dict[str, np.ndarray]:
     """Decode an N-MNIST .bin with numpy alone: 5 bytes per event, x, y, polarity bit, 23-bit
     timestamp (microseconds), big-endian."""
     raw = np.fromfile(path, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
-    return {"x": raw[:, 0], "y": raw[:, 1], "p": raw[:, 2] >> 7,
-            "t": ((raw[:, 2] & 127) << 16) | (raw[:, 3] << 8) | raw[:, 4]}
+    return {
+        "x": raw[:, 0],
+        "y": raw[:, 1],
+        "p": raw[:, 2] >> 7,
+        "t": ((raw[:, 2] & 127) << 16) | (raw[:, 3] << 8) | raw[:, 4],
+    }
 
 
-def expected_frames(path: Path, num_steps: int, bin_us: int = 1000,
-                    before_us: int | None = None) -> torch.Tensor:
+def expected_frames(path: Path, num_steps: int, bin_us: int = 1000, before_us: int | None = None) -> torch.Tensor:
     events = decode_bin(path)
     assert (events["y"] != 240).all()  # no timestamp-overflow markers in these recordings
     keep = events["t"] < num_steps * bin_us
@@ -60,8 +62,15 @@ def write_recording(path: Path, events: list[tuple[int, int, int, int]]) -> Path
     return path
 
 
-SMALL_EVENTS = [(0, 0, 0, 0), (33, 33, 1, 999), (5, 7, 1, 1000), (5, 7, 1, 1500),
-                (12, 3, 0, 2999), (20, 21, 0, 120_000), (1, 2, 1, 300_000)]
+SMALL_EVENTS = [
+    (0, 0, 0, 0),
+    (33, 33, 1, 999),
+    (5, 7, 1, 1000),
+    (5, 7, 1, 1500),
+    (12, 3, 0, 2999),
+    (20, 21, 0, 120_000),
+    (1, 2, 1, 300_000),
+]
 
 
 def write_small_dataset(root: Path, per_digit_train: int = 2, per_digit_test: int = 1) -> None:
@@ -88,8 +97,7 @@ def shared_task(tmp_path_factory):
     cached = load_task("nmnist", root=SHARED_NMNIST, cache_dir=cache)
     second = time.perf_counter() - start
     assert cache_stats() == {"hits": 2, "misses": 2}
-    print(f"\n[nmnist] 1,100 recordings, T=300: first load {first:.2f} s, cached load "
-          f"{second:.3f} s")
+    print(f"\n[nmnist] 1,100 recordings, T=300: first load {first:.2f} s, cached load {second:.3f} s")
     return task, cached, first, second
 
 
@@ -189,7 +197,7 @@ def test_shared_nmnist_bin_width_window_and_first_saccade(tmp_path):
         assert frames.shape == (400, 2, 34, 34)
         assert torch.equal(frames, expected_frames(path, 400))
         last_step = int(decode_bin(path)["t"].max()) // 1000
-        assert frames[last_step].sum() > 0 and frames[last_step + 1:].sum() == 0
+        assert frames[last_step].sum() > 0 and frames[last_step + 1 :].sum() == 0
 
 
 @needs_shared
@@ -216,8 +224,7 @@ def test_shared_folder_is_never_downloaded_into(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tonic.datasets.NMNIST, "download", no_download)
     with pytest.warns(UserWarning, match="download=true is ignored"):
-        task = load_task("nmnist", root=SHARED_NMNIST, download=True, cache_dir=tmp_path,
-                         limit_train=4, limit_test=2)
+        task = load_task("nmnist", root=SHARED_NMNIST, download=True, cache_dir=tmp_path, limit_train=4, limit_test=2)
     assert len(task.train) == 4
 
 
@@ -249,15 +256,29 @@ def test_made_up_recordings_frame_exactly(tmp_path):
 #     so an event at exactly T * bin_us lies in no frame, and t = k * bin_us opens frame k.
 BOUNDARY_CASES = {
     # T = 101, bin_us = 1000: the window ends at 101,000 us, after the saccade limit
-    (101, 1000): [(1, 1, 0, 0, 0, 0), (2, 2, 0, 99_999, 99, 99), (3, 3, 0, 100_000, 100, None),
-                  (4, 4, 1, 100_001, 100, None), (5, 5, 1, 100_999, 100, None), (6, 6, 1, 101_000, None, None),
-                  (7, 7, 0, 101_001, None, None)],
+    (101, 1000): [
+        (1, 1, 0, 0, 0, 0),
+        (2, 2, 0, 99_999, 99, 99),
+        (3, 3, 0, 100_000, 100, None),
+        (4, 4, 1, 100_001, 100, None),
+        (5, 5, 1, 100_999, 100, None),
+        (6, 6, 1, 101_000, None, None),
+        (7, 7, 0, 101_001, None, None),
+    ],
     # T = 100, bin_us = 1000: the window ends at the saccade limit itself
     (100, 1000): [(2, 2, 0, 99_999, 99, 99), (3, 3, 0, 100_000, None, None), (4, 4, 1, 100_001, None, None)],
     # T = 200, bin_us = 600 (the window ends at 120,000 us): the limit falls inside frame 166 = [99,600, 100,200)
-    (200, 600): [(1, 1, 1, 599, 0, 0), (8, 8, 0, 600, 1, 1), (2, 2, 0, 99_999, 166, 166),
-                 (3, 3, 0, 100_000, 166, None), (4, 4, 1, 100_001, 166, None), (5, 5, 0, 100_200, 167, None),
-                 (6, 6, 1, 119_999, 199, None), (7, 7, 0, 120_000, None, None), (9, 9, 1, 120_001, None, None)],
+    (200, 600): [
+        (1, 1, 1, 599, 0, 0),
+        (8, 8, 0, 600, 1, 1),
+        (2, 2, 0, 99_999, 166, 166),
+        (3, 3, 0, 100_000, 166, None),
+        (4, 4, 1, 100_001, 166, None),
+        (5, 5, 0, 100_200, 167, None),
+        (6, 6, 1, 119_999, 199, None),
+        (7, 7, 0, 120_000, None, None),
+        (9, 9, 1, 120_001, None, None),
+    ],
 }
 
 
@@ -276,15 +297,23 @@ def test_events_at_the_saccade_limit_and_the_window_end(tmp_path, num_steps, bin
     raw = np.array([(x, y, t, p) for x, y, p, t, _, _ in events], dtype=tonic.datasets.NMNIST.dtype)
     if first_saccade_only:
         raw = raw[raw["t"] < 1e5]
-    by_tonic = tonic.transforms.ToFrame(sensor_size=(34, 34, 2), time_window=bin_us, start_time=0,
-                                        end_time=num_steps * bin_us)(raw)
+    by_tonic = tonic.transforms.ToFrame(
+        sensor_size=(34, 34, 2), time_window=bin_us, start_time=0, end_time=num_steps * bin_us
+    )(raw)
     assert torch.equal(torch.from_numpy(by_tonic[:num_steps] > 0).float(), expected)
     root = tmp_path / "nmnist"
     for split, per_digit in (("Train", 1), ("Test", 1)):
         for digit in range(10):
             write_recording(root / split / str(digit) / f"{digit + 1:05d}.bin", [e[:4] for e in events])
-    task = load_task("nmnist", root=root, cache_dir=tmp_path / "cache", num_steps=num_steps, bin_us=bin_us,
-                     first_saccade_only=first_saccade_only, limit_test=2)
+    task = load_task(
+        "nmnist",
+        root=root,
+        cache_dir=tmp_path / "cache",
+        num_steps=num_steps,
+        bin_us=bin_us,
+        first_saccade_only=first_saccade_only,
+        limit_test=2,
+    )
     for item in range(len(task.test)):
         assert torch.equal(task.test[item][0], expected)
 
@@ -318,12 +347,15 @@ def test_missing_test_split_is_named(tmp_path):
     assert "for Test recordings" in str(caught.value)
 
 
-@pytest.mark.parametrize("content, complaint", [
-    (encode_events(SMALL_EVENTS[:3]) + b"\x01\x02", "17 bytes, expected a non-zero multiple of 5"),
-    (b"", "0 bytes"),
-    (encode_events([(3, 4, 0, 10), (40, 4, 1, 20)]), "event 1 has x=40, y=4"),
-    (encode_events([(3, 34, 0, 10)]), "event 0 has x=3, y=34"),
-])
+@pytest.mark.parametrize(
+    "content, complaint",
+    [
+        (encode_events(SMALL_EVENTS[:3]) + b"\x01\x02", "17 bytes, expected a non-zero multiple of 5"),
+        (b"", "0 bytes"),
+        (encode_events([(3, 4, 0, 10), (40, 4, 1, 20)]), "event 1 has x=40, y=4"),
+        (encode_events([(3, 34, 0, 10)]), "event 0 has x=3, y=34"),
+    ],
+)
 def test_corrupt_recording_is_named(tmp_path, content, complaint):
     write_small_dataset(tmp_path / "nmnist")
     bad = tmp_path / "nmnist" / "Test" / "3" / "00301.bin"
@@ -334,10 +366,14 @@ def test_corrupt_recording_is_named(tmp_path, content, complaint):
     assert isinstance(caught.value, DatasetNotFoundError)
 
 
-@pytest.mark.parametrize("link, complaint", [
-    (lambda bad: bad.symlink_to(bad.parent / "gone.bin"), "No such file or directory"),  # a broken link
-    (lambda bad: bad.symlink_to(bad), "Too many levels of symbolic links"),  # a loop of links
-], ids=["broken", "loop"])
+@pytest.mark.parametrize(
+    "link, complaint",
+    [
+        (lambda bad: bad.symlink_to(bad.parent / "gone.bin"), "No such file or directory"),  # a broken link
+        (lambda bad: bad.symlink_to(bad), "Too many levels of symbolic links"),  # a loop of links
+    ],
+    ids=["broken", "loop"],
+)
 def test_broken_or_looping_link_is_named(tmp_path, link, complaint):
     write_small_dataset(tmp_path / "nmnist")
     bad = tmp_path / "nmnist" / "Train" / "4" / "00401.bin"
@@ -356,8 +392,10 @@ def test_a_data_root_that_is_a_file_or_under_one_is_named(tmp_path, download):
     for root, where in ((blocker, "is a file, not a folder"), (blocker / "nmnist", f"lies under {blocker}, a file")):
         with pytest.raises(DatasetNotFoundError) as caught:
             load_task("nmnist", root=root, download=download, cache_dir=tmp_path / "cache")
-        assert str(caught.value) == (f"N-MNIST not found: the data root {root} {where}; set data.root (the "
-                                     f"library's root=) to the folder that holds Train/ and Test/ (or NMNIST/)")
+        assert str(caught.value) == (
+            f"N-MNIST not found: the data root {root} {where}; set data.root (the "
+            f"library's root=) to the folder that holds Train/ and Test/ (or NMNIST/)"
+        )
     assert sorted(tmp_path.iterdir()) == [blocker]
 
 
@@ -388,11 +426,15 @@ def test_unwritable_cache_warns_and_still_loads(tmp_path):
 
 def test_limits_and_bad_options(tmp_path):
     write_small_dataset(tmp_path / "nmnist")
-    task = load_task("nmnist", root=tmp_path / "nmnist", cache_dir=tmp_path / "cache",
-                     num_steps=4, limit_train=5, limit_test=2)
+    task = load_task(
+        "nmnist", root=tmp_path / "nmnist", cache_dir=tmp_path / "cache", num_steps=4, limit_train=5, limit_test=2
+    )
     assert (len(task.train), len(task.val), len(task.test)) == (5, 2, 2)
-    for options, name in (({"bin_us": 0}, "bin_us=0"), ({"limit_train": 0}, "limit_train=0"),
-                          ({"first_saccade_only": "yes"}, "first_saccade_only='yes'")):
+    for options, name in (
+        ({"bin_us": 0}, "bin_us=0"),
+        ({"limit_train": 0}, "limit_train=0"),
+        ({"first_saccade_only": "yes"}, "first_saccade_only='yes'"),
+    ):
         with pytest.raises(ConfigError, match=name):
             load_task("nmnist", root=tmp_path / "nmnist", cache_dir=tmp_path / "cache", **options)
 
@@ -435,8 +477,7 @@ def test_full_tonic_layout_is_listed_by_tonic(tmp_path, monkeypatch):
     make_tonic_layout(tmp_path / "NMNIST", "Test", "test.zip")
     SpyNMNIST.instances = 0
     monkeypatch.setattr(tonic.datasets, "NMNIST", SpyNMNIST)
-    task = load_task("nmnist", root=tmp_path, cache_dir=tmp_path / "cache", num_steps=4,
-                     limit_train=20, limit_test=10)
+    task = load_task("nmnist", root=tmp_path, cache_dir=tmp_path / "cache", num_steps=4, limit_train=20, limit_test=10)
     assert SpyNMNIST.instances == 2
     assert (len(task.train), len(task.val), len(task.test)) == (20, 10, 10)
     for split, folder in ((task.train, "Train"), (task.test, "Test")):
@@ -463,14 +504,13 @@ def test_failed_download_leaves_no_partial_files(tmp_path, monkeypatch):
 
 def test_download_moves_complete_split_into_place(tmp_path, monkeypatch):
     def fake_download(self):
-        make_tonic_layout(Path(self.location_on_system), self.folder_name, self.filename,
-                          per_digit=1000)
+        make_tonic_layout(Path(self.location_on_system), self.folder_name, self.filename, per_digit=1000)
 
     monkeypatch.setattr(tonic.datasets.NMNIST, "download", fake_download)
     root = tmp_path / "data"
-    task = load_task("nmnist", root=root, download=True, cache_dir=tmp_path / "cache",
-                     num_steps=4, limit_train=5, limit_test=5)
+    task = load_task(
+        "nmnist", root=root, download=True, cache_dir=tmp_path / "cache", num_steps=4, limit_train=5, limit_test=5
+    )
     assert (len(task.train), len(task.val), len(task.test)) == (5, 5, 5)
-    assert sorted(p.name for p in (root / "NMNIST").iterdir()) == [
-        "Test", "Train", "test.zip", "train.zip"]
+    assert sorted(p.name for p in (root / "NMNIST").iterdir()) == ["Test", "Train", "test.zip", "train.zip"]
     assert sorted(p.name for p in root.iterdir()) == ["NMNIST"]

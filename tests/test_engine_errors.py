@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from antlr_exp.errors import ConfigError, InputError
 from antlr_exp.engine.losses import count_loss, count_targets, latency_loss, no_spike_count_term, spike_train_loss
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
 from antlr_exp.engine.spikes import decide
+from antlr_exp.errors import ConfigError, InputError
 
 
 @pytest.mark.parametrize(
@@ -102,12 +102,17 @@ def test_an_empty_batch_is_refused(grad, shape):
 
 def test_labels_out_of_range_or_not_integers_are_refused_by_every_loss():
     s = torch.zeros(3, 5, 2)
-    for labels, pattern in ((torch.tensor([0, 1, 2]), r"labels must lie in 0\.\.1; got min 0, max 2"),
-                            (torch.tensor([0, -1, 1]), r"labels must lie in 0\.\.1; got min -1, max 1"),
-                            (torch.tensor([0.0, 1.0, 1.0]), r"labels has dtype torch\.float32: expected integer"),
-                            ([0, 1, 1], r"labels of type list")):
-        for loss in (lambda: latency_loss(s, s, labels), lambda: no_spike_count_term(s, labels),
-                     lambda: count_targets(labels, 2, 1.0, 0.0)):
+    for labels, pattern in (
+        (torch.tensor([0, 1, 2]), r"labels must lie in 0\.\.1; got min 0, max 2"),
+        (torch.tensor([0, -1, 1]), r"labels must lie in 0\.\.1; got min -1, max 1"),
+        (torch.tensor([0.0, 1.0, 1.0]), r"labels has dtype torch\.float32: expected integer"),
+        ([0, 1, 1], r"labels of type list"),
+    ):
+        for loss in (
+            lambda: latency_loss(s, s, labels),
+            lambda: no_spike_count_term(s, labels),
+            lambda: count_targets(labels, 2, 1.0, 0.0),
+        ):
             with pytest.raises(InputError, match=pattern):
                 loss()
 

@@ -15,6 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import ANTLR_TRAIN, _fake_digits, _write_idx, cli_env, compose_config, run_cli, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp import preflight, stopping
@@ -24,7 +25,6 @@ from antlr_exp.data import load_task
 from antlr_exp.errors import CheckpointWriteError, ConfigError, NonFiniteError, StopSignal
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
-from conftest import ANTLR_TRAIN, _fake_digits, _write_idx, cli_env, compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
 
@@ -81,13 +81,16 @@ def test_a_refused_run_leaves_no_folder(tmp_path):
 # 2. Non-finite numbers
 
 
-@pytest.mark.parametrize("override, key", [
-    ("optimizer.lr=inf", "optimizer.lr=inf"),
-    ("method.lambda_act=nan", "method.lambda_act=nan"),
-    ("method.lambda_tim=-inf", "method.lambda_tim=-inf"),
-    ("neuron.theta=inf", "neuron.theta=inf"),
-    ("optimizer.grad_clip_value=inf", "optimizer.grad_clip_value=inf"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("optimizer.lr=inf", "optimizer.lr=inf"),
+        ("method.lambda_act=nan", "method.lambda_act=nan"),
+        ("method.lambda_tim=-inf", "method.lambda_tim=-inf"),
+        ("neuron.theta=inf", "neuron.theta=inf"),
+        ("optimizer.grad_clip_value=inf", "optimizer.grad_clip_value=inf"),
+    ],
+)
 def test_non_finite_config_numbers_are_refused(override, key):
     with pytest.raises(ConfigError, match="finite") as error:
         validate(compose_config(override))
@@ -116,6 +119,7 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(fault, tmp
                 if steps["n"] == 3:
                     value = value * float("nan")
             return value
+
         monkeypatch.setattr(train_module.Objective, "trial_losses", loss)
     else:
         original = torch.optim.Adam.step
@@ -127,6 +131,7 @@ def test_non_finite_training_stops_and_keeps_the_last_good_checkpoint(fault, tmp
                 with torch.no_grad():
                     self.param_groups[0]["params"][0][0, 0] = float("nan")
             return result
+
         monkeypatch.setattr(torch.optim.Adam, "step", step)
     with pytest.raises(NonFiniteError) as error:
         run(cfg, tmp_path)
@@ -152,9 +157,17 @@ def test_default_folders_of_the_same_second_are_distinct(tmp_path):
 def test_a_second_process_on_a_locked_run_folder_stops_with_one_line(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from antlr_exp.preflight import "
-         "lock_run_folder; lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)",
-         str(folder)], stdout=subprocess.PIPE, text=True, env=cli_env())
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from antlr_exp.preflight import "
+            "lock_run_folder; lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=cli_env(),
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         result = run_cli([*TINY, f"hydra.run.dir={folder}"], cwd=tmp_path)
@@ -179,13 +192,15 @@ def test_a_bad_value_in_a_later_sweep_job_stops_the_sweep_before_any_job(tmp_pat
 def _without_time(summary):
     """A summary less what differs between two runs of the same training by nature: the times,
     the folder and the command's overrides (provenance)."""
-    return {k: v for k, v in summary.items()
-            if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")}
+    return {
+        k: v for k, v in summary.items() if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")
+    }
 
 
 @pytest.mark.parametrize("trials", [1, 2])
-def test_resuming_a_finished_run_keeps_its_summaries_and_a_larger_budget_trains_on(trials, data_roots, tmp_path,
-                                                                                   monkeypatch):
+def test_resuming_a_finished_run_keeps_its_summaries_and_a_larger_budget_trains_on(
+    trials, data_roots, tmp_path, monkeypatch
+):
     folder = tmp_path / "run"
     overrides = [*tiny_overrides("mnist", data_roots, steps=2), f"trials={trials}"]
     first = run(compose_config(*overrides), folder)
@@ -224,11 +239,14 @@ def test_resume_true_on_a_sweep_resumes_started_jobs_and_starts_the_others(tmp_p
 # 5. One-line errors
 
 
-@pytest.mark.parametrize("arguments, words", [
-    (["optimizer.betas=[0.9]"], ["optimizer.betas=[0.9]", "two numbers in [0, 1)"]),
-    (["seed=18446744073709551616"], ["seed=18446744073709551616", "[0, 2**64 - 1]"]),
-    (["logger=wandb", "logger.mode=online"], ["logger.mode=online", "credentials", "offline"]),
-])
+@pytest.mark.parametrize(
+    "arguments, words",
+    [
+        (["optimizer.betas=[0.9]"], ["optimizer.betas=[0.9]", "two numbers in [0, 1)"]),
+        (["seed=18446744073709551616"], ["seed=18446744073709551616", "[0, 2**64 - 1]"]),
+        (["logger=wandb", "logger.mode=online"], ["logger.mode=online", "credentials", "offline"]),
+    ],
+)
 def test_config_values_torch_or_wandb_would_choke_on_are_one_line_errors(arguments, words, monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
@@ -285,6 +303,7 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_pa
         with open(target, "wb") as stream:
             stream.write(bytes(data)[: len(data) // 2])
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
     monkeypatch.setattr(ckpt, "_write_file", disk_full)
     with pytest.raises(CheckpointWriteError, match="the disk is full; the previous last.pt is intact"):
         ckpt.save_atomic({"step": 2, "w": torch.zeros(1000)}, path)
@@ -295,8 +314,13 @@ def test_a_full_disk_leaves_the_previous_checkpoint_and_no_temporary_file(tmp_pa
 def test_a_real_full_tmpfs(tmp_path):
     mount = tmp_path / "small"
     mount.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
-                                           capture_output=True).returncode != 0:
+    if (
+        os.geteuid() != 0
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+        != 0
+    ):
         pytest.skip("mounting a small tmpfs needs root and a mount-capable sandbox")
     try:
         path = mount / "last.pt"
@@ -327,6 +351,7 @@ def test_a_stop_signal_saves_the_step_and_resuming_gives_the_uninterrupted_resul
         original(self, inputs, targets)
         if self.state.step == 2:  # the step under way is the third
             os.kill(os.getpid(), signal.SIGUSR2)
+
     stopped = tmp_path / "stopped"
     with monkeypatch.context() as patch:
         patch.setattr(train_module.Trainer, "_train_step", step)
@@ -336,8 +361,9 @@ def test_a_stop_signal_saves_the_step_and_resuming_gives_the_uninterrupted_resul
     assert ckpt.load(stopped / "checkpoints" / "last.pt")["state"]["step"] == 3
     resumed = run(compose_config(*overrides, "resume=true"), stopped)
     assert _without_time(resumed) == _without_time(full)
-    assert [r.split(",")[:-1] for r in (stopped / "metrics.csv").read_text().splitlines()] == \
-        [r.split(",")[:-1] for r in (tmp_path / "full" / "metrics.csv").read_text().splitlines()]
+    assert [r.split(",")[:-1] for r in (stopped / "metrics.csv").read_text().splitlines()] == [
+        r.split(",")[:-1] for r in (tmp_path / "full" / "metrics.csv").read_text().splitlines()
+    ]
 
 
 def test_the_stop_is_handed_to_the_handler_that_was_there_before():
@@ -361,8 +387,14 @@ LONG = 200_000
 def test_sigterm_on_the_cli_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_path):
     folder = tmp_path / "run"
     overrides = [*tiny_overrides("matching", {}, steps=LONG), f"trainer.val_every_n_steps={LONG}"]
-    process = subprocess.Popen([str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={folder}"], cwd=tmp_path,
-                               env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(ANTLR_TRAIN), *overrides, f"hydra.run.dir={folder}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (folder / "metrics.csv").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)  # metrics.csv appears once training begins
@@ -378,9 +410,14 @@ def test_sigterm_on_the_cli_saves_a_checkpoint_and_exits_with_a_resume_hint(tmp_
 def test_sigterm_in_a_sweep_job_hints_at_the_sweep_command(tmp_path):
     sweep = tmp_path / "sweep"
     overrides = [*tiny_overrides("matching", {}, steps=LONG), f"trainer.val_every_n_steps={LONG}"]
-    process = subprocess.Popen([str(ANTLR_TRAIN), "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
-                               cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [str(ANTLR_TRAIN), "-m", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (sweep / "0" / "metrics.csv").exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -401,8 +438,9 @@ def test_a_rewritten_recording_of_the_same_size_is_not_served_from_the_cache(dat
     from test_data_nmnist import expected_frames
 
     cache = tmp_path / "cache"
-    original = load_task("nmnist", root=data_roots["nmnist"], cache_dir=cache, limit_train=12, limit_test=4,
-                         num_steps=60)
+    original = load_task(
+        "nmnist", root=data_roots["nmnist"], cache_dir=cache, limit_train=12, limit_test=4, num_steps=60
+    )
     copy = tmp_path / "copy"
     shutil.copytree(data_roots["nmnist"], copy)  # copy2: same sizes and modification times
     same = load_task("nmnist", root=copy, cache_dir=cache, limit_train=12, limit_test=4, num_steps=60)

@@ -9,19 +9,19 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 
 from antlr_exp.engine.losses import spike_train_loss
 from antlr_exp.training.build import build_network, load_data
 from antlr_exp.training.run import run
 from antlr_exp.training.state import GRADIENTS_FILE
-from conftest import compose_config, tiny_overrides
 
 pytest.importorskip("scipy")
 from antlr_exp.figures import fig5_landscape as fig5  # noqa: E402
 
 
 def surface(x, y):
-    return x ** 2 - 2 * x * y + np.sin(y)
+    return x**2 - 2 * x * y + np.sin(y)
 
 
 def integrate_known_surface(n: int) -> float:
@@ -40,7 +40,7 @@ def test_integrator_recovers_a_known_surface_to_second_order():
     coarse, fine = integrate_known_surface(21), integrate_known_surface(41)
     # the field of the quadratic part is linear, which the trapezoid rule integrates exactly; the
     # sin(y) part's error is at most h^2 / 12 * max|d^2 cos / dy^2| * (path length 3) with h = 0.15
-    assert coarse < 0.15 ** 2 / 12 * 3  # ~0.0056, while the surface spans about 8
+    assert coarse < 0.15**2 / 12 * 3  # ~0.0056, while the surface spans about 8
     assert fine < coarse / 3  # O(h^2): halving h divides the error by about 4
 
 
@@ -51,8 +51,11 @@ def test_integrator_of_a_gradient_free_field_is_flat():
 
 
 def test_recorded_gradients_are_the_unclipped_gradients(tmp_path):
-    overrides = [*tiny_overrides("matching", {}, steps=3), "trainer.record_gradients=true",
-                 "optimizer.grad_clip_value=1e-6"]
+    overrides = [
+        *tiny_overrides("matching", {}, steps=3),
+        "trainer.record_gradients=true",
+        "optimizer.grad_clip_value=1e-6",
+    ]
     cfg = compose_config(*overrides)
     run(cfg, tmp_path)
     recorded = torch.load(tmp_path / GRADIENTS_FILE, weights_only=True)
@@ -76,8 +79,13 @@ def test_gradients_are_not_recorded_by_default(tmp_path):
 
 def test_driver_writes_figure_and_table_at_tiny_scale(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "antlr_exp.figures.cli", "fig5", "--scale", "tiny", "--out", str(tmp_path)],
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "antlr_exp.figures.cli", "fig5", "--scale", "tiny", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     png = tmp_path / "fig5_landscape.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

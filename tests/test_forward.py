@@ -2,13 +2,13 @@
 
 import pytest
 import torch
+from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
+from neuron_cases import AUTO_SCALES, EXPLICIT_SCALES
 
 from antlr_exp.engine.backends import select
 from antlr_exp.engine.network import SpikingNetwork
-from antlr_exp.engine.spikes import decide, first_spike_times, spike_counts
 from antlr_exp.engine.neuron import NeuronParams, eps_kernel, eps_time_derivative
-from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
-from neuron_cases import AUTO_SCALES, EXPLICIT_SCALES
+from antlr_exp.engine.spikes import decide, first_spike_times, spike_counts
 
 
 def srm_potential(spikes_in, weight, bias, params):
@@ -35,9 +35,17 @@ def srm_potential(spikes_in, weight, bias, params):
 
 
 @pytest.mark.parametrize("single_spike", [False, True])
-@pytest.mark.parametrize("neuron", [dict(alpha_I=0.99, alpha_V=0.99), dict(alpha_I=0.9, alpha_V=0.8),
-                                    dict(alpha_I=0.0, alpha_V=0.95), AUTO_SCALES, EXPLICIT_SCALES],
-                         ids=["paper", "alphas_0.9_0.8", "alphas_0_0.95", "auto_scales", "explicit_scales"])
+@pytest.mark.parametrize(
+    "neuron",
+    [
+        dict(alpha_I=0.99, alpha_V=0.99),
+        dict(alpha_I=0.9, alpha_V=0.8),
+        dict(alpha_I=0.0, alpha_V=0.95),
+        AUTO_SCALES,
+        EXPLICIT_SCALES,
+    ],
+    ids=["paper", "alphas_0.9_0.8", "alphas_0_0.95", "auto_scales", "explicit_scales"],
+)
 def test_rnn_recurrence_equals_srm_sum(single_spike, neuron):
     steps, n_in, n = 50, 7, 5
     params = NeuronParams(**neuron, single_spike=single_spike).resolve(steps)
@@ -113,8 +121,14 @@ def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, sing
 
     steps = 100
     torch.manual_seed(3)
-    net = SpikingNetwork([20, 30, 4], steps, NeuronParams(single_spike=single_spike), rule=rule,
-                         lambda_act=lambdas[0], lambda_tim=lambdas[1]).double()
+    net = SpikingNetwork(
+        [20, 30, 4],
+        steps,
+        NeuronParams(single_spike=single_spike),
+        rule=rule,
+        lambda_act=lambdas[0],
+        lambda_tim=lambdas[1],
+    ).double()
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(8.0).add_(0.5)
@@ -130,7 +144,7 @@ def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, sing
         grads.append([p.grad.clone() for p in net.parameters()])
         if early:
             assert out.num_steps < steps, "every output fires early here, so the simulation must stop"
-            hidden_after = float(full.spikes[0][:, out.num_steps:].detach().sum())
+            hidden_after = float(full.spikes[0][:, out.num_steps :].detach().sum())
             assert hidden_after > 0, "hidden spikes after the stop: the truncation drops something"
         else:
             full = out

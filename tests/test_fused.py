@@ -11,22 +11,33 @@ import itertools
 
 import pytest
 import torch
+from kernel_paths import require_cpp_kernels
+from neuron_cases import NEURONS, OTHER_NEURONS
 
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
-
-from kernel_paths import require_cpp_kernels
-from neuron_cases import NEURONS, OTHER_NEURONS
 
 SIZES = [30, 40, 20, 5]
 STEPS = 50
 
 
-def _gradients(rule, single, trials, density, hidden_loss, fused, early_stop=False, scale=8.0, sizes=SIZES,
-               dtype=torch.float64, neuron="paper"):
+def _gradients(
+    rule,
+    single,
+    trials,
+    density,
+    hidden_loss,
+    fused,
+    early_stop=False,
+    scale=8.0,
+    sizes=SIZES,
+    dtype=torch.float64,
+    neuron="paper",
+):
     torch.manual_seed(1)
-    net = SpikingNetwork(sizes, STEPS, NeuronParams(single_spike=single, **NEURONS[neuron]), rule=rule,
-                         trials=trials).to(dtype)
+    net = SpikingNetwork(
+        sizes, STEPS, NeuronParams(single_spike=single, **NEURONS[neuron]), rule=rule, trials=trials
+    ).to(dtype)
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(scale)  # every layer fires
@@ -60,8 +71,9 @@ CASES += list(itertools.product(["activation", "timing", "antlr"], [False, True]
 def test_fused_backward_equals_the_per_layer_nodes(rule, single, trials, density, neuron, hidden_loss):
     require_cpp_kernels()
     used, fused, spikes, _ = _gradients(rule, single, trials, density, hidden_loss, fused=True, neuron=neuron)
-    unused, layered, spikes_layered, _ = _gradients(rule, single, trials, density, hidden_loss, fused=False,
-                                                    neuron=neuron)
+    unused, layered, spikes_layered, _ = _gradients(
+        rule, single, trials, density, hidden_loss, fused=False, neuron=neuron
+    )
     assert used and not unused
     assert spikes == spikes_layered and all(n > 0 for n in spikes)  # every layer fired
     nonzero = 0
@@ -80,8 +92,9 @@ def test_fused_backward_in_float32(rule, trials):
     require_cpp_kernels()
     sizes = [30, 52, 20, 6, 5]
     used, fused, spikes, _ = _gradients(rule, False, trials, 0.3, True, fused=True, sizes=sizes, dtype=torch.float32)
-    _, layered, spikes_layered, _ = _gradients(rule, False, trials, 0.3, True, fused=False, sizes=sizes,
-                                               dtype=torch.float32)
+    _, layered, spikes_layered, _ = _gradients(
+        rule, False, trials, 0.3, True, fused=False, sizes=sizes, dtype=torch.float32
+    )
     assert used and spikes == spikes_layered and all(n > 0 for n in spikes)
     for a, b in zip(fused, layered):
         assert a.dtype == torch.float32 and float(b.abs().max()) > 0
@@ -203,10 +216,12 @@ def test_the_kernels_flush_subnormal_numbers_to_zero(monkeypatch):
     rule = RuleConfig("activation")
     tiny = torch.finfo(torch.float32).tiny
     assert select("cpu", "cpp").name == "cpp"
-    g_cpp, _, _ = select("cpu", "cpp").adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
-                          rule, False)
-    g_py, _, _ = select("cpu", "python").adjoint(grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params,
-                         rule, False)
+    g_cpp, _, _ = select("cpu", "cpp").adjoint(
+        grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params, rule, False
+    )
+    g_py, _, _ = select("cpu", "python").adjoint(
+        grad_s.view(4, 1, 2), None, potential.view(4, 1, 2), spikes.view(4, 1, 2), None, params, rule, False
+    )
     far, near = g_cpp[..., 0], g_cpp[..., 1]
     assert bool(((g_py[..., 0] != 0) & (g_py[..., 0].abs() < tiny)).all())  # the PyTorch path: subnormal
     assert bool((far == 0).all())  # the kernel: flushed

@@ -4,14 +4,14 @@ step before, the clamp at vstar_min). Float64, on both kernel paths."""
 
 import pytest
 import torch
-
-from antlr_exp.engine.losses import spike_train_loss
-from antlr_exp.engine.network import SpikingNetwork
-from antlr_exp.engine.neuron import NeuronParams
 from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 from neuron_cases import NEURONS
 from test_gradients import finite_difference, library_timing_grads, relative_error_and_cosine, timing_setup
 from timing_oracle import direct_antlr_gradients, direct_timing_gradients, simulate_layer, single_neuron_times
+
+from antlr_exp.engine.losses import spike_train_loss
+from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.neuron import NeuronParams
 
 
 def network_with(sizes, steps, weights, biases, rule, params=None, **kw):
@@ -43,7 +43,8 @@ def test_antlr_with_lambdas_equals_weighted_sum_of_the_parts_by_loops(lambda_act
     t_out = out.output_times.detach().clone().requires_grad_()
     spike_train_loss(s_out, t_out, target).backward()
     direct_w, direct_b, direct_s = direct_antlr_gradients(
-        x, weights, biases, params, s_out.grad[0], t_out.grad[0], lambda_act, lambda_tim)
+        x, weights, biases, params, s_out.grad[0], t_out.grad[0], lambda_act, lambda_tim
+    )
     for ours, theirs in zip(out.spikes, direct_s):
         assert torch.equal(ours[0].detach(), theirs)
         assert theirs.sum() >= 2, "every layer must spike for the timing part to mean something"
@@ -77,8 +78,10 @@ def vstar_case():
 def vstars(x, w, b, params):
     """{(neuron, step): V*} from a loop simulation, V* = V[t] - (1 - S[t-1]) V[t-1], unclamped."""
     V, S = simulate_layer(lambda t: w @ x[t], w.shape[0], x.shape[0], params, b)
-    return {(j, t): float(V[t, j] - (V[t - 1, j] * (1 - S[t - 1, j]) if t > 0 else 0.0))
-            for t, j in torch.nonzero(S).tolist()}
+    return {
+        (j, t): float(V[t, j] - (V[t - 1, j] * (1 - S[t - 1, j]) if t > 0 else 0.0))
+        for t, j in torch.nonzero(S).tolist()
+    }
 
 
 def test_vstar_case_hits_both_branches():

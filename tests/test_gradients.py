@@ -2,21 +2,22 @@
 
 import pytest
 import torch
+from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
+from neuron_cases import NEURONS
+from timing_oracle import direct_timing_gradients, interpolated_network_times, single_neuron_times
 
 import antlr_exp.engine.synapses as synapses
 from antlr_exp.engine.losses import count_loss, spike_train_loss
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
 from antlr_exp.engine.reference import reference_forward
-from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
-from neuron_cases import NEURONS
-from timing_oracle import direct_timing_gradients, interpolated_network_times, single_neuron_times
 
 
 def make_net(sizes, steps, rule, single_spike=False, seed=0, scale=6.0, neuron=None, **kw):
     torch.manual_seed(seed)
-    net = SpikingNetwork(sizes, steps, NeuronParams(single_spike=single_spike, **(neuron or {})), rule=rule,
-                         **kw).double()
+    net = SpikingNetwork(
+        sizes, steps, NeuronParams(single_spike=single_spike, **(neuron or {})), rule=rule, **kw
+    ).double()
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(scale).add_(0.4)
@@ -45,8 +46,8 @@ def reference_grads(net, x, loss_fn, reset_paths):
 
 
 LOSSES = {
-    "spike_train": lambda target: (lambda s, t=None: spike_train_loss(s, t, target)),
-    "count": lambda target: (lambda s, t=None: count_loss(s, target.sum(dim=1))),
+    "spike_train": lambda target: lambda s, t=None: spike_train_loss(s, t, target),
+    "count": lambda target: lambda s, t=None: count_loss(s, target.sum(dim=1)),
 }
 
 

@@ -12,13 +12,13 @@ import signal
 
 import pytest
 import torch
+from conftest import compose_config, run_cli, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp import preflight, stopping
 from antlr_exp.errors import ConfigError, NonFiniteError
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
-from conftest import compose_config, run_cli, tiny_overrides
 
 TINY = tiny_overrides("matching", {})
 
@@ -68,8 +68,9 @@ def test_evaluate_into_another_runs_folder_is_refused(kept, finished, tmp_path):
     if kept == "checkpoints":
         shutil.copytree(finished / "checkpoints", other / "checkpoints")
     else:
-        (other / kept).write_text((finished / "summary.json").read_text() if kept != "metrics.csv"
-                                  else (finished / "metrics.csv").read_text())
+        (other / kept).write_text(
+            (finished / "summary.json").read_text() if kept != "metrics.csv" else (finished / "metrics.csv").read_text()
+        )
     with pytest.raises(ConfigError, match="already holds a run") as error:
         preflight.check_command([f"evaluate={finished}", f"hydra.run.dir={other}"])
     assert kept in str(error.value)
@@ -96,8 +97,7 @@ def test_a_new_run_may_use_a_folder_whose_run_stopped_before_any_result(tmp_path
     preflight.check_command([*TINY, f"hydra.run.dir={folder}"])
 
 
-def test_a_new_run_refuses_a_stacked_runs_folder_and_the_current_folder_with_a_summary(finished, tmp_path,
-                                                                                       monkeypatch):
+def test_a_new_run_refuses_a_stacked_runs_folder_and_the_current_folder_with_a_summary(finished, tmp_path, monkeypatch):
     stacked = tmp_path / "K3"
     stacked.mkdir()
     (stacked / "trials.json").write_text("{}")
@@ -139,8 +139,12 @@ def test_a_sweep_refuses_job_folders_with_a_finished_jobs_results(finished, tmp_
 def test_weights_that_become_non_finite_are_named_at_their_step_with_a_hint_that_fits(clip, tmp_path):
     """lr=1e300: Adam's first step makes the weights inf (its step is about lr whatever the
     gradient), while the loss, made of spike times, stays finite."""
-    cfg = compose_config(*tiny_overrides("matching", {}, steps=20), "trainer.val_every_n_steps=10",
-                         "optimizer.lr=1e300", f"optimizer.grad_clip_value={clip}")
+    cfg = compose_config(
+        *tiny_overrides("matching", {}, steps=20),
+        "trainer.val_every_n_steps=10",
+        "optimizer.lr=1e300",
+        f"optimizer.grad_clip_value={clip}",
+    )
     with pytest.raises(NonFiniteError) as error:
         run(cfg, tmp_path)
     message = str(error.value)
@@ -160,12 +164,14 @@ def _signal_after(monkeypatch, at_step, signum=signal.SIGTERM):
         if self.state.step + 1 == at_step:
             os.kill(os.getpid(), signum)
         original(self, inputs, targets)
+
     monkeypatch.setattr(Trainer, "_train_step", step)
 
 
 def test_a_stop_signal_never_saves_non_finite_weights(tmp_path, monkeypatch):
-    cfg = compose_config(*tiny_overrides("matching", {}, steps=100), "trainer.val_every_n_steps=100",
-                         "optimizer.lr=1e300")
+    cfg = compose_config(
+        *tiny_overrides("matching", {}, steps=100), "trainer.val_every_n_steps=100", "optimizer.lr=1e300"
+    )
     _signal_after(monkeypatch, 2)
     with pytest.raises(NonFiniteError, match="at step 1;"), stopping.catch_stop_signals():
         run(cfg, tmp_path)
@@ -183,10 +189,13 @@ def test_a_stop_signal_never_saves_non_finite_adam_moments(tmp_path, monkeypatch
         first = self.param_groups[0]["params"][0]
         self.state[first]["exp_avg_sq"][0, 0] = float("inf")
         return result
+
     monkeypatch.setattr(torch.optim.Adam, "step", step)
     _signal_after(monkeypatch, 2)
-    with pytest.raises(NonFiniteError, match="exp_avg_sq of the weight layers.0.weight became inf"), \
-            stopping.catch_stop_signals():
+    with (
+        pytest.raises(NonFiniteError, match="exp_avg_sq of the weight layers.0.weight became inf"),
+        stopping.catch_stop_signals(),
+    ):
         run(cfg, tmp_path)
     assert not (tmp_path / "checkpoints" / "last.pt").exists()
 
@@ -208,6 +217,7 @@ def test_a_resume_names_its_checkpoint_and_refuses_non_finite_weights(tmp_path, 
             with torch.no_grad():
                 self.param_groups[0]["params"][0][0, 0] = float("nan")
         return result
+
     with monkeypatch.context() as patch:
         patch.setattr(torch.optim.Adam, "step", step)
         with pytest.raises(NonFiniteError) as error:
@@ -218,8 +228,10 @@ def test_a_resume_names_its_checkpoint_and_refuses_non_finite_weights(tmp_path, 
     payload = ckpt.load(last)
     payload["model"]["layers.0.weight"][0, 0] = float("nan")
     ckpt.save_atomic(payload, last)
-    for attempt in (lambda: run(compose_config(*overrides, "resume=true"), tmp_path),
-                    lambda: preflight.check_command([*overrides, "resume=true", f"hydra.run.dir={tmp_path}"])):
+    for attempt in (
+        lambda: run(compose_config(*overrides, "resume=true"), tmp_path),
+        lambda: preflight.check_command([*overrides, "resume=true", f"hydra.run.dir={tmp_path}"]),
+    ):
         with pytest.raises(ConfigError, match="non-finite weights"):
             attempt()
 
@@ -289,8 +301,7 @@ def test_a_resume_rebuilds_a_deleted_trial_folder_with_its_best_checkpoint(tmp_p
 # A resume with a budget below the step reached
 
 
-def test_a_resume_below_the_step_reached_says_the_budget_was_spent_and_trains_no_further(tmp_path, monkeypatch,
-                                                                                         caplog):
+def test_a_resume_below_the_step_reached_says_the_budget_was_spent_and_trains_no_further(tmp_path, monkeypatch, caplog):
     overrides = [*tiny_overrides("matching", {}, steps=6), "trainer.val_every_n_steps=4"]
     with monkeypatch.context() as patch, pytest.raises(Exception), stopping.catch_stop_signals():
         _signal_after(patch, 5, signal.SIGUSR2)  # last.pt at step 5; one evaluation point, step 4
@@ -300,6 +311,7 @@ def test_a_resume_below_the_step_reached_says_the_budget_was_spent_and_trains_no
 
     def no_training(self):
         raise AssertionError("trained or evaluated beyond a spent budget")
+
     caplog.set_level(logging.INFO)
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "fit", no_training)

@@ -8,9 +8,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+import kernel_paths
 import pytest
 
-import kernel_paths
 from antlr_exp.engine.backends import cpp
 
 TESTS = Path(__file__).resolve().parent
@@ -24,8 +24,15 @@ def failed_build(monkeypatch):
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "auto")
 
 
-@pytest.mark.parametrize("ci, outcome", [("true", pytest.fail.Exception), ("1", pytest.fail.Exception),
-                                         ("", pytest.skip.Exception), ("false", pytest.skip.Exception)])
+@pytest.mark.parametrize(
+    "ci, outcome",
+    [
+        ("true", pytest.fail.Exception),
+        ("1", pytest.fail.Exception),
+        ("", pytest.skip.Exception),
+        ("false", pytest.skip.Exception),
+    ],
+)
 def test_failed_build_fails_in_ci_and_skips_elsewhere(ci, outcome, failed_build, monkeypatch):
     monkeypatch.setenv("CI", ci)
     raised = None
@@ -39,22 +46,31 @@ def test_failed_build_fails_in_ci_and_skips_elsewhere(ci, outcome, failed_build,
 
 def run_suite_with_failed_build(tmp_path, ci):
     """A two-test suite on both kernel paths, in a subprocess whose kernel build 'failed'."""
-    (tmp_path / "conftest.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "conftest.py").write_text(
+        textwrap.dedent(f"""
         from antlr_exp.engine.backends import cpp
         cpp._build_state.update({FAILED_BUILD!r})
         from kernel_paths import pytest_terminal_summary  # noqa: F401
-    """))
-    (tmp_path / "test_paths.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (tmp_path / "test_paths.py").write_text(
+        textwrap.dedent("""
         from kernel_paths import kernel_path  # noqa: F401
 
         def test_either_path(kernel_path):
             assert kernel_path in ("python", "cpp")
-    """))
-    env = dict(os.environ, OMP_NUM_THREADS="1", CI=ci,
-               PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
+    """)
+    )
+    env = dict(os.environ, OMP_NUM_THREADS="1", CI=ci, PYTHONPATH=os.pathsep.join([str(TESTS), *sys.path]))
     env.pop("ANTLR_EXP_KERNELS", None)
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", str(tmp_path)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_suite_outside_ci_skips_the_cpp_path_and_says_so(tmp_path):

@@ -8,19 +8,29 @@ import subprocess
 import sys
 
 import pytest
+from conftest import REPO, cli_env
 
 import antlr_exp
-from conftest import REPO, cli_env
 
 EXAMPLE = REPO / "examples" / "train_own_tensors.py"
 PENALTY = " + no_spike_weight_penalty(net, out, p=100.0)"
 
 
-@pytest.mark.parametrize("name, module", [
-    ("SpikingNetwork", "network"), ("NeuronParams", "neuron"), ("load_task", "data"), ("count_loss", "losses"),
-    ("latency_loss", "losses"), ("spike_train_loss", "losses"), ("no_spike_weight_penalty", "losses"),
-    ("no_spike_count_term", "losses"), ("count_targets", "losses"), ("decide", "network"),
-])
+@pytest.mark.parametrize(
+    "name, module",
+    [
+        ("SpikingNetwork", "network"),
+        ("NeuronParams", "neuron"),
+        ("load_task", "data"),
+        ("count_loss", "losses"),
+        ("latency_loss", "losses"),
+        ("spike_train_loss", "losses"),
+        ("no_spike_weight_penalty", "losses"),
+        ("no_spike_count_term", "losses"),
+        ("count_targets", "losses"),
+        ("decide", "network"),
+    ],
+)
 def test_top_level_names_are_the_modules_objects(name, module):
     from importlib import import_module
 
@@ -29,14 +39,20 @@ def test_top_level_names_are_the_modules_objects(name, module):
 
 
 def test_importing_the_package_alone_does_not_import_torch():
-    result = subprocess.run([sys.executable, "-c", "import sys, antlr_exp; print('torch' in sys.modules)"],
-                            env=cli_env(), capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys, antlr_exp; print('torch' in sys.modules)"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert result.stdout.strip() == "False"
 
 
 def run_example(source: str) -> tuple:
-    result = subprocess.run([sys.executable, "-c", source], env=cli_env(), capture_output=True, text=True,
-                            timeout=300, cwd=REPO)
+    result = subprocess.run(
+        [sys.executable, "-c", source], env=cli_env(), capture_output=True, text=True, timeout=300, cwd=REPO
+    )
     assert result.returncode == 0, result.stderr
     losses = [float(x) for x in re.findall(r"loss ([0-9.]+)", result.stdout)]
     spikes = [int(x) for x in re.findall(r"output spikes (\d+)", result.stdout)]

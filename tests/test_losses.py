@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from antlr_exp.errors import ConfigError, InputError
 from antlr_exp.engine.losses import (
     check_rule_loss,
     count_loss,
@@ -18,6 +17,7 @@ from antlr_exp.engine.losses import (
     spike_train_loss,
 )
 from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.errors import ConfigError, InputError
 from antlr_exp.reference_losses import conv_spike_train_loss
 
 
@@ -30,8 +30,9 @@ def leaf_outputs(batch=3, steps=30, outputs=4, rate=0.15, seed=0):
 
 def hand_count_targets(labels, num_outputs, n_true, n_false):
     """Targets written out by loops: n_true at the label's neuron, n_false at every other one."""
-    return torch.tensor([[n_true if o == label else n_false for o in range(num_outputs)] for label in labels],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [[n_true if o == label else n_false for o in range(num_outputs)] for label in labels], dtype=torch.float64
+    )
 
 
 # (n_true, n_false): the shipped defaults (1, 0) hide targets that drop n_false or n_true
@@ -46,7 +47,7 @@ def test_count_loss_gradient_closed_form(n_true, n_false):
     labels = [0, 3, 1]
     target = count_targets(torch.tensor(labels), 4, n_true=n_true, n_false=n_false).double()
     loss = count_loss(spikes, target)
-    grad_s, = torch.autograd.grad(loss, spikes)
+    (grad_s,) = torch.autograd.grad(loss, spikes)
     batch, steps = spikes.shape[:2]
     counts = spikes.detach().sum(dim=1)
     wanted = hand_count_targets(labels, 4, n_true, n_false)
@@ -125,8 +126,9 @@ def _graded_outputs(batch, steps, outputs, seed, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("steps,decay", [(1, 0.9), (31, 0.9), (32, 0.5), (33, 0.9), (100, 0.9), (100, 0.1), (300, 0.95),
-                                         (400, 0.97)])
+@pytest.mark.parametrize(
+    "steps,decay", [(1, 0.9), (31, 0.9), (32, 0.5), (33, 0.9), (100, 0.9), (100, 0.1), (300, 0.95), (400, 0.97)]
+)
 def test_spike_train_loss_equals_the_convolution(steps, decay, dtype):
     """Loss and dL/dS, dL/dt_hat, dL/dS_target against the long convolution (float64 oracle whose
     kernel runs until 1e-15: it then agrees with the infinite tail to rounding)."""

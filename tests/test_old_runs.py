@@ -22,14 +22,20 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import cli_env, compose_config
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.training.run import run
-from conftest import cli_env, compose_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "old_runs"
 #: the old runs' command, less trainer.max_steps
-OVERRIDES = ["task=matching", "task.num_steps=30", "task.hidden_sizes=[8]", "trainer.val_every_n_steps=2", "trainer.progress_bar=false"]
+OVERRIDES = [
+    "task=matching",
+    "task.num_steps=30",
+    "task.hidden_sizes=[8]",
+    "trainer.val_every_n_steps=2",
+    "trainer.progress_bar=false",
+]
 #: metrics.csv columns that differ between two runs of the same steps
 TIMING = ("time_s",)
 
@@ -66,7 +72,8 @@ def test_an_old_run_resumes_to_a_larger_budget_as_if_never_stopped(name, trials,
 
     assert resumed["steps"] == fresh["steps"] == 6
     for k, (old_rows, resumed_dir, fresh_trial) in enumerate(
-            zip(before, trial_dirs(folder, trials), trial_dirs(fresh_dir, trials))):
+        zip(before, trial_dirs(folder, trials), trial_dirs(fresh_dir, trials))
+    ):
         after = metrics(resumed_dir)
         assert [int(row["step"]) for row in after] == [2, 4, 6]
         assert after[:2] == old_rows, "the old rows are kept as they were"
@@ -97,11 +104,17 @@ def test_an_old_best_checkpoint_evaluates_as_the_old_version_tested_it(name, tri
 
 def test_antlr_report_reads_the_old_runs(tmp_path):
     folders = [old_run("single", tmp_path), old_run("stacked", tmp_path)]
-    losses = [json.loads((d / "summary.json").read_text())["test_loss"]
-              for d in [folders[0], *trial_dirs(folders[1], 2)]]
+    losses = [
+        json.loads((d / "summary.json").read_text())["test_loss"] for d in [folders[0], *trial_dirs(folders[1], 2)]
+    ]
     report = Path(sys.executable).parent / "antlr-report"
-    done = subprocess.run([str(report), *map(str, folders), "--metrics", "test_loss", "--format", "csv"],
-                          env=cli_env(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [str(report), *map(str, folders), "--metrics", "test_loss", "--format", "csv"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(done.stdout.splitlines()))
     # one group (same method and loss) of the plain run and both trials, with their mean test loss

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 from omegaconf import OmegaConf
 
 from antlr_exp.config import LEGACY_VALUES, with_legacy_values
@@ -14,7 +15,6 @@ from antlr_exp.training.build import load_trials, resolve_device
 from antlr_exp.training.objective import clip_grad_norm_per_trial
 from antlr_exp.training.state import check_same_run
 from antlr_exp.training.trainer import Trainer
-from conftest import compose_config, tiny_overrides
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,8 +63,11 @@ def _steps_by_hand(net, cfg, objective, inputs, targets, steps: int, **changes) 
 # each setting far from its default where the matching task's gradients make it act: eps far above
 # their scale, a norm limit far below their norm, and for AMSGrad a short second-moment memory
 # (beta2 = 0.5) so that some second moments fall between steps, where AMSGrad keeps the maximum
-SETTINGS = {"eps": ["optimizer.eps=0.05"], "grad_clip_norm": ["optimizer.grad_clip_norm=0.02"],
-            "amsgrad": ["optimizer.amsgrad=true", "optimizer.betas=[0.9,0.5]"]}
+SETTINGS = {
+    "eps": ["optimizer.eps=0.05"],
+    "grad_clip_norm": ["optimizer.grad_clip_norm=0.02"],
+    "amsgrad": ["optimizer.amsgrad=true", "optimizer.betas=[0.9,0.5]"],
+}
 PLAIN = {"eps": {"eps": 1e-8}, "grad_clip_norm": {"grad_clip_norm": None}, "amsgrad": {"amsgrad": False}}
 
 
@@ -102,8 +105,15 @@ def test_a_run_saved_without_the_new_keys_resumes_only_with_their_old_values(tmp
         check_same_run(saved, changed, tmp_path)
 
 
-@pytest.mark.parametrize("key, value", [("optimizer.eps", "0"), ("optimizer.eps", "-1e-8"),
-                                        ("optimizer.grad_clip_norm", "0"), ("optimizer.grad_clip_norm", "inf")])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("optimizer.eps", "0"),
+        ("optimizer.eps", "-1e-8"),
+        ("optimizer.grad_clip_norm", "0"),
+        ("optimizer.grad_clip_norm", "inf"),
+    ],
+)
 def test_bad_optimizer_values_are_refused(key, value, data_roots):
     from antlr_exp.config import validate
 

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import yaml
-
 from conftest import cli_env
 
 pytest.importorskip("matplotlib")
@@ -28,13 +27,22 @@ def sweep(tmp_path):
             job = tmp_path / "sweep" / str(number)
             number += 1
             (job / ".hydra").mkdir(parents=True)
-            (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
-                {"method": {"name": method}, "loss": {"name": "count"}, "seed": seed}))
-            (job / "summary.json").write_text(json.dumps({
-                "test_accuracy": accuracy, "test_hidden_spikes_per_sample": hidden,
-                "test_output_spikes_per_sample": output}))
-            (job / "metrics.csv").write_text("step,train_loss,val_loss\n" + "".join(
-                f"{step},{loss},{loss + 1}\n" for step, loss in zip((10, 20), losses)))
+            (job / ".hydra" / "config.yaml").write_text(
+                yaml.safe_dump({"method": {"name": method}, "loss": {"name": "count"}, "seed": seed})
+            )
+            (job / "summary.json").write_text(
+                json.dumps(
+                    {
+                        "test_accuracy": accuracy,
+                        "test_hidden_spikes_per_sample": hidden,
+                        "test_output_spikes_per_sample": output,
+                    }
+                )
+            )
+            (job / "metrics.csv").write_text(
+                "step,train_loss,val_loss\n"
+                + "".join(f"{step},{loss},{loss + 1}\n" for step, loss in zip((10, 20), losses))
+            )
     return tmp_path / "sweep"
 
 
@@ -47,7 +55,9 @@ def test_accuracy_against_spikes_and_loss_curves(sweep, tmp_path):
         points, mean = axes.collections[2 * index].get_offsets(), axes.collections[2 * index + 1].get_offsets()
         expected = [(hidden + output, accuracy) for accuracy, hidden, output, _ in jobs]
         assert points.ravel().tolist() == pytest.approx([v for point in expected for v in point])
-        assert mean.ravel().tolist() == pytest.approx([sum(x for x, _ in expected) / 2, sum(y for _, y in expected) / 2])
+        assert mean.ravel().tolist() == pytest.approx(
+            [sum(x for x, _ in expected) / 2, sum(y for _, y in expected) / 2]
+        )
     figure = plot.loss_curves(grouped)
     train, val = figure.axes
     for index, jobs in enumerate(JOBS.values()):
@@ -63,8 +73,10 @@ def test_accuracy_against_spikes_and_loss_curves(sweep, tmp_path):
 
 
 def test_without_matplotlib_one_line_and_exit_2(sweep):
-    code = ("import sys; sys.modules['matplotlib'] = None; from antlr_exp.plot import main; "
-            f"sys.exit(main([{str(sweep)!r}]))")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None; from antlr_exp.plot import main; "
+        f"sys.exit(main([{str(sweep)!r}]))"
+    )
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip() == "antlr-plot: error: matplotlib is not installed; pip install 'antlr-exp[figures]'"
@@ -74,8 +86,9 @@ def test_without_matplotlib_one_line_and_exit_2(sweep):
 def test_a_job_reached_through_two_paths_is_drawn_once(sweep, monkeypatch, second):
     monkeypatch.chdir(sweep.parent)
     grouped = plot.groups(["sweep", second])
-    assert {label: len(jobs) for label, jobs in grouped.items()} == {label: 2 for label in
-                                                                     ("method=antlr loss=count", "method=timing loss=count")}
+    assert {label: len(jobs) for label, jobs in grouped.items()} == {
+        label: 2 for label in ("method=antlr loss=count", "method=timing loss=count")
+    }
     figure = plot.accuracy_vs_spikes(grouped)
     labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
     assert labels == ["method=antlr loss=count (n=2)", "method=timing loss=count (n=2)"]

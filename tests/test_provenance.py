@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import tomllib
 from datetime import datetime, timezone
 
 import pytest
+import tomllib
+from conftest import REPO, compose_config, run_cli, tiny_overrides
 
 from antlr_exp.training.run import run
-from conftest import REPO, compose_config, run_cli, tiny_overrides
 
 
 def test_summary_records_version_commit_overrides_times_and_folder(data_roots, tmp_path):
@@ -24,8 +24,9 @@ def test_summary_records_version_commit_overrides_times_and_folder(data_roots, t
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    status = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                            capture_output=True, text=True)
+    status = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+    )
     assert summary["package_version"] == version
     assert summary["git_commit"] == (head.stdout.strip() if head.returncode == 0 else None)
     assert summary["git_dirty"] == (bool(status.stdout.strip()) if head.returncode == 0 else None)
@@ -43,8 +44,9 @@ def test_commit_is_the_one_the_run_started_from(data_roots, tmp_path, monkeypatc
     from antlr_exp.training.trainer import Trainer
 
     moved = {"yet": False}
-    monkeypatch.setattr(provenance, "git_state",
-                        lambda *folders: ("f" * 40, True) if moved["yet"] else ("a" * 40, False))
+    monkeypatch.setattr(
+        provenance, "git_state", lambda *folders: ("f" * 40, True) if moved["yet"] else ("a" * 40, False)
+    )
     fit = Trainer.fit
 
     def fit_then_commit(self):

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import compose_config, tiny_overrides
 from omegaconf import OmegaConf
 
-from antlr_exp.report import aggregate, expected_jobs, main as report_main, sweep_report
+from antlr_exp.report import aggregate, expected_jobs, sweep_report
+from antlr_exp.report import main as report_main
 from antlr_exp.training.run import run
-from conftest import compose_config, tiny_overrides
 
 
 def make_job(folder, config: dict, summary) -> None:
@@ -33,14 +34,28 @@ def save_hydra_config(cfg, folder) -> None:
 
 def make_sweep(folder, task_overrides: list, params=None) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "multirun.yaml").write_text(yaml.safe_dump({"hydra": {
-        "sweeper": {"_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper", "params": params},
-        "overrides": {"task": task_overrides}}}))
+    (folder / "multirun.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "hydra": {
+                    "sweeper": {
+                        "_target_": "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+                        "params": params,
+                    },
+                    "overrides": {"task": task_overrides},
+                }
+            }
+        )
+    )
 
 
 def config(method="antlr", seed=0, cache="/a"):
-    return {"method": {"name": method}, "loss": {"name": "count"}, "seed": seed,
-            "task": {"name": "mnist", "options": {"cache_dir": cache}}}
+    return {
+        "method": {"name": method},
+        "loss": {"name": "count"},
+        "seed": seed,
+        "task": {"name": "mnist", "options": {"cache_dir": cache}},
+    }
 
 
 def test_evaluate_runs_are_filed_under_the_checkpoints_settings(data_roots, tmp_path):
@@ -117,10 +132,17 @@ def test_loss_name_is_shown_and_bookkeeping_keys_are_not_settings(tmp_path, caps
     assert capsys.readouterr().out.splitlines()[0] == "| method.name | loss.name | n | test_accuracy |"
 
 
-@pytest.mark.parametrize("flag, key, words", [
-    ("--by", "metod.name", ["--by metod.name", "did you mean method.name", "accepted:"]),
-    ("--metrics", "test_acuracy", ["--metrics test_acuracy", "did you mean test_accuracy", "accepted: test_accuracy"]),
-])
+@pytest.mark.parametrize(
+    "flag, key, words",
+    [
+        ("--by", "metod.name", ["--by metod.name", "did you mean method.name", "accepted:"]),
+        (
+            "--metrics",
+            "test_acuracy",
+            ["--metrics test_acuracy", "did you mean test_accuracy", "accepted: test_accuracy"],
+        ),
+    ],
+)
 def test_misspelt_keys_are_refused(tmp_path, capsys, flag, key, words):
     make_job(tmp_path / "0", config(), {"test_accuracy": 0.5})
     with pytest.raises(SystemExit) as exit_:
@@ -178,24 +200,37 @@ def test_a_non_numeric_metric_skips_that_summary_with_a_warning(tmp_path, capsys
     make_job(tmp_path / "2", config(seed=2), {"test_accuracy": 0.9, "test_loss": 3.0, "task": "mnist"})
     assert report_main([str(tmp_path), "--format", "json"]) == 0
     out, err = capsys.readouterr()
-    assert err.strip() == (f"antlr-report: warning: skipped {tmp_path / '1' / 'summary.json'}: unreadable summary "
-                           f"(ValueError: test_accuracy='high' is not a number)")
+    assert err.strip() == (
+        f"antlr-report: warning: skipped {tmp_path / '1' / 'summary.json'}: unreadable summary "
+        f"(ValueError: test_accuracy='high' is not a number)"
+    )
     [row] = json.loads(out)
     assert (row["n"], row["test_accuracy_mean"], row["test_loss_mean"]) == (2, pytest.approx(0.7), pytest.approx(2.0))
 
 
 def test_by_keeps_the_task_and_the_loss_where_jobs_differ_in_them(tmp_path, capsys):
     def job(name, task, loss, lambda_act, summary):
-        make_job(tmp_path / name, {"method": {"name": "antlr", "lambda_act": lambda_act}, "loss": {"name": loss},
-                                   "seed": 0, "task": {"name": task}}, summary)
+        make_job(
+            tmp_path / name,
+            {
+                "method": {"name": "antlr", "lambda_act": lambda_act},
+                "loss": {"name": loss},
+                "seed": 0,
+                "task": {"name": task},
+            },
+            summary,
+        )
 
     job("a", "mnist", "latency", 0.5, {"test_accuracy": 0.9, "test_loss": 0.3})
     job("b", "matching", "spike_train", 0.5, {"test_accuracy": None, "test_loss": 20.0})
     job("c", "mnist", "latency", 1.0, {"test_accuracy": 0.8, "test_loss": 0.5})
     rows = aggregate([tmp_path], by=["method.lambda_act"])
     table = {(r["task.name"], r["loss.name"], r["method.lambda_act"]): (r["n"], r["test_loss_mean"]) for r in rows}
-    assert table == {("mnist", "latency", 0.5): (1, 0.3), ("matching", "spike_train", 0.5): (1, 20.0),
-                     ("mnist", "latency", 1.0): (1, 0.5)}
+    assert table == {
+        ("mnist", "latency", 0.5): (1, 0.3),
+        ("matching", "spike_train", 0.5): (1, 20.0),
+        ("mnist", "latency", 1.0): (1, 0.5),
+    }
     # jobs of one task and loss: no column added
     [row] = aggregate([tmp_path / "a"], by=["method.lambda_act"])
     assert list(row)[:2] == ["method.lambda_act", "n"]
@@ -203,11 +238,14 @@ def test_by_keeps_the_task_and_the_loss_where_jobs_differ_in_them(tmp_path, caps
     assert capsys.readouterr().out.splitlines()[0].startswith("| task.name | loss.name | method.lambda_act | n |")
 
 
-@pytest.mark.parametrize("target, words", [
-    ("folder", "is a folder"),
-    ("a-file/table.csv", "is not a folder"),
-    ("no-such/table.csv", "is not a folder"),
-])
+@pytest.mark.parametrize(
+    "target, words",
+    [
+        ("folder", "is a folder"),
+        ("a-file/table.csv", "is not a folder"),
+        ("no-such/table.csv", "is not a folder"),
+    ],
+)
 def test_csv_to_an_unusable_place_is_one_line_and_exit_2(tmp_path, capsys, target, words):
     make_job(tmp_path / "runs" / "0", config(), {"test_accuracy": 0.5})
     (tmp_path / "folder").mkdir()

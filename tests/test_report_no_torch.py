@@ -8,9 +8,10 @@ import statistics
 import subprocess
 import sys
 
-from antlr_exp.train import run
 from conftest import cli_env, compose_config, tiny_overrides
 from test_report import make_sweep, save_hydra_config
+
+from antlr_exp.train import run
 
 #: Runs the report as ``antlr-report`` does, then prints the torch modules it loaded.
 WRAPPER = """
@@ -22,8 +23,13 @@ print(json.dumps({{"code": code, "torch": sorted(m for m in sys.modules if m.spl
 
 
 def _report(module: str, *args: str) -> tuple:
-    result = subprocess.run([sys.executable, "-c", WRAPPER.format(module=module), *args], env=cli_env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", WRAPPER.format(module=module), *args],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     *table, loaded = result.stdout.strip().splitlines()
     return "\n".join(table), json.loads(loaded)
@@ -48,8 +54,10 @@ def test_antlr_report_on_a_real_sweep_imports_no_torch(data_roots, tmp_path):
 
 
 def test_the_config_package_and_its_resolvers_import_no_torch():
-    code = ("import sys, antlr_exp, antlr_exp.config, antlr_exp.config.resolvers, antlr_exp.results.layout; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    code = (
+        "import sys, antlr_exp, antlr_exp.config, antlr_exp.config.resolvers, antlr_exp.results.layout; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
     result = subprocess.run([sys.executable, "-c", code], env=cli_env(), capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "[]"

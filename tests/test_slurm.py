@@ -16,16 +16,18 @@ import subprocess
 import time
 
 import pytest
+from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
 
 from antlr_exp.training.run import run
-from conftest import ANTLR_TRAIN, cli_env, compose_config, tiny_overrides
 
 STEPS = 600  # the rest of the training after the first evaluation point outlasts the signal's way
 
 
 def _no_slurm_reason():
     if shutil.which("sinfo") is None or shutil.which("sbatch") is None:
-        return "SLURM is not installed here (no sinfo/sbatch); scripts/slurm_local_cluster.sh sets up a one-node cluster"
+        return (
+            "SLURM is not installed here (no sinfo/sbatch); scripts/slurm_local_cluster.sh sets up a one-node cluster"
+        )
     try:
         states = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=20)
     except subprocess.TimeoutExpired:
@@ -56,8 +58,9 @@ def _release_when_requeued(job_id: str, deadline: float) -> None:
     the node refuses to start a job in the same second its previous run was killed (slurmctld logs
     "Killing non-startable batch JobId=...: Job credential revoked"), and the job is lost."""
     while time.monotonic() < deadline:
-        state = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True,
-                               timeout=30).stdout.split()
+        state = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T %r"], capture_output=True, text=True, timeout=30
+        ).stdout.split()
         if state[:2] == ["PENDING", "BeginTime"]:
             time.sleep(2.5)
             subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True, timeout=30)
@@ -84,17 +87,32 @@ def _finish(process, timeout: float, sweep) -> str:
 
 def _without_time(summary):
     """Less what differs between two runs of the same training by nature (times, folder, command)."""
-    return {k: v for k, v in summary.items()
-            if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")}
+    return {
+        k: v for k, v in summary.items() if k not in ("train_time_s", "started_at", "ended_at", "run_dir", "overrides")
+    }
 
 
 def test_slurm_sweep_equals_local_runs_and_a_signalled_job_resumes(tmp_path):
     overrides = [*tiny_overrides("matching", {}, steps=STEPS), "trainer.val_every_n_steps=20"]
     sweep = tmp_path / "multirun"
     process = subprocess.Popen(
-        [str(ANTLR_TRAIN), "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-         "hydra.launcher.timeout_min=10", *overrides, "seed=0,1", f"hydra.sweep.dir={sweep}"],
-        cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            str(ANTLR_TRAIN),
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1",
+            "hydra.launcher.timeout_min=10",
+            *overrides,
+            "seed=0,1",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while _evaluated_steps(sweep / "1") < 1 and process.poll() is None and time.monotonic() < deadline:
@@ -131,10 +149,23 @@ def test_a_job_that_fails_ends_the_slurm_sweep_with_its_error(tmp_path):
     with open(sweep / "1" / ".lock", "w") as holder:
         fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
         process = subprocess.Popen(
-            [str(ANTLR_TRAIN), "-m", "hydra/launcher=slurm", "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1",
-             "hydra.launcher.timeout_min=10", *tiny_overrides("matching", {}, steps=20), "seed=0,1",
-             f"hydra.sweep.dir={sweep}"],
-            cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            [
+                str(ANTLR_TRAIN),
+                "-m",
+                "hydra/launcher=slurm",
+                "hydra.launcher.cpus_per_task=1",
+                "hydra.launcher.mem_gb=1",
+                "hydra.launcher.timeout_min=10",
+                *tiny_overrides("matching", {}, steps=20),
+                "seed=0,1",
+                f"hydra.sweep.dir={sweep}",
+            ],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         output = _finish(process, 120, sweep)
     assert process.returncode != 0, output
     assert f"the run folder {sweep / '1'} is in use by another antlr-train process" in output, output

@@ -5,13 +5,13 @@ import math
 
 import pytest
 import torch
+from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 
 from antlr_exp.engine.losses import spike_train_loss
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
 from antlr_exp.engine.reference import reference_forward, reference_surrogate
 from antlr_exp.engine.surrogate import SURROGATES
-from kernel_paths import kernel_path  # noqa: F401  (autouse: every test runs on both paths)
 
 A, B = 0.7, 2.5  # not the defaults (1, 3), so that a swapped or dropped parameter shows
 

@@ -9,18 +9,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import run_cli, tiny_overrides
 from hydra import compose, initialize_config_dir
 
 from antlr_exp.config import CONF_DIR
-from antlr_exp.report import aggregate, load_jobs, main as report_main
-from conftest import run_cli, tiny_overrides
+from antlr_exp.report import aggregate, load_jobs
+from antlr_exp.report import main as report_main
 
 METRICS = ("test_loss", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
 
 
 def method_sweep_args(folder: Path) -> list:
-    return ["-m", "method=activation,timing,antlr", "seed=0,1", *tiny_overrides("matching", {}, steps=4),
-            f"hydra.sweep.dir={folder}"]
+    return [
+        "-m",
+        "method=activation,timing,antlr",
+        "seed=0,1",
+        *tiny_overrides("matching", {}, steps=4),
+        f"hydra.sweep.dir={folder}",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +42,18 @@ def test_multirun_writes_one_summary_per_job(method_sweep):
     summaries = [json.loads(p.read_text()) for p in sorted(method_sweep.glob("*/summary.json"))]
     assert len(summaries) == 6
     assert sorted((s["method"], s["seed"]) for s in summaries) == sorted(
-        (m, seed) for m in ("activation", "timing", "antlr") for seed in (0, 1))
+        (m, seed) for m in ("activation", "timing", "antlr") for seed in (0, 1)
+    )
 
 
 def test_report_gives_mean_and_std_per_method(method_sweep, capsys):
     rows = aggregate([method_sweep], metrics=list(METRICS))
     assert sorted(row["method.name"] for row in rows) == ["activation", "antlr", "timing"]
     # seed is not a setting; the seeds of a method are its trials
-    assert all(set(row) == {"method.name", "loss.name", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))}
-               for row in rows)
+    assert all(
+        set(row) == {"method.name", "loss.name", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))}
+        for row in rows
+    )
     assert all(row["loss.name"] == "spike_train" for row in rows)
     for row in rows:
         summaries = [json.loads(p.read_text()) for p in method_sweep.glob("*/summary.json")]
@@ -62,11 +71,15 @@ def test_report_gives_mean_and_std_per_method(method_sweep, capsys):
 def test_report_groups_by_what_varies_besides_the_seed(tmp_path):
     # jobs that differ in method and in optimizer.lr: one row per (method, lr)
     for index, (method, lr, seed, accuracy) in enumerate(
-            [("antlr", 0.1, 0, 0.5), ("antlr", 0.1, 1, 0.7), ("antlr", 0.2, 0, 0.9), ("timing", 0.1, 0, 0.3)]):
+        [("antlr", 0.1, 0, 0.5), ("antlr", 0.1, 1, 0.7), ("antlr", 0.2, 0, 0.9), ("timing", 0.1, 0, 0.3)]
+    ):
         job = tmp_path / str(index)
         (job / ".hydra").mkdir(parents=True)
-        (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump(
-            {"method": {"name": method}, "optimizer": {"lr": lr}, "seed": seed, "data": {"root": f"/x/{index}"}}))
+        (job / ".hydra" / "config.yaml").write_text(
+            yaml.safe_dump(
+                {"method": {"name": method}, "optimizer": {"lr": lr}, "seed": seed, "data": {"root": f"/x/{index}"}}
+            )
+        )
         (job / "summary.json").write_text(json.dumps({"test_accuracy": accuracy}))
     assert len(load_jobs([tmp_path])) == 4
     rows = {(r["method.name"], r["optimizer.lr"]): r for r in aggregate([tmp_path])}
@@ -78,16 +91,31 @@ def test_report_groups_by_what_varies_besides_the_seed(tmp_path):
 
 
 def test_joblib_launcher_runs_jobs_in_parallel_processes(tmp_path):
-    result = run_cli(["-m", "hydra/launcher=local", "method=activation,antlr", *tiny_overrides("matching", {}),
-                      f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "-m",
+            "hydra/launcher=local",
+            "method=activation,antlr",
+            *tiny_overrides("matching", {}),
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     assert len(list((tmp_path / "multirun").glob("*/summary.json"))) == 2
 
 
 def test_optuna_search_over_lr_and_lambdas(data_roots, tmp_path):
-    result = run_cli(["hparams_search=optuna", *tiny_overrides("mnist", data_roots), "hydra.sweeper.n_trials=2",
-                      f"hydra.sweep.dir={tmp_path / 'multirun'}"], cwd=tmp_path)
+    result = run_cli(
+        [
+            "hparams_search=optuna",
+            *tiny_overrides("mnist", data_roots),
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+        ],
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((tmp_path / "multirun" / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"optimizer.lr", "method.lambda_act", "method.lambda_tim"}
@@ -97,8 +125,9 @@ def test_optuna_search_over_lr_and_lambdas(data_roots, tmp_path):
 
 def test_slurm_launcher_config_targets_submitit():
     with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"], return_hydra_config=True
+        )
     launcher = cfg.hydra.launcher
     assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
     assert (launcher.partition, launcher.gpus_per_node, launcher.tasks_per_node) == ("gpu", None, 1)
@@ -107,8 +136,10 @@ def test_slurm_launcher_config_targets_submitit():
 
 def folder_digest(folder: Path) -> dict:
     """Every file under ``folder`` (its path) -> sha256 of its bytes; every folder -> None."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 @pytest.mark.parametrize("again", [[], ["resume=true", "optimizer.lr=0.002"]], ids=["new_run", "resume_changed_key"])

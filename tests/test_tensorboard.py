@@ -7,10 +7,10 @@ import csv
 import json
 
 import pytest
+from conftest import compose_config, tiny_overrides
 
 from antlr_exp.loggers import metric_name
 from antlr_exp.training.run import run
-from conftest import compose_config, tiny_overrides
 
 pytest.importorskip("tensorboard", reason="logger=tensorboard needs the tensorboard package (the dev extra has it)")
 
@@ -41,8 +41,12 @@ def test_metric_names():
 
 
 def test_tensorboard_events_equal_metrics_csv_and_summary(data_roots, tmp_path):
-    run(compose_config(*tiny_overrides("mnist", data_roots, steps=4), "trainer.val_every_n_steps=2",
-                       "logger=tensorboard"), tmp_path)
+    run(
+        compose_config(
+            *tiny_overrides("mnist", data_roots, steps=4), "trainer.val_every_n_steps=2", "logger=tensorboard"
+        ),
+        tmp_path,
+    )
     with open(tmp_path / "metrics.csv") as stream:
         rows = list(csv.DictReader(stream))
     scalars = read_scalars(tmp_path / "tensorboard")

@@ -8,26 +8,31 @@ import math
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import metric_names, validate
 from antlr_exp.data import load_task
-from antlr_exp.errors import ConfigError
 from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 from antlr_exp.engine.spikes import decide
+from antlr_exp.errors import ConfigError
 from antlr_exp.training.build import build_network, load_data, resolve_device
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
-from conftest import compose_config, tiny_overrides
 
 VALID = (
     [("matching", m, "spike_train") for m in ("activation", "activation_rnn", "timing", "antlr")]
     + [(t, m, "count") for t in ("mnist", "nmnist") for m in ("activation", "activation_rnn", "antlr")]
     + [(t, m, "latency") for t in ("mnist", "nmnist") for m in ("timing", "antlr")]
-    + [("mnist", m, "spike_train") for m in ("activation", "timing", "antlr")] + [("nmnist", "antlr", "spike_train")]
+    + [("mnist", m, "spike_train") for m in ("activation", "timing", "antlr")]
+    + [("nmnist", "antlr", "spike_train")]
 )
-SPIKE_KEYS = ("hidden_spikes_per_sample", "output_spikes_per_sample",
-              "hidden_spikes_to_decision_per_sample", "output_spikes_to_decision_per_sample")
+SPIKE_KEYS = (
+    "hidden_spikes_per_sample",
+    "output_spikes_per_sample",
+    "hidden_spikes_to_decision_per_sample",
+    "output_spikes_to_decision_per_sample",
+)
 
 
 def read_metrics(run_dir):
@@ -54,7 +59,9 @@ def test_every_valid_method_task_loss_trains(task, method, loss, data_roots, tmp
         for key in SPIKE_KEYS:
             assert summary[f"{split}_{key}"] >= 0
         for kind in ("hidden", "output"):
-            assert summary[f"{split}_{kind}_spikes_to_decision_per_sample"] <= summary[f"{split}_{kind}_spikes_per_sample"]
+            assert (
+                summary[f"{split}_{kind}_spikes_to_decision_per_sample"] <= summary[f"{split}_{kind}_spikes_per_sample"]
+            )
     if task == "matching":
         assert summary["test_accuracy"] is None
     else:
@@ -94,8 +101,13 @@ def test_reported_test_metrics_match_a_direct_computation(method, data_roots, tm
 
 
 def test_spike_train_loss_on_labels_matches_a_hand_made_target(data_roots, tmp_path):
-    cfg = compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=antlr", "loss=spike_train",
-                         "loss.label_steps=[5,12]", "loss.other_steps=[20]")
+    cfg = compose_config(
+        *tiny_overrides("mnist", data_roots, steps=3),
+        "method=antlr",
+        "loss=spike_train",
+        "loss.label_steps=[5,12]",
+        "loss.other_steps=[20]",
+    )
     summary, out, labels = run_and_rerun_test_split(cfg, data_roots, tmp_path)
     target = torch.zeros(len(labels), 30, 10)
     target[:, 20, :] = 1.0
@@ -105,11 +117,13 @@ def test_spike_train_loss_on_labels_matches_a_hand_made_target(data_roots, tmp_p
     # the loss by its definition: sum over outputs and tau of (kappa * (S - S_target))^2, kappa = 0.9^k
     kappa = 0.9 ** torch.arange(200, dtype=torch.float64)
     diff = (out.output_spikes.double() - target.double()).permute(0, 2, 1)  # [B, O, T]
-    filtered = torch.stack([(diff[..., :tau + 1] * kappa[:tau + 1].flip(0)).sum(-1) for tau in range(30)], -1)
+    filtered = torch.stack([(diff[..., : tau + 1] * kappa[: tau + 1].flip(0)).sum(-1) for tau in range(30)], -1)
     tail = filtered[..., -1:] * 0.9 ** torch.arange(1, 170, dtype=torch.float64)  # after the window: decay only
     expected = (filtered.pow(2).sum((1, 2)) + tail.pow(2).sum((1, 2))).mean()
     assert summary["test_loss"] == pytest.approx(float(expected), rel=1e-4)
-    assert summary["test_accuracy"] == pytest.approx(float((decide(out.output_spikes, "most_spike") == labels).float().mean()))
+    assert summary["test_accuracy"] == pytest.approx(
+        float((decide(out.output_spikes, "most_spike") == labels).float().mean())
+    )
 
 
 def test_best_validation_checkpoint_is_the_one_tested(tmp_path):
@@ -154,9 +168,15 @@ def _kill_after_checkpoints(monkeypatch, count):
 def test_resume_after_kill_matches_uninterrupted_run(kill_after, data_roots, tmp_path, monkeypatch):
     # 24 samples in batches of 8: 3 steps per epoch, 3 epochs; checkpoints every 2 steps, so
     # the kills fall in the middle of epochs 1 and 2; the learning rate halves after epoch 2.
-    overrides = [*tiny_overrides("mnist", data_roots), "data.limit_train=24", "trainer.max_steps=null",
-                 "trainer.max_epochs=3", "trainer.val_every_n_steps=2", "trainer.lr_decay_epochs=2",
-                 "trainer.lr_decay_factor=0.5"]
+    overrides = [
+        *tiny_overrides("mnist", data_roots),
+        "data.limit_train=24",
+        "trainer.max_steps=null",
+        "trainer.max_epochs=3",
+        "trainer.val_every_n_steps=2",
+        "trainer.lr_decay_epochs=2",
+        "trainer.lr_decay_factor=0.5",
+    ]
     full = run(compose_config(*overrides), tmp_path / "full")
 
     with monkeypatch.context() as patch:
@@ -189,8 +209,13 @@ def test_resume_needs_the_same_run(data_roots, tmp_path):
 
 
 def test_learning_rate_steps_down_every_lr_decay_epochs(data_roots, tmp_path):
-    overrides = [*tiny_overrides("mnist", data_roots), "trainer.max_steps=null", "trainer.max_epochs=3",
-                 "trainer.lr_decay_epochs=1", "trainer.lr_decay_factor=0.5"]
+    overrides = [
+        *tiny_overrides("mnist", data_roots),
+        "trainer.max_steps=null",
+        "trainer.max_epochs=3",
+        "trainer.lr_decay_epochs=1",
+        "trainer.lr_decay_factor=0.5",
+    ]
     run(compose_config(*overrides), tmp_path)
     rows = read_metrics(tmp_path)
     assert [row["epoch"] for row in rows] == [1, 2, 3]
@@ -212,8 +237,10 @@ def test_gradients_are_clipped_element_wise(data_roots, tmp_path):
 def test_evaluate_mode_reproduces_the_test_metrics(data_roots, tmp_path):
     trained = run(compose_config(*tiny_overrides("mnist", data_roots, steps=3), "method=timing"), tmp_path / "train")
     # evaluate= takes task, network, method and loss from the checkpoint: nothing to repeat but data.root
-    evaluated = run(compose_config(f"evaluate={tmp_path / 'train'}", f"data.root={data_roots['mnist']}",
-                                   "data.limit_test=8"), tmp_path / "eval")
+    evaluated = run(
+        compose_config(f"evaluate={tmp_path / 'train'}", f"data.root={data_roots['mnist']}", "data.limit_test=8"),
+        tmp_path / "eval",
+    )
     assert evaluated["method"] == "timing" and evaluated["evaluated_checkpoint"].endswith("best.pt")
     for key, value in trained.items():
         if key.startswith("test_"):
@@ -247,7 +274,7 @@ def test_epoch_batches_are_what_a_dataloader_gives_in_each_trials_order(task, tr
         got = list(trainer._epoch_batches())
         loaders = []
         for data, shuffle in zip(datas, shuffles):
-            order = torch.randperm(len(data.train), generator=shuffle)[start * trainer.batch_size:].tolist()
+            order = torch.randperm(len(data.train), generator=shuffle)[start * trainer.batch_size :].tolist()
             loaders.append(DataLoader(data.train, batch_size=trainer.batch_size, sampler=order))
         expected = list(zip(*loaders))
         assert len(got) == len(expected) > 0

@@ -8,18 +8,17 @@ import copy
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 
 import antlr_exp.training.build as train_module
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
-from antlr_exp.metrics import SplitMeter
 from antlr_exp.engine.spikes import NetworkOutput
+from antlr_exp.metrics import SplitMeter
 from antlr_exp.training.build import load_data, resolve_device
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
-from conftest import compose_config, tiny_overrides
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the runs are tiny
 
@@ -71,11 +70,17 @@ def test_timing_step_gradient_is_loss_gradient_plus_penalty_of_the_silent_fracti
     penalty = []
     for layer, spikes in zip(shadow.layers, out.spikes):
         counts = spikes.detach().sum(dim=1)  # [B, N]
-        silent = torch.tensor([sum(1 for b in range(counts.shape[0]) if counts[b, j] == 0) / counts.shape[0]
-                               for j in range(counts.shape[1])])
+        silent = torch.tensor(
+            [
+                sum(1 for b in range(counts.shape[0]) if counts[b, j] == 0) / counts.shape[0]
+                for j in range(counts.shape[1])
+            ]
+        )
         assert ((silent > 0) & (silent < 1)).any(), "every layer needs neurons silent on part of the batch"
-        penalty += [(-(100.0 / layer.in_features) * silent).repeat_interleave(layer.in_features),
-                    torch.zeros(layer.out_features)]
+        penalty += [
+            (-(100.0 / layer.in_features) * silent).repeat_interleave(layer.in_features),
+            torch.zeros(layer.out_features),
+        ]
     assert float(loss_grad.abs().max()) > 0, "the loss must have a gradient of its own"
     trainer._train_step(inputs, labels)
     [recorded] = trainer.gradients
@@ -110,8 +115,9 @@ def hand_outputs():
     hidden[:, 3, 1] = 1
     hidden[:, 9, :] = 1
     labels = torch.tensor([0, 1, 2, 0, 1])  # sample 3 is silent: wrong under both
-    return NetworkOutput([hidden, out], [hidden * torch.arange(10.0).view(1, -1, 1),
-                                         out * torch.arange(10.0).view(1, -1, 1)], 10), labels
+    return NetworkOutput(
+        [hidden, out], [hidden * torch.arange(10.0).view(1, -1, 1), out * torch.arange(10.0).view(1, -1, 1)], 10
+    ), labels
 
 
 @pytest.mark.parametrize("decision", ["most_spike", "earliest_spike"])
@@ -147,7 +153,7 @@ def detector_weights(net):
     with torch.no_grad():
         w1 = torch.zeros(10, 28, 28)
         for k in range(10):
-            w1[k, 2 + 2 * k: 4 + 2 * k, 4:24] = 0.7
+            w1[k, 2 + 2 * k : 4 + 2 * k, 4:24] = 0.7
         net.layers[0].weight.copy_(w1.view(10, 784))
         net.layers[0].bias.zero_()
         net.layers[1].weight.copy_(torch.eye(10) * 30.0)
@@ -162,8 +168,14 @@ def test_run_reports_accuracy_of_each_decision_on_firing_outputs(method, loss, d
     the decisions made here by hand on the best checkpoint's outputs."""
     original = train_module.build_network
     monkeypatch.setattr(train_module, "build_network", lambda cfg, data: detector_weights(original(cfg, data)))
-    cfg = compose_config(*tiny_overrides("mnist", data_roots), "task.hidden_sizes=[10]", "data.limit_test=30",
-                         "optimizer.lr=1e-6", f"method={method}", f"loss={loss}")
+    cfg = compose_config(
+        *tiny_overrides("mnist", data_roots),
+        "task.hidden_sizes=[10]",
+        "data.limit_test=30",
+        "optimizer.lr=1e-6",
+        f"method={method}",
+        f"loss={loss}",
+    )
     summary = run(cfg, tmp_path)
     data = load_task("mnist", root=str(data_roots["mnist"]), limit_train=16, limit_test=30, num_steps=30)
     net = original(cfg, data)
@@ -211,8 +223,12 @@ def test_single_spike_run_fires_each_neuron_at_most_once(single_spike, data_root
 
     monkeypatch.setattr(train_module, "build_network", strong)
     monkeypatch.setattr(SplitMeter, "update", spy)
-    summary = run(compose_config(*tiny_overrides("nmnist", data_roots), "method=activation",
-                                 f"single_spike={str(single_spike).lower()}"), tmp_path)
+    summary = run(
+        compose_config(
+            *tiny_overrides("nmnist", data_roots), "method=activation", f"single_spike={str(single_spike).lower()}"
+        ),
+        tmp_path,
+    )
     assert total["hidden"] > 0 and total["output"] > 0
     assert summary["test_hidden_spikes_per_sample"] > 0 and summary["test_output_spikes_per_sample"] > 0
     if single_spike:

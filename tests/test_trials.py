@@ -15,11 +15,11 @@ import math
 
 import pytest
 import torch
+from conftest import compose_config, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run
-from conftest import compose_config, tiny_overrides
 
 K, SEED = 3, 5
 SPIKE_COLUMNS = ("spikes_per_sample",)
@@ -34,13 +34,23 @@ def read_rows(folder):
 
 
 def overrides_for(task, method, single, data_roots, steps=12):
-    over = [*tiny_overrides(task, data_roots, steps=steps), f"method={method}", f"single_spike={str(single).lower()}",
-            "dtype=float64", "neuron.theta=0.1"]
+    over = [
+        *tiny_overrides(task, data_roots, steps=steps),
+        f"method={method}",
+        f"single_spike={str(single).lower()}",
+        "dtype=float64",
+        "neuron.theta=0.1",
+    ]
     if task == "matching":
         over += ["task.hidden_sizes=[20,20]", "trainer.val_every_n_steps=4"]
     else:
-        over += ["data.limit_train=24", "trainer.max_steps=null", "trainer.max_epochs=4", "task.num_steps=40",
-                 "trainer.lr_decay_epochs=2"]
+        over += [
+            "data.limit_train=24",
+            "trainer.max_steps=null",
+            "trainer.max_epochs=4",
+            "task.num_steps=40",
+            "trainer.lr_decay_epochs=2",
+        ]
     return over
 
 
@@ -75,8 +85,9 @@ def assert_same_run(stacked_dir, single_dir):
     return rows_b
 
 
-CASES = ([("matching", m, s) for m in ("activation", "activation_rnn", "timing", "antlr") for s in (False, True)]
-         + [("mnist", m, s) for m in ("activation", "timing", "antlr") for s in (False, True)])
+CASES = [("matching", m, s) for m in ("activation", "activation_rnn", "timing", "antlr") for s in (False, True)] + [
+    ("mnist", m, s) for m in ("activation", "timing", "antlr") for s in (False, True)
+]
 
 
 @pytest.mark.parametrize("task, method, single", CASES)
@@ -161,15 +172,21 @@ def test_trials_that_do_not_fit_are_refused_before_training(data_roots, tmp_path
     assert not (tmp_path / "big" / "checkpoints").exists()
     # the estimate grows linearly in K: the same run with few trials fits
     per_trial = train_module.memory_estimate(compose_config(*over), real_load(compose_config(*over)), 1)
-    assert math.isclose(train_module.memory_estimate(compose_config(*over), real_load(compose_config(*over)), 10),
-                        10 * per_trial, rel_tol=1e-12)
+    assert math.isclose(
+        train_module.memory_estimate(compose_config(*over), real_load(compose_config(*over)), 10),
+        10 * per_trial,
+        rel_tol=1e-12,
+    )
 
 
-@pytest.mark.parametrize("bad, words", [
-    (["trials=0"], "trials=0"),
-    (["trials=2", "trainer.record_gradients=true"], "record_gradients"),
-    (["dtype=float16"], "dtype='float16'"),
-])
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        (["trials=0"], "trials=0"),
+        (["trials=2", "trainer.record_gradients=true"], "record_gradients"),
+        (["dtype=float16"], "dtype='float16'"),
+    ],
+)
 def test_bad_trial_settings_are_refused(bad, words, data_roots, tmp_path):
     from antlr_exp.config import validate
 
@@ -201,7 +218,9 @@ def test_training_early_stop_changes_no_result(method, data_roots, tmp_path, mon
     for early in (True, False):
         if method == "timing" and not early:
             continue
-        runs[early] = run(compose_config(*over, f"trainer.train_early_stop={str(early).lower()}"), tmp_path / str(early))
+        runs[early] = run(
+            compose_config(*over, f"trainer.train_early_stop={str(early).lower()}"), tmp_path / str(early)
+        )
     rows = read_rows(tmp_path / "True")
     assert all(r["train_simulated_steps"] < 60 for r in rows), "the outputs fire early here"
     if method == "timing":
@@ -223,8 +242,9 @@ def test_penalty_window_early_stop_needs_the_training_early_stop(data_roots):
 
     base = overrides_for("mnist", "timing", False, data_roots)
     with pytest.raises(ConfigError, match="penalty_window=early_stop with loss=spike_train"):
-        validate(compose_config(*tiny_overrides("matching", data_roots), "method=timing",
-                                "method.penalty_window=early_stop"))
+        validate(
+            compose_config(*tiny_overrides("matching", data_roots), "method=timing", "method.penalty_window=early_stop")
+        )
     # the penalty over the whole window needs every step: no early stop then
     assert not train_early_stop(compose_config(*base))
     assert train_early_stop(compose_config(*base, "method.penalty_window=early_stop"))
@@ -261,8 +281,13 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
     trainer = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), net=net)
     calls, possible = [], iter([False, False, True])
     real_forward = SpikingNetwork.forward
-    monkeypatch.setattr(SpikingNetwork, "forward", lambda self, x, early_stop=False, chunk=10:
-                        calls.append(early_stop) or real_forward(self, x, early_stop, chunk))
+    monkeypatch.setattr(
+        SpikingNetwork,
+        "forward",
+        lambda self, x, early_stop=False, chunk=10: (
+            calls.append(early_stop) or real_forward(self, x, early_stop, chunk)
+        ),
+    )
     monkeypatch.setattr("antlr_exp.training.trainer.would_stop_early", lambda out: next(possible))
     batches = trainer._epoch_batches()
     for _ in range(5):
@@ -283,7 +308,9 @@ def test_checkpoint_keeps_the_early_stop_choice(data_roots, tmp_path):
     datas, net = load_trials(cfg)
     trainer = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), net=net)
     trainer.stop_possible, trainer.simulated_steps = False, [40, 30]
-    resumed = Trainer(cfg, tmp_path, datas, resolve_device("cpu"), resume_from=trainer._payload(), net=load_trials(cfg)[1])
+    resumed = Trainer(
+        cfg, tmp_path, datas, resolve_device("cpu"), resume_from=trainer._payload(), net=load_trials(cfg)[1]
+    )
     assert resumed.stop_possible is False and resumed.simulated_steps == [40, 30]
 
 
@@ -317,7 +344,9 @@ def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_r
     forward = net.forward
     net.forward = lambda x, **kw: seen.append(x.shape[0] * x.shape[1]) or forward(x, **kw)
     sets = [data.test for data in datas]
-    batched = evaluate_trials(net, sets, objective, SplitMeter(cfg.loss.decision, True, 3), 6, torch.device("cpu"), "test")
+    batched = evaluate_trials(
+        net, sets, objective, SplitMeter(cfg.loss.decision, True, 3), 6, torch.device("cpu"), "test"
+    )
     assert max(seen) == 6 and sum(seen) == 3 * len(sets[0]), seen  # 2 samples per trial and forward
     seen.clear()
     one = evaluate_trials(net, sets, objective, SplitMeter(cfg.loss.decision, True, 3), 3, torch.device("cpu"), "test")
@@ -330,18 +359,22 @@ def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_r
 
 def test_a_trial_whose_output_layer_falls_silent_is_named_once(data_roots, tmp_path, caplog):
     # theta = 1000: no neuron can fire, so both trials' outputs stay silent from the first epoch
-    silent = compose_config(*tiny_overrides("mnist", data_roots, steps=4), "trials=2", "neuron.theta=1000",
-                            "trainer.val_every_n_steps=1")
+    silent = compose_config(
+        *tiny_overrides("mnist", data_roots, steps=4), "trials=2", "neuron.theta=1000", "trainer.val_every_n_steps=1"
+    )
     with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
         run(silent, tmp_path / "silent")
     warnings = [r.getMessage() for r in caplog.records if "output layer fired" in r.getMessage()]
     assert sorted(w.split(": its output")[0] for w in warnings) == [  # each trial's folder, once, 4 points
-        f"{tmp_path / 'silent' / 'seed_0'} (trial seed 0)", f"{tmp_path / 'silent' / 'seed_1'} (trial seed 1)"]
+        f"{tmp_path / 'silent' / 'seed_0'} (trial seed 0)",
+        f"{tmp_path / 'silent' / 'seed_1'} (trial seed 1)",
+    ]
     assert all("0 spikes per training sample in the steps up to 1," in w and "at least 100 %" in w for w in warnings)
     caplog.clear()
     # one run: its folder, which names the job in a sweep's shared console
-    single = compose_config(*tiny_overrides("mnist", data_roots, steps=2), "neuron.theta=1000",
-                            "trainer.val_every_n_steps=1")
+    single = compose_config(
+        *tiny_overrides("mnist", data_roots, steps=2), "neuron.theta=1000", "trainer.val_every_n_steps=1"
+    )
     with caplog.at_level(logging.WARNING, logger="antlr_exp.train"):
         run(single, tmp_path / "single")
     warnings = [r.getMessage() for r in caplog.records if "output layer fired" in r.getMessage()]

@@ -15,24 +15,33 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 pytest.importorskip("triton", reason="triton is not installed (torch's Linux wheels bring it)")
 
+from neuron_cases import NEURONS, OTHER_NEURONS  # noqa: E402
+
 from antlr_exp.engine.backends import SURROGATE_CODES, select  # noqa: E402
-from antlr_exp.errors import ConfigError  # noqa: E402
 from antlr_exp.engine.lif import LIFState  # noqa: E402
 from antlr_exp.engine.losses import spike_train_loss  # noqa: E402
 from antlr_exp.engine.network import SpikingNetwork  # noqa: E402
 from antlr_exp.engine.neuron import NeuronParams  # noqa: E402
 from antlr_exp.engine.rules import RuleConfig  # noqa: E402
-from neuron_cases import NEURONS, OTHER_NEURONS  # noqa: E402
+from antlr_exp.errors import ConfigError  # noqa: E402
 
 tk = pytest.importorskip("antlr_exp.engine.backends.triton", reason="triton does not import")
 if not tk.INTERPRETED and not torch.cuda.is_available():
-    pytest.skip("antlr_exp.engine.backends.triton was imported before TRITON_INTERPRET=1 was set and there is no GPU "
-                "(run this file in a process of its own)", allow_module_level=True)
+    pytest.skip(
+        "antlr_exp.engine.backends.triton was imported before TRITON_INTERPRET=1 was set and there is no GPU "
+        "(run this file in a process of its own)",
+        allow_module_level=True,
+    )
 DEVICE = "cpu" if tk.INTERPRETED else "cuda"
 STEPS = 30
 
-RULES = [("activation", 1.0, 1.0), ("activation_rnn", 1.0, 1.0), ("timing", 1.0, 1.0), ("antlr", 1.0, 1.0),
-         ("antlr", 0.3, 2.5)]
+RULES = [
+    ("activation", 1.0, 1.0),
+    ("activation_rnn", 1.0, 1.0),
+    ("timing", 1.0, 1.0),
+    ("antlr", 1.0, 1.0),
+    ("antlr", 0.3, 2.5),
+]
 
 
 def random_spikes(shape, rate, seed, dtype):
@@ -44,8 +53,14 @@ def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, d
     """Spikes of both layers and the parameter gradients of a 10-16-4 network under the spike-train loss."""
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
     torch.manual_seed(0)
-    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike, **NEURONS[neuron]), rule=rule,
-                         lambda_act=lambda_act, lambda_tim=lambda_tim).to(dtype=dtype, device=DEVICE)
+    net = SpikingNetwork(
+        [10, 16, 4],
+        STEPS,
+        NeuronParams(single_spike=single_spike, **NEURONS[neuron]),
+        rule=rule,
+        lambda_act=lambda_act,
+        lambda_tim=lambda_tim,
+    ).to(dtype=dtype, device=DEVICE)
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(6.0).add_(0.4)
@@ -64,15 +79,23 @@ def _tolerances(dtype):
 # every rule, mode and dtype with the paper's neuron constants; the other constants (beta_V !=
 # beta_bias, alpha_I != alpha_V, theta != 1: tests/neuron_cases.py) through both adjoints (the SRM
 # one under ANTLR with lambdas, the RNN one single-spike) in float64 only: the interpreter is slow
-NETWORK_CASES = [(*rule, single, dtype, "paper") for rule in RULES for single in (False, True)
-                 for dtype in (torch.float32, torch.float64)]
-NETWORK_CASES += [(*rule, single, torch.float64, neuron) for neuron in OTHER_NEURONS
-                  for rule, single in ((("antlr", 0.3, 2.5), False), (("activation_rnn", 1.0, 1.0), True))]
+NETWORK_CASES = [
+    (*rule, single, dtype, "paper")
+    for rule in RULES
+    for single in (False, True)
+    for dtype in (torch.float32, torch.float64)
+]
+NETWORK_CASES += [
+    (*rule, single, torch.float64, neuron)
+    for neuron in OTHER_NEURONS
+    for rule, single in ((("antlr", 0.3, 2.5), False), (("activation_rnn", 1.0, 1.0), True))
+]
 
 
 @pytest.mark.parametrize("rule,lambda_act,lambda_tim,single_spike,dtype,neuron", NETWORK_CASES)
-def test_network_forward_and_gradients_equal_the_pytorch_path(rule, lambda_act, lambda_tim, single_spike, dtype,
-                                                               neuron, monkeypatch):
+def test_network_forward_and_gradients_equal_the_pytorch_path(
+    rule, lambda_act, lambda_tim, single_spike, dtype, neuron, monkeypatch
+):
     ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
     theirs = run_network("python", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
     for a, b in zip(ours[0], theirs[0]):
@@ -142,8 +165,11 @@ def test_adjoint_equals_the_pytorch_path_for_every_surrogate(surrogate, rule, la
         for gs, gt in ((grad_s, grad_t), (None, grad_t), (grad_s, None)):
             results = []
             for mode in ("triton", "python"):
-                results.append(select(DEVICE, mode).adjoint(gs, gt, potential, spikes, current, params, cfg,
-                                                            want_h=cfg.tim_weight != 0))
+                results.append(
+                    select(DEVICE, mode).adjoint(
+                        gs, gt, potential, spikes, current, params, cfg, want_h=cfg.tim_weight != 0
+                    )
+                )
             ours, theirs = results
             expect_gradient = (gs is not None and cfg.act_weight != 0) or (gt is not None and cfg.tim_weight != 0)
             assert bool(theirs[0].abs().max() > 0) == expect_gradient
@@ -218,8 +244,9 @@ def test_kernels_compile_for_a_gpu(tmp_path):
         pytest.skip("no ptxas (triton's NVIDIA backend) to compile with")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["TRITON_CACHE_DIR"] = str(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", _COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env,
-                          timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env, timeout=600
+    )
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
 
 
@@ -231,8 +258,9 @@ def run_stacked(mode, monkeypatch, rule, single_spike, early_stop, trials=2, bat
 
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
     torch.manual_seed(3)
-    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike), rule=rule,
-                         trials=trials).to(dtype=torch.float64, device=DEVICE)
+    net = SpikingNetwork([10, 16, 4], STEPS, NeuronParams(single_spike=single_spike), rule=rule, trials=trials).to(
+        dtype=torch.float64, device=DEVICE
+    )
     with torch.no_grad():
         for k in range(trials):  # excitable, differently per trial: every output fires, at different steps
             for layer in net.layers:
@@ -251,8 +279,7 @@ def run_stacked(mode, monkeypatch, rule, single_spike, early_stop, trials=2, bat
 @pytest.mark.parametrize("early_stop", [False, True])
 @pytest.mark.parametrize("single_spike", [False, True])
 @pytest.mark.parametrize("rule", ["timing", "antlr"])
-def test_stacked_trials_and_the_training_early_stop_equal_the_pytorch_path(rule, single_spike, early_stop,
-                                                                          monkeypatch):
+def test_stacked_trials_and_the_training_early_stop_equal_the_pytorch_path(rule, single_spike, early_stop, monkeypatch):
     steps, spikes, grads = run_stacked("triton", monkeypatch, rule, single_spike, early_stop)
     steps_py, spikes_py, grads_py = run_stacked("python", monkeypatch, rule, single_spike, early_stop)
     assert steps == steps_py

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO, cli_env, compose_config
 
 #: Internal references that must not reach a user.
@@ -18,8 +17,11 @@ FORBIDDEN = re.compile(r"\.\./shared|/work/|\bSPEC\b|the brief|reviewer", re.IGN
 
 #: Work-log wording: what a user reads speaks to a user anywhere, now; how the work went belongs
 #: in git history and, where users care, a dated line of CHANGELOG.md.
-DIARY = re.compile(r"\bissues? ?#?\d+|\bthe issue's|another engineer|\bthis (morning|afternoon)\b|"
-                   r"\b(morning|afternoon|evening) of\b|\bsessions?\b|\byesterday\b|\btoday's", re.IGNORECASE)
+DIARY = re.compile(
+    r"\bissues? ?#?\d+|\bthe issue's|another engineer|\bthis (morning|afternoon)\b|"
+    r"\b(morning|afternoon|evening) of\b|\bsessions?\b|\byesterday\b|\btoday's",
+    re.IGNORECASE,
+)
 
 
 def docs_files() -> list:
@@ -28,10 +30,16 @@ def docs_files() -> list:
 
 
 def user_files() -> list:
-    files = [REPO / "README.md", *(REPO / "docs").rglob("*.md"), *(REPO / "conf").rglob("*.yaml"),
-             *(REPO / "scripts").glob("*.py"), *(REPO / "examples").glob("*.py"),
-             *(REPO / "benchmarks").rglob("*.py"), *(REPO / "benchmarks").rglob("*.md"),
-             *(REPO / "src").rglob("*.yaml")]
+    files = [
+        REPO / "README.md",
+        *(REPO / "docs").rglob("*.md"),
+        *(REPO / "conf").rglob("*.yaml"),
+        *(REPO / "scripts").glob("*.py"),
+        *(REPO / "examples").glob("*.py"),
+        *(REPO / "benchmarks").rglob("*.py"),
+        *(REPO / "benchmarks").rglob("*.md"),
+        *(REPO / "src").rglob("*.yaml"),
+    ]
     files += list((REPO / "src").rglob("*.py"))  # docstrings are read through help()
     return files
 
@@ -45,15 +53,31 @@ def test_no_internal_paths_in_what_users_read():
     assert not hits, "\n".join(hits)
 
 
-@pytest.mark.parametrize("phrase", ["issue 10", "Issue #7", "issues 3", "the issue's guide", "another engineer's runs",
-                                    "this morning", "This afternoon", "Afternoon of 2026-12-03", "morning of",
-                                    "a session", "two sessions", "yesterday", "today's tables"])
+@pytest.mark.parametrize(
+    "phrase",
+    [
+        "issue 10",
+        "Issue #7",
+        "issues 3",
+        "the issue's guide",
+        "another engineer's runs",
+        "this morning",
+        "This afternoon",
+        "Afternoon of 2026-12-03",
+        "morning of",
+        "a session",
+        "two sessions",
+        "yesterday",
+        "today's tables",
+    ],
+)
 def test_diary_wording_is_caught(phrase):
     assert DIARY.search(f"The numbers of {phrase} hold.")
 
 
-@pytest.mark.parametrize("text", ["an issue with the data", "sessional", "today", "measured on 2026-12-03",
-                                  "morning", "an afternoon run"])
+@pytest.mark.parametrize(
+    "text", ["an issue with the data", "sessional", "today", "measured on 2026-12-03", "morning", "an afternoon run"]
+)
 def test_plain_wording_is_not_diary(text):
     assert not DIARY.search(text)
 
@@ -69,8 +93,9 @@ def test_no_work_log_in_what_users_read():
 
 
 def test_help_names_no_internal_path():
-    result = subprocess.run([sys.executable, "-m", "antlr_exp.cli", "--help"], env=cli_env(), capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "antlr_exp.cli", "--help"], env=cli_env(), capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0 and "data:" in result.stdout
     assert not FORBIDDEN.search(result.stdout), result.stdout
     assert not DIARY.search(result.stdout), result.stdout

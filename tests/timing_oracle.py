@@ -94,10 +94,12 @@ def eps_continuous(params, s):
         return 0.0
     k = math.floor(s)
     frac = s - k
+
     def e(m):
         if m < 0:
             return 0.0
         return params.beta_I * params.beta_V * sum(params.alpha_I**q * params.alpha_V ** (m - q) for q in range(m + 1))
+
     return (1 - frac) * e(k) + frac * e(k + 1)
 
 
@@ -168,8 +170,9 @@ def exponential_surrogate(v, params):
     return params.surrogate_a * math.exp(-params.surrogate_b * abs(float(v) - params.theta))
 
 
-def direct_antlr_gradients(x, weights, biases, params, grad_s_out, grad_t_out, lambda_act, lambda_tim,
-                           sigma=exponential_surrogate):
+def direct_antlr_gradients(
+    x, weights, biases, params, grad_s_out, grad_t_out, lambda_act, lambda_tim, sigma=exponential_surrogate
+):
     """ANTLR by loops, one sample: at every layer dL/dV[t] = lambda_act * sigma(V[t]) dL/dS[t]
     + lambda_tim * (-dL/dt_hat[t] / V*[t]) (the second at spike steps only, V* clamped below at
     ``params.vstar_min``), sent down through the spike-free windows: eps for the weights and

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from .errors import CheckpointWriteError, ConfigError
-from .results.layout import BEST_CHECKPOINT as BEST, CHECKPOINT_DIR, LAST_CHECKPOINT as LAST
+from .results.layout import BEST_CHECKPOINT as BEST
+from .results.layout import CHECKPOINT_DIR
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
@@ -66,8 +67,9 @@ def load(path: Path) -> dict:
         raise ConfigError(f"checkpoint {path} does not exist") from None
     except Exception as error:  # truncated or foreign file
         reason = str(error).split(". ")[0]  # torch's zip reader adds several sentences of advice
-        raise ConfigError(f"checkpoint {path} is truncated or corrupt and cannot be read "
-                          f"({type(error).__name__}: {reason})") from None
+        raise ConfigError(
+            f"checkpoint {path} is truncated or corrupt and cannot be read ({type(error).__name__}: {reason})"
+        ) from None
 
 
 def resolve_for_evaluation(path: str) -> Path:
@@ -77,11 +79,15 @@ def resolve_for_evaluation(path: str) -> Path:
         trials = _trial_folders(candidate)
         candidate = checkpoint_dir(candidate) / BEST
         if not candidate.is_file() and trials:
-            raise ConfigError(f"evaluate={path} is the folder of a stacked run (trials={len(trials)}), whose trials "
-                              f"each have a best checkpoint of their own; accepted: one trial's folder, "
-                              f"{_listing(trials)}")
+            raise ConfigError(
+                f"evaluate={path} is the folder of a stacked run (trials={len(trials)}), whose trials "
+                f"each have a best checkpoint of their own; accepted: one trial's folder, "
+                f"{_listing(trials)}"
+            )
     if not candidate.is_file():
-        raise ConfigError(f"evaluate={path}: no checkpoint there; accepted: a .pt file or a run folder with checkpoints/{BEST}")
+        raise ConfigError(
+            f"evaluate={path}: no checkpoint there; accepted: a .pt file or a run folder with checkpoints/{BEST}"
+        )
     return candidate
 
 
@@ -91,18 +97,27 @@ def load_for_evaluation(path: Path) -> dict:
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ConfigError(f"evaluate={path} is not a checkpoint of antlr-train (unreadable as one: "
-                          f"{type(error).__name__}); {accepted}") from None
-    if not (isinstance(payload, dict) and isinstance(payload.get("config"), dict)
-            and isinstance(payload.get("best_model", payload.get("model")), dict)):
-        raise ConfigError(f"evaluate={path} is not a checkpoint of antlr-train (no config and weights in it); {accepted}")
+        raise ConfigError(
+            f"evaluate={path} is not a checkpoint of antlr-train (unreadable as one: "
+            f"{type(error).__name__}); {accepted}"
+        ) from None
+    if not (
+        isinstance(payload, dict)
+        and isinstance(payload.get("config"), dict)
+        and isinstance(payload.get("best_model", payload.get("model")), dict)
+    ):
+        raise ConfigError(
+            f"evaluate={path} is not a checkpoint of antlr-train (no config and weights in it); {accepted}"
+        )
     trials = payload["config"].get("trials", 1)
     if "best_models" in payload or (isinstance(trials, int) and trials > 1):
         seed = payload["config"].get("seed", 0)
         seeds = [f"seed_{seed + k}" for k in range(trials)] if isinstance(seed, int) and isinstance(trials, int) else []
         folders = [Path(path).resolve().parent.parent / name for name in seeds]
-        raise ConfigError(f"evaluate={path} holds the stacked trials of a trials={trials} run, not one network; "
-                          f"accepted: one trial's folder, {_listing(folders) if folders else 'its seed_<s>/ folders'}")
+        raise ConfigError(
+            f"evaluate={path} holds the stacked trials of a trials={trials} run, not one network; "
+            f"accepted: one trial's folder, {_listing(folders) if folders else 'its seed_<s>/ folders'}"
+        )
     return payload
 
 

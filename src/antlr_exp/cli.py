@@ -26,9 +26,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from tqdm import tqdm
 
-from . import __version__, console
+from . import __version__, console, preflight, stopping
 from . import checkpoint as ckpt
-from . import preflight, stopping
 from .config import CONF_DIR
 from .errors import ConfigError, RunStopped, StopSignal
 from .runtime import tune_malloc
@@ -97,7 +96,8 @@ def check_parsable(arguments: list) -> None:
             raise ConfigError(
                 f"{argument}: Hydra cannot read this value (characters such as ' \" ~ = , [ ] {{ }} ( ) and spaces "
                 f"need quotes); quote the value for Hydra inside the shell's quotes: {shlex.quote(quoted)}"
-                + (" (~ is not expanded there: write the full path)" if "~" in value else ""))
+                + (" (~ is not expanded there: write the full path)" if "~" in value else "")
+            )
 
 
 def check_group_choices(arguments: list) -> None:
@@ -118,7 +118,8 @@ def check_group_choices(arguments: list) -> None:
             if value is not None and str(value) not in options:
                 shown = [o for o in options if "/" not in o]  # paper/* are chosen automatically
                 raise ConfigError(
-                    f"{override.key_or_group}={value} is not accepted; accepted values: {', '.join(shown)}")
+                    f"{override.key_or_group}={value} is not accepted; accepted values: {', '.join(shown)}"
+                )
 
 
 def check_override_keys(arguments: list) -> None:
@@ -157,8 +158,9 @@ def check_override_keys(arguments: list) -> None:
             node = full_key.rpartition(".")[0] or "the config"
             parent = getattr(cause, "parent_node", None)
             accepted = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
-            raise ConfigError(f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; accepted keys: "
-                              f"{', '.join(accepted)}") from None
+            raise ConfigError(
+                f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; accepted keys: {', '.join(accepted)}"
+            ) from None
         raise ConfigError(f"{text}: {str(cause).splitlines()[0]}") from None
     except Exception:
         return
@@ -194,10 +196,11 @@ def _resume_hint(run_dir: Path, sweep_dir: Optional[Path] = None) -> str:
     there finishes nothing twice, continues the started jobs and starts the others."""
     if (ckpt.checkpoint_dir(run_dir) / ckpt.LAST).is_file():
         if sweep_dir is not None:
-            return (f"to continue the sweep, repeat the -m command with resume=true hydra.sweep.dir={sweep_dir} "
-                    f"(this job continues from its last checkpoint in {run_dir})")
-        return (f"to continue from the last checkpoint, repeat the command with resume=true "
-                f"hydra.run.dir={run_dir}")
+            return (
+                f"to continue the sweep, repeat the -m command with resume=true hydra.sweep.dir={sweep_dir} "
+                f"(this job continues from its last checkpoint in {run_dir})"
+            )
+        return f"to continue from the last checkpoint, repeat the command with resume=true hydra.run.dir={run_dir}"
     return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume: run the command again"
 
 
@@ -218,8 +221,12 @@ def _interrupted() -> None:
     """Ctrl-C reached the command itself (a sweep's launcher, e.g. joblib's, after its jobs stopped):
     one line and status 130, instead of the launcher's traceback."""
     sweep = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in sys.argv[1:])
-    print(f"{PROG}: interrupted" + ("; the sweep stopped, and each job's line above says where it stopped and how "
-                                    "to continue" if sweep else ""), file=sys.stderr, flush=True)
+    print(
+        f"{PROG}: interrupted"
+        + ("; the sweep stopped, and each job's line above says where it stopped and how to continue" if sweep else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     sys.exit(130)
 
 

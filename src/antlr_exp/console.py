@@ -33,8 +33,11 @@ def _number(value) -> str:
 
 def evaluation_line(row: dict, total_steps: int) -> str:
     """``step 200/2000 (epoch 0.5): train_loss 0.31, val_loss 0.29, val_accuracy 0.87, ...``."""
-    parts = [f"{key} {_number(row[key])}" for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
-             if key in row]
+    parts = [
+        f"{key} {_number(row[key])}"
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+        if key in row
+    ]
     spikes = row.get("val_hidden_spikes_per_sample"), row.get("val_output_spikes_per_sample")
     if None not in spikes:
         parts.append(f"val spikes per sample {_number(spikes[0])} hidden, {_number(spikes[1])} output")
@@ -48,22 +51,29 @@ def log_evaluation(row: dict, total_steps: int, trials: int = 1) -> None:
 
 def result_block(summary: dict, summary_file: Path) -> str:
     """The few lines a finished run (or ``evaluate=``) ends with."""
-    head = (f"{summary.get('task')} / {summary.get('method')} / loss {summary.get('loss_name')}, "
-            f"seed {summary.get('seed')}")
+    head = (
+        f"{summary.get('task')} / {summary.get('method')} / loss {summary.get('loss_name')}, seed {summary.get('seed')}"
+    )
     if summary.get("evaluated_checkpoint"):
         lines = [f"evaluated {summary['evaluated_checkpoint']} ({head})"]
     else:
         lines = [f"finished {head}"]
     accuracy = summary.get("test_accuracy")  # None on the matching task (no labels)
-    lines.append(("" if accuracy is None else f"  test accuracy {_number(accuracy)},")
-                 + f"  test loss {_number(summary.get('test_loss'))}")
-    lines.append(f"  spikes per test sample: hidden {_number(summary.get('test_hidden_spikes_per_sample'))}, "
-                 f"output {_number(summary.get('test_output_spikes_per_sample'))}")
+    lines.append(
+        ("" if accuracy is None else f"  test accuracy {_number(accuracy)},")
+        + f"  test loss {_number(summary.get('test_loss'))}"
+    )
+    lines.append(
+        f"  spikes per test sample: hidden {_number(summary.get('test_hidden_spikes_per_sample'))}, "
+        f"output {_number(summary.get('test_output_spikes_per_sample'))}"
+    )
     if summary.get("best_step") is not None:
         epoch = summary.get("best_epoch")
-        lines.append(f"  best step {summary['best_step']} (epoch {'-' if epoch is None else f'{epoch:g}'}) by "
-                     f"{summary.get('monitor')} {_number(summary.get(summary.get('monitor')))}, "
-                     f"of {summary.get('steps')} steps")
+        lines.append(
+            f"  best step {summary['best_step']} (epoch {'-' if epoch is None else f'{epoch:g}'}) by "
+            f"{summary.get('monitor')} {_number(summary.get(summary.get('monitor')))}, "
+            f"of {summary.get('steps')} steps"
+        )
     lines.append(f"  summary: {Path(summary_file).resolve()}")
     return "\n".join(lines)
 
@@ -71,9 +81,11 @@ def result_block(summary: dict, summary_file: Path) -> str:
 def result_line(summary: dict, summary_file: Path, job: str) -> str:
     """One line per sweep job."""
     parts = [f"test_accuracy {_number(summary['test_accuracy'])}"] if summary.get("test_accuracy") is not None else []
-    parts += [f"test_loss {_number(summary.get('test_loss'))}",
-             f"spikes per sample {_number(summary.get('test_hidden_spikes_per_sample'))} hidden, "
-             f"{_number(summary.get('test_output_spikes_per_sample'))} output"]
+    parts += [
+        f"test_loss {_number(summary.get('test_loss'))}",
+        f"spikes per sample {_number(summary.get('test_hidden_spikes_per_sample'))} hidden, "
+        f"{_number(summary.get('test_output_spikes_per_sample'))} output",
+    ]
     if summary.get("best_step") is not None:
         parts.append(f"best step {summary['best_step']}")
     return f"job {job}: " + ", ".join(parts) + f" -> {Path(summary_file).resolve()}"
@@ -98,10 +110,15 @@ def report_result(summary: dict, summary_file: Path) -> None:
     if "summaries" in summary:
         for folder, trial in zip(summary["folders"], summary["summaries"]):
             log.info(result_line(trial, Path(folder) / Path(summary_file).name, f"seed {trial.get('seed')}"))
-        mean = {key: summary.get(key) for key in ("test_accuracy", "test_loss", "test_hidden_spikes_per_sample",
-                                                    "test_output_spikes_per_sample")}
-        log.info(result_line(mean, Path(summary_file).parent / "trials.json", f"mean over {summary['trials']} trials")
-                 .replace(" -> ", ", index: "))
+        mean = {
+            key: summary.get(key)
+            for key in ("test_accuracy", "test_loss", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
+        }
+        log.info(
+            result_line(
+                mean, Path(summary_file).parent / "trials.json", f"mean over {summary['trials']} trials"
+            ).replace(" -> ", ", index: ")
+        )
         return
     job = _sweep_job()
     log.info(result_line(summary, summary_file, job) if job is not None else result_block(summary, summary_file))

@@ -32,11 +32,13 @@ def simulate_lif(drive, bias, params, state=None, keep_current=False):
     return select(drive.device).simulate_lif(drive, bias, params, state, keep_current)
 
 
-def run_layer(inp, weight, bias, params, steps, batch, state=None, keep_current=False, emit_events=False,
-              store_times=True):
+def run_layer(
+    inp, weight, bias, params, steps, batch, state=None, keep_current=False, emit_events=False, store_times=True
+):
     """See :meth:`antlr_exp.engine.backends.base.Backend.run_layer`."""
-    return select(weight.device).run_layer(inp, weight, bias, params, steps, batch, state, keep_current,
-                                           emit_events, store_times)
+    return select(weight.device).run_layer(
+        inp, weight, bias, params, steps, batch, state, keep_current, emit_events, store_times
+    )
 
 
 def adjoint(grad_s, grad_t, potential, spikes, current, params, rule, want_h):

@@ -34,8 +34,11 @@ def metric_name(column: str) -> str:
 
 def _numbers(row: dict) -> dict:
     """The row's numeric values under their dashboard names (None and text left out)."""
-    return {metric_name(k): v for k, v in row.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None}
+    return {
+        metric_name(k): v
+        for k, v in row.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and v is not None
+    }
 
 
 def sweep_group() -> Optional[str]:

@@ -38,8 +38,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from . import checkpoint as ckpt
 from .config import CONF_DIR, validate
-from .results import layout
 from .errors import ConfigError
+from .results import layout
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +62,9 @@ def check_folder_path(folder: Path, key: str) -> None:
     for part in (folder, *folder.parents):
         if part.exists():
             if not part.is_dir():
-                raise ConfigError(f"{key}={folder}: {part} is a file, not a folder; "
-                                  f"accepted: a path whose existing parts are folders")
+                raise ConfigError(
+                    f"{key}={folder}: {part} is a file, not a folder; accepted: a path whose existing parts are folders"
+                )
             return
 
 
@@ -81,9 +82,11 @@ def lock_run_folder(folder: Path) -> None:
         stream.seek(0)
         holder = stream.read().strip()
         stream.close()
-        raise ConfigError(f"the run folder {folder} is in use by another antlr-train process"
-                          f"{f' (pid {holder})' if holder else ''}; wait for it to end or choose another "
-                          f"hydra.run.dir") from None
+        raise ConfigError(
+            f"the run folder {folder} is in use by another antlr-train process"
+            f"{f' (pid {holder})' if holder else ''}; wait for it to end or choose another "
+            f"hydra.run.dir"
+        ) from None
     stream.seek(0)
     stream.truncate()
     stream.write(f"{os.getpid()}\n")
@@ -147,8 +150,10 @@ def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) ->
         ckpt.load_for_evaluation(ckpt.resolve_for_evaluation(cfg.evaluate))
         held = existing + run_results(folder)
         if held:
-            raise ConfigError(f"evaluate={cfg.evaluate}: the run folder {folder} already holds a run ({held[0]}), "
-                              f"which evaluate= would overwrite; accepted: another {key} (a new or empty folder)")
+            raise ConfigError(
+                f"evaluate={cfg.evaluate}: the run folder {folder} already holds a run ({held[0]}), "
+                f"which evaluate= would overwrite; accepted: another {key} (a new or empty folder)"
+            )
         return
     if cfg.resume:
         if last.is_file():
@@ -156,23 +161,30 @@ def check_job_folder(cfg: DictConfig, folder: Path, key: str, in_sweep: bool) ->
             check_same_run(payload["config"], cfg, folder)
             check_finite_checkpoint(payload, last)
         elif not in_sweep:
-            raise ConfigError(f"resume=true but {last} does not exist; point hydra.run.dir at the folder "
-                              f"of the run to continue")
+            raise ConfigError(
+                f"resume=true but {last} does not exist; point hydra.run.dir at the folder of the run to continue"
+            )
         else:
             finished = [p for p in run_results(folder) if p.name != layout.METRICS_FILE]
             if finished:  # the job would start again and overwrite them
-                raise ConfigError(f"resume=true: {folder} holds a finished run's results ({finished[0]}) but "
-                                  f"no {last} to continue from; accepted: another {key}")
+                raise ConfigError(
+                    f"resume=true: {folder} holds a finished run's results ({finished[0]}) but "
+                    f"no {last} to continue from; accepted: another {key}"
+                )
         return
     if requeued():  # a job SLURM started again resumes (prepare_job)
         return
     if existing:
-        raise ConfigError(f"{folder} already holds another run's checkpoints ({existing[0]}); accepted: "
-                          f"resume=true to continue that run, or another {key}")
+        raise ConfigError(
+            f"{folder} already holds another run's checkpoints ({existing[0]}); accepted: "
+            f"resume=true to continue that run, or another {key}"
+        )
     results = run_results(folder)
     if results:
-        raise ConfigError(f"{folder} already holds another run's results ({results[0]}), which a new run would "
-                          f"overwrite; accepted: another {key}")
+        raise ConfigError(
+            f"{folder} already holds another run's results ({results[0]}), which a new run would "
+            f"overwrite; accepted: another {key}"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -306,9 +318,11 @@ def check_launcher_and_sweeper(hydra_node: DictConfig) -> None:
     if launcher.endswith("SlurmLauncher"):  # submitit submits with sbatch and needs srun in the job
         missing = [command for command in ("sbatch", "srun") if shutil.which(command) is None]
         if missing:
-            raise ConfigError(f"hydra/launcher=slurm needs SLURM's commands, and {' and '.join(missing)} "
-                              f"{'is' if len(missing) == 1 else 'are'} not on PATH here; accepted here: "
-                              f"hydra/launcher=local (this machine), or run the command where SLURM is installed")
+            raise ConfigError(
+                f"hydra/launcher=slurm needs SLURM's commands, and {' and '.join(missing)} "
+                f"{'is' if len(missing) == 1 else 'are'} not on PATH here; accepted here: "
+                f"hydra/launcher=local (this machine), or run the command where SLURM is installed"
+            )
     sweeper = str(OmegaConf.select(hydra_node, "sweeper._target_") or "")
     if "optuna" in sweeper.lower():
         trials = OmegaConf.select(hydra_node, "sweeper.n_trials")
@@ -326,8 +340,10 @@ def _sweep_preset_note(cfg: DictConfig, hydra_node: DictConfig, argv: list) -> O
     this = [f"{key}={choices[key] if key in choices else OmegaConf.select(cfg, key)}" for key in params]
     swept = " ".join(f"{key}={value}" for key, value in params.items())
     preset = f"experiment={choices['experiment']}" if choices.get("experiment") else "the config"
-    return (f"antlr-train: note: {preset} is a sweep ({swept}); without -m this command runs one job of it "
-            f"({' '.join(this)}); the whole sweep: antlr-train -m {shlex.join(argv)}")
+    return (
+        f"antlr-train: note: {preset} is a sweep ({swept}); without -m this command runs one job of it "
+        f"({' '.join(this)}); the whole sweep: antlr-train -m {shlex.join(argv)}"
+    )
 
 
 def check_command(argv: list) -> list:
@@ -371,8 +387,10 @@ def check_command(argv: list) -> list:
     jobs = _sweep_jobs(overrides, hydra_node)
     resume = bool(OmegaConf.select(base, "resume"))
     if resume and not sweep_dir.is_dir():
-        raise ConfigError(f"resume=true but the sweep folder {sweep_dir} does not exist; point hydra.sweep.dir "
-                          f"at the folder of the sweep to continue")
+        raise ConfigError(
+            f"resume=true but the sweep folder {sweep_dir} does not exist; point hydra.sweep.dir "
+            f"at the folder of the sweep to continue"
+        )
     names = _varying(jobs) if jobs else []
     for number, job_overrides in enumerate(jobs if jobs is not None else [fixed]):
         name = " ".join(names[number]) if jobs is not None else ""

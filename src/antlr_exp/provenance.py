@@ -35,12 +35,17 @@ def git_state(*folders: Path) -> tuple:
     ``dirty``: tracked files differ from HEAD (``git status --porcelain --untracked-files=no``)."""
     for folder in folders:
         try:
-            head = subprocess.run(["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True,
-                                  text=True, timeout=10)
+            head = subprocess.run(
+                ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            )
             if head.returncode != 0 or not head.stdout.strip():
                 continue
-            status = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-                                    capture_output=True, text=True, timeout=30)
+            status = subprocess.run(
+                ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         except (OSError, subprocess.SubprocessError):
             return None, None  # no git on this machine
         return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None

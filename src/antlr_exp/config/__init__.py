@@ -7,16 +7,48 @@ first use.
 """
 
 from .resolvers import CONF_DIR, LEGACY_VALUES, find_conf_dir, flatten, register_resolvers, with_legacy_values
-from .schema import (AntlrMethodConfig, Config, CountLossConfig, DataConfig, LatencyLossConfig, LoggerConfig,
-                     MatchingOptions, MatchingTaskConfig, MethodConfig, MnistOptions, MnistTaskConfig,
-                     NeuronConfig, NmnistOptions, NmnistTaskConfig, OptimizerConfig, SpikeTrainLossConfig,
-                     TaskConfig, TimingMethodConfig, TrainerConfig, WandbLoggerConfig, register_configs)
+from .schema import (
+    AntlrMethodConfig,
+    Config,
+    CountLossConfig,
+    DataConfig,
+    LatencyLossConfig,
+    LoggerConfig,
+    MatchingOptions,
+    MatchingTaskConfig,
+    MethodConfig,
+    MnistOptions,
+    MnistTaskConfig,
+    NeuronConfig,
+    NmnistOptions,
+    NmnistTaskConfig,
+    OptimizerConfig,
+    SpikeTrainLossConfig,
+    TaskConfig,
+    TimingMethodConfig,
+    TrainerConfig,
+    WandbLoggerConfig,
+    register_configs,
+)
 
 #: Names of ``validation`` (which imports torch), loaded on first use.
 _VALIDATION_NAMES = (
-    "validate", "neuron_params", "rule_kwargs", "task_shape", "metric_names", "kernels_setting",
-    "wandb_has_credentials", "TASK_TARGET_KIND", "LOSS_TARGET_KIND", "DEVICES", "LOGGERS", "WANDB_MODES",
-    "MONITOR_MODES", "DTYPE_NAMES", "PENALTY_WINDOWS", "MAX_SEED",
+    "validate",
+    "neuron_params",
+    "rule_kwargs",
+    "task_shape",
+    "metric_names",
+    "kernels_setting",
+    "wandb_has_credentials",
+    "TASK_TARGET_KIND",
+    "LOSS_TARGET_KIND",
+    "DEVICES",
+    "LOGGERS",
+    "WANDB_MODES",
+    "MONITOR_MODES",
+    "DTYPE_NAMES",
+    "PENALTY_WINDOWS",
+    "MAX_SEED",
 )
 
 

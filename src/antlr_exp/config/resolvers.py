@@ -21,8 +21,10 @@ def find_conf_dir() -> Path:
     for candidate in (package / "conf", package.parents[1] / "conf"):
         if (candidate / "config.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"antlr-exp's configs are missing: neither {package / 'conf'} nor "
-                            f"{package.parents[1] / 'conf'} holds config.yaml; reinstall the package")
+    raise FileNotFoundError(
+        f"antlr-exp's configs are missing: neither {package / 'conf'} nor "
+        f"{package.parents[1] / 'conf'} holds config.yaml; reinstall the package"
+    )
 
 
 #: The folder holding the Hydra configs (see ``find_conf_dir``).

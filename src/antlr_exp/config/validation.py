@@ -46,8 +46,16 @@ def _accepted(key: str, value: Any, accepted) -> None:
         raise ConfigError(f"{key}={value!r} is not accepted; accepted values: {', '.join(map(str, accepted))}")
 
 
-def _number(key: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = False,
-            high_open: bool = False, optional: bool = False) -> None:
+def _number(
+    key: str,
+    value: Any,
+    *,
+    low: float,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+    optional: bool = False,
+) -> None:
     """``value`` must be a finite number in the interval (None too when ``optional``)."""
     if value is None and optional:
         return
@@ -86,10 +94,12 @@ def _check_finite_numbers(container: Any, path: str = "") -> None:
 
 def _check_betas(betas: Any) -> None:
     values = list(betas) if isinstance(betas, (list, tuple)) or OmegaConf.is_list(betas) else [betas]
-    if len(values) != 2 or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                                   for b in values):
-        raise ConfigError(f"optimizer.betas={_show(betas)} is not accepted; accepted: two numbers in [0, 1), "
-                          f"e.g. [0.9, 0.999]")
+    if len(values) != 2 or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in values
+    ):
+        raise ConfigError(
+            f"optimizer.betas={_show(betas)} is not accepted; accepted: two numbers in [0, 1), e.g. [0.9, 0.999]"
+        )
 
 
 def wandb_has_credentials() -> bool:
@@ -138,8 +148,9 @@ def _check_known_keys(node: DictConfig, path: str = "") -> None:
         known = [f.name for f in dataclasses.fields(schema)]
         for key in node.keys():
             if key not in known:
-                raise ConfigError(f"{path}{key} is not a key of {path.rstrip('.') or 'the config'}; "
-                                  f"accepted keys: {', '.join(known)}")
+                raise ConfigError(
+                    f"{path}{key} is not a key of {path.rstrip('.') or 'the config'}; accepted keys: {', '.join(known)}"
+                )
     for key in node.keys():
         child = node._get_node(key)
         if isinstance(child, DictConfig):
@@ -199,8 +210,13 @@ def _check_task_options(task: DictConfig) -> None:
         for key in ("input_spikes", "target_spikes"):  # spikes per train, each at a distinct step
             _int_in(f"task.options.{key}", task.options[key], 0, steps, by_steps)
     elif task.name == "mnist":
-        _int_in("task.options.t_max", task.options.t_max, 1, min(PIXEL_MAX, steps),
-                by_steps if task.options.t_max > steps else "")
+        _int_in(
+            "task.options.t_max",
+            task.options.t_max,
+            1,
+            min(PIXEL_MAX, steps),
+            by_steps if task.options.t_max > steps else "",
+        )
     elif task.name == "nmnist":
         _int_in("task.num_steps", steps, 1, (2**31 - 1) // FRAME_SIZE)
         _positive_int("task.options.bin_us", task.options.bin_us)
@@ -245,9 +261,11 @@ def _check_top_level(cfg: DictConfig) -> None:
     _positive_int("trials", cfg.trials)
     _accepted("dtype", cfg.dtype, DTYPE_NAMES)
     if cfg.trials > 1:
-        for refused, reason in ((cfg.logger.name == "wandb", "logger=wandb (one wandb run per process); use logger=csv"),
-                                (cfg.trainer.record_gradients, "trainer.record_gradients=true; use trials=1"),
-                                (bool(cfg.evaluate), "evaluate=; evaluate one trial's folder with trials=1")):
+        for refused, reason in (
+            (cfg.logger.name == "wandb", "logger=wandb (one wandb run per process); use logger=csv"),
+            (cfg.trainer.record_gradients, "trainer.record_gradients=true; use trials=1"),
+            (bool(cfg.evaluate), "evaluate=; evaluate one trial's folder with trials=1"),
+        ):
             if refused:
                 raise ConfigError(f"trials={cfg.trials} cannot be combined with {reason}")
     if cfg.resume and cfg.evaluate:
@@ -260,14 +278,20 @@ def _check_logger(logger: DictConfig) -> None:
     if logger.name == "wandb":
         _accepted("logger.mode", logger.mode, WANDB_MODES)
         if importlib.util.find_spec("wandb") is None:
-            raise ConfigError("logger=wandb needs the wandb package, which is not installed: "
-                              "pip install 'antlr-exp[wandb]', or use logger=csv")
+            raise ConfigError(
+                "logger=wandb needs the wandb package, which is not installed: "
+                "pip install 'antlr-exp[wandb]', or use logger=csv"
+            )
         if logger.mode == "online" and not wandb_has_credentials():
-            raise ConfigError("logger.mode=online needs wandb credentials, and none were found (WANDB_API_KEY, "
-                              "or `wandb login`); accepted here: logger.mode=offline or disabled")
+            raise ConfigError(
+                "logger.mode=online needs wandb credentials, and none were found (WANDB_API_KEY, "
+                "or `wandb login`); accepted here: logger.mode=offline or disabled"
+            )
     if logger.name == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
-        raise ConfigError("logger=tensorboard needs the tensorboard package, which is not installed: "
-                          "pip install 'antlr-exp[tensorboard]', or use logger=csv")
+        raise ConfigError(
+            "logger=tensorboard needs the tensorboard package, which is not installed: "
+            "pip install 'antlr-exp[tensorboard]', or use logger=csv"
+        )
 
 
 def _check_method(cfg: DictConfig) -> None:
@@ -283,7 +307,8 @@ def _check_method(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"method.penalty_window=early_stop with loss={loss.name}, trainer.train_early_stop="
                 f"{str(trainer.train_early_stop).lower()}: silence is counted up to the training early stop, "
-                f"which only the latency loss with trainer.train_early_stop=true has; accepted here: full")
+                f"which only the latency loss with trainer.train_early_stop=true has; accepted here: full"
+            )
 
 
 def _check_loss(cfg: DictConfig) -> None:
@@ -337,7 +362,9 @@ def _check_trainer(cfg: DictConfig) -> None:
     for key in ("max_epochs", "max_steps", "val_every_n_steps", "lr_decay_epochs"):
         _positive_int(f"trainer.{key}", trainer[key], optional=True)
     if trainer.max_epochs is None and trainer.max_steps is None:
-        raise ConfigError("trainer.max_epochs=null and trainer.max_steps=null: the run would never end; set one of them")
+        raise ConfigError(
+            "trainer.max_epochs=null and trainer.max_steps=null: the run would never end; set one of them"
+        )
     _number("trainer.lr_decay_factor", trainer.lr_decay_factor, low=0.0, high=1.0, low_open=True)
     _accepted("trainer.monitor", trainer.monitor, metric_names(cfg, "val"))
     _accepted("trainer.monitor_mode", trainer.monitor_mode, MONITOR_MODES)

@@ -52,9 +52,17 @@ def default_root(name: str) -> Path:
     return Path(os.environ.get("ANTLR_EXP_DATA") or "data") / name
 
 
-def load_task(name: str, *, root: str | os.PathLike | None = None, download: bool = False,
-              limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
-              num_steps: int | None = None, **task_options_given) -> TaskData:
+def load_task(
+    name: str,
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    num_steps: int | None = None,
+    **task_options_given,
+) -> TaskData:
     """Load a task by name.
 
     Args:
@@ -87,15 +95,21 @@ def load_task(name: str, *, root: str | os.PathLike | None = None, download: boo
     accepted = task_options(name)
     unknown = sorted(set(task_options_given) - set(accepted))
     if unknown:
-        raise ConfigError(f"task {name!r} has no option {', '.join(map(repr, unknown))}; "
-                          f"its options are {', '.join(map(repr, accepted))}")
+        raise ConfigError(
+            f"task {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options are {', '.join(map(repr, accepted))}"
+        )
     loader = TASKS[name]
     arguments = dict(task_options_given, seed=seed)
     if num_steps is not None:
         arguments["num_steps"] = num_steps
     if name != "matching":
-        arguments.update(root=default_root(name) if root is None else root, download=download, limit_train=limit_train,
-                         limit_test=limit_test)
+        arguments.update(
+            root=default_root(name) if root is None else root,
+            download=download,
+            limit_train=limit_train,
+            limit_test=limit_test,
+        )
     data = loader(**arguments)
     check_splits(name, data)
     return data
@@ -110,4 +124,5 @@ def check_splits(name: str, data: TaskData) -> None:
         raise ConfigError(
             f"task={name}: the {empty[0]} split is empty (samples: {shown}); every split needs samples, and the "
             f"validation split is 1/{VALIDATION_FRACTION_DENOMINATOR} of the training files, so at least "
-            f"{VALIDATION_FRACTION_DENOMINATOR} training files are needed")
+            f"{VALIDATION_FRACTION_DENOMINATOR} training files are needed"
+        )

@@ -144,7 +144,8 @@ def check_root_is_folder(root: Path, dataset: str, holds: str) -> None:
                 where = "is a file, not a folder" if path == root else f"lies under {path.resolve()}, a file"
                 raise DatasetNotFoundError(
                     f"{dataset} not found: the data root {root.resolve()} {where}; set data.root (the "
-                    f"library's root=) to the folder that holds {holds}")
+                    f"library's root=) to the folder that holds {holds}"
+                )
             return
 
 

@@ -19,8 +19,9 @@ from torch.utils.data import Dataset
 from antlr_exp.data.common import TaskData, check_int, generator_for
 
 
-def _random_spike_trains(num_neurons: int, spikes_per_neuron: int, num_steps: int,
-                         generator: torch.Generator) -> torch.Tensor:
+def _random_spike_trains(
+    num_neurons: int, spikes_per_neuron: int, num_steps: int, generator: torch.Generator
+) -> torch.Tensor:
     """float32 0/1 tensor [num_steps, num_neurons] with exactly ``spikes_per_neuron`` spikes per
     neuron, at distinct steps drawn uniformly without replacement."""
     steps = torch.rand(num_neurons, num_steps, generator=generator).argsort(dim=1)
@@ -30,9 +31,9 @@ def _random_spike_trains(num_neurons: int, spikes_per_neuron: int, num_steps: in
     return trains
 
 
-def make_matching_problem(num_inputs: int, num_outputs: int, input_spikes: int,
-                          target_spikes: int, num_steps: int,
-                          seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_matching_problem(
+    num_inputs: int, num_outputs: int, input_spikes: int, target_spikes: int, num_steps: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Build the random spike-train matching problem of one trial.
 
     Spike steps are drawn uniformly without replacement over the whole window 0..T-1 (see the
@@ -58,10 +59,8 @@ def make_matching_problem(num_inputs: int, num_outputs: int, input_spikes: int,
     num_outputs = check_int("num_outputs", num_outputs, minimum=1)
     input_spikes = check_int("input_spikes", input_spikes, minimum=0, maximum=num_steps)
     target_spikes = check_int("target_spikes", target_spikes, minimum=0, maximum=num_steps)
-    inputs = _random_spike_trains(num_inputs, input_spikes, num_steps,
-                                  generator_for(seed, "matching/inputs"))
-    targets = _random_spike_trains(num_outputs, target_spikes, num_steps,
-                                   generator_for(seed, "matching/targets"))
+    inputs = _random_spike_trains(num_inputs, input_spikes, num_steps, generator_for(seed, "matching/inputs"))
+    targets = _random_spike_trains(num_outputs, target_spikes, num_steps, generator_for(seed, "matching/targets"))
     return inputs, targets
 
 
@@ -85,9 +84,15 @@ class MatchingProblem(Dataset):
         return self.inputs.clone(), self.targets.clone()
 
 
-def load_matching(*, num_steps: int = 100, seed: int = 0, num_inputs: int = 10,
-                  num_outputs: int = 5, input_spikes: int = 3,
-                  target_spikes: int = 1) -> TaskData:
+def load_matching(
+    *,
+    num_steps: int = 100,
+    seed: int = 0,
+    num_inputs: int = 10,
+    num_outputs: int = 5,
+    input_spikes: int = 3,
+    target_spikes: int = 1,
+) -> TaskData:
     """The matching task of trial ``seed`` as a TaskData (train, val and test: the same problem).
 
     Args:
@@ -99,9 +104,14 @@ def load_matching(*, num_steps: int = 100, seed: int = 0, num_inputs: int = 10,
     Returns:
         TaskData with ``input_shape=(num_inputs,)``, ``target_kind="spike_train"``.
     """
-    inputs, targets = make_matching_problem(num_inputs, num_outputs, input_spikes, target_spikes,
-                                            num_steps, seed)
+    inputs, targets = make_matching_problem(num_inputs, num_outputs, input_spikes, target_spikes, num_steps, seed)
     problem = MatchingProblem(inputs, targets)
-    return TaskData(train=problem, val=problem, test=problem, input_shape=(inputs.shape[1],),
-                    num_steps=inputs.shape[0], num_outputs=targets.shape[1],
-                    target_kind="spike_train")
+    return TaskData(
+        train=problem,
+        val=problem,
+        test=problem,
+        input_shape=(inputs.shape[1],),
+        num_steps=inputs.shape[0],
+        num_outputs=targets.shape[1],
+        target_kind="spike_train",
+    )

@@ -24,8 +24,8 @@ from antlr_exp.data.common import (
     DatasetCorruptError,
     TaskData,
     check_int,
-    check_root_is_folder,
     check_limit,
+    check_root_is_folder,
     remove_empty_folders,
     seeded_subset,
     split_train_val,
@@ -86,9 +86,11 @@ def _download(root: Path, missing: list[str]) -> None:
     except BaseException as error:
         remove_empty_folders(created)
         if isinstance(error, OSError) and not isinstance(error, DatasetNotFoundError):
-            raise DatasetNotFoundError(_missing_message(  # root not writable, disk full, ...
-                root, missing, f" Could not download into {root.resolve()}: {error}."
-            )) from None
+            raise DatasetNotFoundError(
+                _missing_message(  # root not writable, disk full, ...
+                    root, missing, f" Could not download into {root.resolve()}: {error}."
+                )
+            ) from None
         raise
 
 
@@ -109,12 +111,16 @@ def _check_idx(path: Path, magic: int) -> None:
         if found is None:
             problem = f"is {size} bytes, shorter than its {header_size}-byte header (truncated)"
         elif found != magic:
-            problem = (f"starts with the magic number {found}; expected {magic} (an IDX file of unsigned bytes "
-                       f"in {dims} dimension{'s' if dims > 1 else ''})")
+            problem = (
+                f"starts with the magic number {found}; expected {magic} (an IDX file of unsigned bytes "
+                f"in {dims} dimension{'s' if dims > 1 else ''})"
+            )
         elif size != expected:
             shown = " x ".join(map(str, shape))
-            problem = (f"is {size} bytes, but its header announces {shown} values ({expected} bytes with the "
-                       f"header): {'truncated' if size < expected else 'extra bytes at the end'}")
+            problem = (
+                f"is {size} bytes, but its header announces {shown} values ({expected} bytes with the "
+                f"header): {'truncated' if size < expected else 'extra bytes at the end'}"
+            )
         else:
             return
     raise DatasetCorruptError(
@@ -139,10 +145,13 @@ def _read_split(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
             f"{raw_folder(root).resolve()} could not be read ({type(error).__name__}: {error}); "
             f"replace them with the original files (or delete them and use download=true)."
         ) from None
-    if (images.dtype != torch.uint8 or images.dim() != 3
-            or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE)
-            or labels.shape != (images.shape[0],)
-            or (labels.numel() > 0 and not 0 <= int(labels.min()) <= int(labels.max()) < NUM_CLASSES)):
+    if (
+        images.dtype != torch.uint8
+        or images.dim() != 3
+        or tuple(images.shape[1:]) != (IMAGE_SIZE, IMAGE_SIZE)
+        or labels.shape != (images.shape[0],)
+        or (labels.numel() > 0 and not 0 <= int(labels.min()) <= int(labels.max()) < NUM_CLASSES)
+    ):
         raise DatasetCorruptError(
             f"MNIST files {split}-images-idx3-ubyte / {split}-labels-idx1-ubyte in "
             f"{raw_folder(root).resolve()} hold images {tuple(images.shape)} and labels "
@@ -186,8 +195,7 @@ class LatencyMNIST(Dataset):
     Items: ``(inputs, label)``, float32 0/1 [T, 784] and int64 scalar tensor.
     """
 
-    def __init__(self, spike_times: torch.Tensor, labels: torch.Tensor, num_steps: int,
-                 image_ids: torch.Tensor):
+    def __init__(self, spike_times: torch.Tensor, labels: torch.Tensor, num_steps: int, image_ids: torch.Tensor):
         self.spike_times = spike_times
         self.labels = labels
         self.num_steps = num_steps
@@ -200,9 +208,16 @@ class LatencyMNIST(Dataset):
         return spike_times_to_dense(self.spike_times[index], self.num_steps), self.labels[index]
 
 
-def load_mnist(*, root: str | os.PathLike | None = None, download: bool = False,
-               limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
-               num_steps: int = 100, t_max: int = 24) -> TaskData:
+def load_mnist(
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    num_steps: int = 100,
+    t_max: int = 24,
+) -> TaskData:
     """Latency-coded MNIST as a TaskData.
 
     Args:
@@ -221,8 +236,10 @@ def load_mnist(*, root: str | os.PathLike | None = None, download: bool = False,
     num_steps = check_int("num_steps", num_steps, minimum=1)
     t_max = check_int("t_max", t_max, minimum=1, maximum=SILENT)
     if t_max > num_steps:
-        raise ConfigError(f"t_max={t_max} exceeds num_steps={num_steps}; latency spikes fall in "
-                          f"steps 0..t_max-1, so use t_max <= num_steps")
+        raise ConfigError(
+            f"t_max={t_max} exceeds num_steps={num_steps}; latency spikes fall in "
+            f"steps 0..t_max-1, so use t_max <= num_steps"
+        )
     limit_train = check_limit("limit_train", limit_train)
     limit_test = check_limit("limit_test", limit_test)
     splits = read_mnist(Path("data/mnist") if root is None else root, download=download)

@@ -160,8 +160,7 @@ def read_recording(path: str | os.PathLike) -> np.ndarray:
     return events
 
 
-def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int,
-                 first_saccade_only: bool = False) -> np.ndarray:
+def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int, first_saccade_only: bool = False) -> np.ndarray:
     """Binary frames of an event recording, built with ``tonic.transforms.ToFrame``.
 
     Args:
@@ -187,8 +186,7 @@ def frame_events(events: np.ndarray, *, num_steps: int, bin_us: int,
         return frames
     if np.any(np.diff(events["t"]) < 0):  # ToFrame slices with searchsorted: needs sorted times
         events = events[np.argsort(events["t"], kind="stable")]
-    to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=bin_us,
-                                        start_time=0, end_time=end_us)
+    to_frame = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=bin_us, start_time=0, end_time=end_us)
     counts = to_frame(events)  # [n, P, H, W]; n == T when start and end times are given
     available = min(num_steps, counts.shape[0])
     frames[:available] = counts[:available] > 0
@@ -204,8 +202,7 @@ def _stat(path: Path) -> os.stat_result:
         return path.stat()
     except OSError as error:
         raise DatasetCorruptError(
-            f"N-MNIST recording {path} cannot be read ({error.strerror or error}); replace it with "
-            f"the original file"
+            f"N-MNIST recording {path} cannot be read ({error.strerror or error}); replace it with the original file"
         ) from None
 
 
@@ -218,8 +215,11 @@ def _scan_original_layout(folder: Path) -> list[Recording]:
             continue
         for path in sorted(digit_folder.glob("*.bin")):
             stat = _stat(path)
-            recordings.append(Recording(path=path, relpath=f"{digit}/{path.name}", label=digit,
-                                        size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+            recordings.append(
+                Recording(
+                    path=path, relpath=f"{digit}/{path.name}", label=digit, size=stat.st_size, mtime_ns=stat.st_mtime_ns
+                )
+            )
     return recordings
 
 
@@ -256,8 +256,15 @@ def _tonic_recordings(root: Path, train: bool) -> list[Recording]:
     for name, label in zip(dataset.data, dataset.targets, strict=True):
         path = Path(name)
         stat = _stat(path)
-        recordings.append(Recording(path=path, relpath=path.relative_to(folder).as_posix(),
-                                    label=int(label), size=stat.st_size, mtime_ns=stat.st_mtime_ns))
+        recordings.append(
+            Recording(
+                path=path,
+                relpath=path.relative_to(folder).as_posix(),
+                label=int(label),
+                size=stat.st_size,
+                mtime_ns=stat.st_mtime_ns,
+            )
+        )
     return recordings
 
 
@@ -289,9 +296,9 @@ def _download(root: Path, split: str) -> None:
                 tonic.datasets.NMNIST(save_to=str(staging), train=train)
             except Exception as error:  # network errors, checksum mismatch, bad archive...
                 message = " ".join(str(error).split())
-                raise DatasetNotFoundError(_not_found_message(
-                    root, [split], f" The download failed: {type(error).__name__}: {message}."
-                )) from None
+                raise DatasetNotFoundError(
+                    _not_found_message(root, [split], f" The download failed: {type(error).__name__}: {message}.")
+                ) from None
             for entry in sorted((staging / "NMNIST").iterdir()):
                 target = location / entry.name
                 if target.is_dir():
@@ -303,9 +310,11 @@ def _download(root: Path, split: str) -> None:
     except BaseException as error:
         remove_empty_folders(created)
         if isinstance(error, OSError) and not isinstance(error, DatasetNotFoundError):
-            raise DatasetNotFoundError(_not_found_message(  # root not writable, disk full...
-                root, [split], f" Could not download into {location.resolve()}: {error}."
-            )) from None
+            raise DatasetNotFoundError(
+                _not_found_message(  # root not writable, disk full...
+                    root, [split], f" Could not download into {location.resolve()}: {error}."
+                )
+            ) from None
         raise
 
 
@@ -332,9 +341,11 @@ def find_recordings(root: str | os.PathLike, download: bool = False) -> dict[str
             recordings = _scan_original_layout(folder)
             if recordings:
                 if download:
-                    warnings.warn(f"N-MNIST: using the {len(recordings)} recordings found in "
-                                  f"{folder}; download=true is ignored for this folder",
-                                  stacklevel=3)
+                    warnings.warn(
+                        f"N-MNIST: using the {len(recordings)} recordings found in "
+                        f"{folder}; download=true is ignored for this folder",
+                        stacklevel=3,
+                    )
                 found[split] = recordings
                 break
         else:
@@ -373,8 +384,7 @@ class FrameStore:
     from_cache: bool
 
 
-def _cache_key(split: str, recordings: list[Recording], num_steps: int, bin_us: int,
-               first_saccade_only: bool) -> str:
+def _cache_key(split: str, recordings: list[Recording], num_steps: int, bin_us: int, first_saccade_only: bool) -> str:
     import tonic  # imported on first use: importing tonic takes seconds
 
     payload = {
@@ -398,23 +408,27 @@ def _read_cache(path: Path, recordings: list[Recording], num_steps: int):
         return None
     expected_labels = np.array([r.label for r in recordings], dtype=np.int64)
     usable = (
-        indices.dtype == np.int32 and indices.ndim == 1
-        and offsets.shape == (len(recordings) + 1,) and offsets[0] == 0
-        and offsets[-1] == len(indices) and np.all(np.diff(offsets) >= 0)
+        indices.dtype == np.int32
+        and indices.ndim == 1
+        and offsets.shape == (len(recordings) + 1,)
+        and offsets[0] == 0
+        and offsets[-1] == len(indices)
+        and np.all(np.diff(offsets) >= 0)
         and np.array_equal(labels, expected_labels)
         and (len(indices) == 0 or (indices.min() >= 0 and indices.max() < num_steps * FRAME_SIZE))
     )
     return (indices, offsets) if usable else None
 
 
-def _build_frames(recordings: list[Recording], num_steps: int, bin_us: int,
-                  first_saccade_only: bool, split: str) -> tuple[np.ndarray, np.ndarray]:
+def _build_frames(
+    recordings: list[Recording], num_steps: int, bin_us: int, first_saccade_only: bool, split: str
+) -> tuple[np.ndarray, np.ndarray]:
     chunks = []
     offsets = np.zeros(len(recordings) + 1, dtype=np.int64)
-    for n, recording in enumerate(tqdm(recordings, desc=f"Framing N-MNIST {split}",
-                                       disable=None, leave=False)):
-        frames = frame_events(read_recording(recording.path), num_steps=num_steps,
-                              bin_us=bin_us, first_saccade_only=first_saccade_only)
+    for n, recording in enumerate(tqdm(recordings, desc=f"Framing N-MNIST {split}", disable=None, leave=False)):
+        frames = frame_events(
+            read_recording(recording.path), num_steps=num_steps, bin_us=bin_us, first_saccade_only=first_saccade_only
+        )
         active = np.flatnonzero(frames).astype(np.int32)
         chunks.append(active)
         offsets[n + 1] = offsets[n] + len(active)
@@ -422,8 +436,15 @@ def _build_frames(recordings: list[Recording], num_steps: int, bin_us: int,
     return indices, offsets
 
 
-def frames_for(split: str, recordings: list[Recording], *, num_steps: int, bin_us: int,
-               first_saccade_only: bool, cache_dir: str | os.PathLike | None) -> FrameStore:
+def frames_for(
+    split: str,
+    recordings: list[Recording],
+    *,
+    num_steps: int,
+    bin_us: int,
+    first_saccade_only: bool,
+    cache_dir: str | os.PathLike | None,
+) -> FrameStore:
     """Frames of ``recordings`` (one split folder), from the disk cache or built and cached.
 
     A cache that cannot be written (read-only folder, disk full) gives a warning, not an error.
@@ -442,8 +463,10 @@ def frames_for(split: str, recordings: list[Recording], *, num_steps: int, bin_u
         try:
             atomic_save_npz(cache_file, indices=indices, offsets=offsets, labels=labels)
         except OSError as error:
-            warnings.warn(f"N-MNIST frames could not be cached in {cache_file}: {error}; they "
-                          f"will be rebuilt next time", stacklevel=2)
+            warnings.warn(
+                f"N-MNIST frames could not be cached in {cache_file}: {error}; they will be rebuilt next time",
+                stacklevel=2,
+            )
     return FrameStore(
         indices=torch.from_numpy(indices),
         offsets=torch.from_numpy(offsets),
@@ -494,10 +517,18 @@ class EventFrames(Dataset):
         return frames.view(self.store.num_steps, *FRAME_SHAPE), self.store.labels[row]
 
 
-def load_nmnist(*, root: str | os.PathLike | None = None, download: bool = False,
-                limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
-                num_steps: int = 300, bin_us: int = 1000, first_saccade_only: bool = False,
-                cache_dir: str | os.PathLike | None = None) -> TaskData:
+def load_nmnist(
+    *,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    limit_train: int | None = None,
+    limit_test: int | None = None,
+    seed: int = 0,
+    num_steps: int = 300,
+    bin_us: int = 1000,
+    first_saccade_only: bool = False,
+    cache_dir: str | os.PathLike | None = None,
+) -> TaskData:
     """N-MNIST as binary event frames in a TaskData.
 
     Args:
@@ -518,13 +549,16 @@ def load_nmnist(*, root: str | os.PathLike | None = None, download: bool = False
     num_steps = check_int("num_steps", num_steps, minimum=1, maximum=(2**31 - 1) // FRAME_SIZE)
     bin_us = check_int("bin_us", bin_us, minimum=1)
     if not isinstance(first_saccade_only, bool):
-        raise ConfigError(f"first_saccade_only={first_saccade_only!r} is not a boolean; "
-                          f"expected true or false")
+        raise ConfigError(f"first_saccade_only={first_saccade_only!r} is not a boolean; expected true or false")
     limit_train = check_limit("limit_train", limit_train)
     limit_test = check_limit("limit_test", limit_test)
     recordings = find_recordings(Path("data/nmnist") if root is None else root, download)
-    framing = {"num_steps": num_steps, "bin_us": bin_us,
-               "first_saccade_only": first_saccade_only, "cache_dir": cache_dir}
+    framing = {
+        "num_steps": num_steps,
+        "bin_us": bin_us,
+        "first_saccade_only": first_saccade_only,
+        "cache_dir": cache_dir,
+    }
 
     train_recordings = recordings["Train"]
     train_ids, val_ids = split_train_val(len(train_recordings), seed, "nmnist/split")

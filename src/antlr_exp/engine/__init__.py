@@ -16,8 +16,18 @@ Its public names load on first use, so ``antlr_exp.engine.rules`` can be importe
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
-    **dict.fromkeys(("count_loss", "count_targets", "label_spike_trains", "latency_loss", "no_spike_count_term",
-                     "no_spike_weight_penalty", "spike_train_loss"), "losses"),
+    **dict.fromkeys(
+        (
+            "count_loss",
+            "count_targets",
+            "label_spike_trains",
+            "latency_loss",
+            "no_spike_count_term",
+            "no_spike_weight_penalty",
+            "spike_train_loss",
+        ),
+        "losses",
+    ),
     "SpikingNetwork": "network",
     "NeuronParams": "neuron",
     "RuleConfig": "rules",

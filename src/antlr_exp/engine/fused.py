@@ -86,8 +86,15 @@ class FusedNetworkFunction(torch.autograd.Function):
             inp = offset_for_trials(inp, trials, n_in, batch)
             if simulated is None:
                 potential, spikes, times, _, _, events = backend.run_layer(
-                    inp, weight.detach(), bias.detach(), net.params, steps, batch, emit_events=index < last,
-                    store_times=index == last)
+                    inp,
+                    weight.detach(),
+                    bias.detach(),
+                    net.params,
+                    steps,
+                    batch,
+                    emit_events=index < last,
+                    store_times=index == last,
+                )
             else:
                 potential, spikes = simulated[index]
                 times, events = None, None
@@ -130,20 +137,28 @@ class FusedNetworkFunction(torch.autograd.Function):
             need_g = index > 0 or (inp.dense is not None and ctx.needs_input_grad[4 + 2 * index])
             want_h = index > 0 and rule.tim_weight != 0.0
             inputs = FusedLayerInputs(
-                potential.reshape(steps, -1), spikes.reshape(steps, -1),
-                time_major(grad_outputs[2 * index]), time_major(grad_outputs[2 * index + 1]),
-                g_up if rule.act_weight != 0.0 else empty, h_up if rule.tim_weight != 0.0 else empty, w_up,
-                inp.row_offsets if events else no_index, inp.cols if events else no_index,
+                potential.reshape(steps, -1),
+                spikes.reshape(steps, -1),
+                time_major(grad_outputs[2 * index]),
+                time_major(grad_outputs[2 * index + 1]),
+                g_up if rule.act_weight != 0.0 else empty,
+                h_up if rule.tim_weight != 0.0 else empty,
+                w_up,
+                inp.row_offsets if events else no_index,
+                inp.cols if events else no_index,
                 inp.values if events and inp.values is not None else empty,
-                trials, batch // trials, n_in,
+                trials,
+                batch // trials,
+                n_in,
             )
             g, h, lam_v_sum, dw_t = backend.fused_adjoint(inputs, constants, need_g, want_h)
             if ctx.needs_input_grad[4 + 2 * index]:
                 if events:
                     grads[2 * index] = backend.transpose_gradient(dw_t if trials == 1 else dw_t.view(trials, n_in, -1))
                 else:
-                    grads[2 * index] = weight_gradient(inp, g.view(steps * batch, -1), n_in, trials, steps,
-                                                       backend.transpose_gradient)
+                    grads[2 * index] = weight_gradient(
+                        inp, g.view(steps * batch, -1), n_in, trials, steps, backend.transpose_gradient
+                    )
             if ctx.needs_input_grad[5 + 2 * index]:
                 grad_bias = lam_v_sum.view(trials, batch // trials, -1).sum(dim=1) * float(params.beta_bias)
                 grads[2 * index + 1] = grad_bias.view(-1) if trials == 1 else grad_bias

@@ -31,9 +31,19 @@ class SpikingLinearFunction(torch.autograd.Function):
     """Spikes and spike times of a fully connected LIF layer; the backward applies a rule."""
 
     @staticmethod
-    def forward(ctx, spikes_in, times_in, weight, bias, params: NeuronParams, rule: RuleConfig,
-                events_in: Optional[SynapticInput] = None, emit_events: bool = False,
-                simulated: Optional[tuple] = None, backend: Optional[Backend] = None):
+    def forward(
+        ctx,
+        spikes_in,
+        times_in,
+        weight,
+        bias,
+        params: NeuronParams,
+        rule: RuleConfig,
+        events_in: Optional[SynapticInput] = None,
+        emit_events: bool = False,
+        simulated: Optional[tuple] = None,
+        backend: Optional[Backend] = None,
+    ):
         """``simulated``: ``(potential, spikes, current)`` time-major, already computed for this
         input (the chunked training forward); then only the graph node is made. ``backend``:
         the kernels (default: :func:`select` for the input's device)."""
@@ -44,7 +54,13 @@ class SpikingLinearFunction(torch.autograd.Function):
         inp = offset_for_trials(inp, trials, n_in, batch)
         if simulated is None:
             potential, spikes, times, _, current, events_out = backend.run_layer(
-                inp, weight, bias, params, steps, batch, keep_current=rule.rule == "activation_rnn",
+                inp,
+                weight,
+                bias,
+                params,
+                steps,
+                batch,
+                keep_current=rule.rule == "activation_rnn",
                 emit_events=emit_events,
             )  # time-major [T, B, N]
         else:
@@ -108,8 +124,15 @@ class SpikingLinear(nn.Module):
     hands its layers its backend).
     """
 
-    def __init__(self, in_features: int, out_features: int, params: NeuronParams, rule: RuleConfig,
-                 trials: int = 1, kernels: Optional[str] = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        params: NeuronParams,
+        rule: RuleConfig,
+        trials: int = 1,
+        kernels: Optional[str] = None,
+    ):
         super().__init__()
         if in_features <= 0 or out_features <= 0:
             raise ConfigError(f"layer size {in_features}->{out_features}: sizes must be positive integers")
@@ -134,9 +157,15 @@ class SpikingLinear(nn.Module):
     def out_features(self) -> int:
         return self.weight.shape[-2]
 
-    def forward(self, spikes_in: torch.Tensor, times_in: Optional[torch.Tensor] = None,
-                events_in: Optional[SynapticInput] = None, emit_events: bool = False,
-                simulated: Optional[tuple] = None, backend: Optional[Backend] = None):
+    def forward(
+        self,
+        spikes_in: torch.Tensor,
+        times_in: Optional[torch.Tensor] = None,
+        events_in: Optional[SynapticInput] = None,
+        emit_events: bool = False,
+        simulated: Optional[tuple] = None,
+        backend: Optional[Backend] = None,
+    ):
         """``(spikes, times, events)``: events are the output spikes in sparse form for the next
         layer (with ``emit_events`` on the C++ path, else None); ``events_in`` the same for the
         input, which then is not scanned again. ``simulated``: see SpikingLinearFunction.forward.
@@ -150,12 +179,25 @@ class SpikingLinear(nn.Module):
             events_in = None
         backend = backend or select(spikes_in.device, self.kernels)
         return SpikingLinearFunction.apply(
-            spikes_in, times_in, self.weight, self.bias, self.params, self.rule, events_in, emit_events, simulated,
+            spikes_in,
+            times_in,
+            self.weight,
+            self.bias,
+            self.params,
+            self.rule,
+            events_in,
+            emit_events,
+            simulated,
             backend,
         )
 
-    def simulate(self, spikes_in: torch.Tensor, state: Optional[LIFState] = None, keep_current: bool = False,
-                 backend: Optional[Backend] = None):
+    def simulate(
+        self,
+        spikes_in: torch.Tensor,
+        state: Optional[LIFState] = None,
+        keep_current: bool = False,
+        backend: Optional[Backend] = None,
+    ):
         """Forward without autograd for a chunk of steps.
 
         Returns ``(spikes [B,T,N], state, potential, spikes_time_major, current)``; the last three
@@ -166,7 +208,8 @@ class SpikingLinear(nn.Module):
         inp = backend.flatten_input(spikes_in.to(self.weight.dtype))
         inp = offset_for_trials(inp, self.trials, self.in_features, batch)
         potential, spikes, _, state, current, _ = backend.run_layer(
-            inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state, keep_current)
+            inp, self.weight.detach(), self.bias.detach(), self.params, steps, batch, state, keep_current
+        )
         return spikes.transpose(0, 1), state, potential, spikes, current
 
     def extra_repr(self) -> str:

@@ -114,7 +114,6 @@ def initial_state(batch: int, n: int, params: NeuronParams, dtype, device) -> LI
     return LIFState(zeros, zeros.clone(), ones, ones.clone() if params.single_spike else None)
 
 
-
 def _adjoint_srm(grad_v: torch.Tensor, keep: torch.Tensor, params: NeuronParams):
     """Reverse-time sums over spike-free windows for injected dL/dV (no reset paths), PyTorch path.
 
@@ -230,5 +229,3 @@ def timing_kernel_sum(g: torch.Tensor, lam_v: torch.Tensor, spikes: torch.Tensor
     h.add_(lam_v, alpha=-0.5 * kernel_scale * alpha_V)
     h[:-1].add_(g[1:], alpha=0.5).addcmul_(g[1:], spikes[:-1], value=-0.5)
     return h
-
-

@@ -46,8 +46,9 @@ def count_targets(labels: torch.Tensor, num_outputs: int, n_true: float, n_false
     return targets
 
 
-def label_spike_trains(labels: torch.Tensor, num_outputs: int, num_steps: int,
-                       label_steps, other_steps=(), dtype=torch.float32) -> torch.Tensor:
+def label_spike_trains(
+    labels: torch.Tensor, num_outputs: int, num_steps: int, label_steps, other_steps=(), dtype=torch.float32
+) -> torch.Tensor:
     """Target spike trains [B, T, O] made from class labels, for the spike-train loss on a labelled task.
 
     The label's neuron should fire at the steps ``label_steps``; every other output neuron at
@@ -203,7 +204,10 @@ class _SpikeTrainLoss(torch.autograd.Function):
 
 
 def spike_train_loss(
-    spikes: torch.Tensor, times: Optional[torch.Tensor], target_spikes: torch.Tensor, decay: float = 0.9,
+    spikes: torch.Tensor,
+    times: Optional[torch.Tensor],
+    target_spikes: torch.Tensor,
+    decay: float = 0.9,
     reduction: str = "mean",
 ) -> torch.Tensor:
     """``sum_o sum_tau d_o[tau]^2``, ``d = kappa*S - kappa*S_target``, ``kappa[k] = decay^k``, batch mean.
@@ -235,8 +239,9 @@ def first_spike_time_tensor(spikes: torch.Tensor, times: torch.Tensor) -> torch.
     return torch.where(fired, gathered, torch.full_like(gathered, float(steps)))
 
 
-def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor, beta: float = 1.0 / 6.0,
-                 reduction: str = "mean") -> torch.Tensor:
+def latency_loss(
+    spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor, beta: float = 1.0 / 6.0, reduction: str = "mean"
+) -> torch.Tensor:
     """Cross-entropy of ``softmax_o(-beta * t_first_o)``, batch mean; silent outputs count as t = T."""
     _check_output(spikes)
     _check_labels(labels, spikes.shape[2])
@@ -246,8 +251,9 @@ def latency_loss(spikes: torch.Tensor, times: torch.Tensor, labels: torch.Tensor
     return _reduce(F.cross_entropy(logits, labels, reduction="none"), reduction)
 
 
-def no_spike_count_term(spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: float = 0.1,
-                        reduction: str = "mean", squared: bool = False) -> torch.Tensor:
+def no_spike_count_term(
+    spikes: torch.Tensor, labels: torch.Tensor, lambda_ns: float = 0.1, reduction: str = "mean", squared: bool = False
+) -> torch.Tensor:
     """The no-spike count term for the label's neuron d, batch mean.
 
     The paper writes ``lambda_ns * (min(sum_t S_d[t], 1) - 1)^2``. Since the clipped count is 0

@@ -105,8 +105,10 @@ class SpikingNetwork(nn.Module):
         shape = tuple(x.shape)
         if self.trials > 1:
             if x.dim() < 4 or x.shape[0] != self.trials:
-                raise InputError(f"input has shape {tuple(x.shape)}: a network of trials={self.trials} expects "
-                                 f"[{self.trials}, batch, steps, ...] (one batch per trial)")
+                raise InputError(
+                    f"input has shape {tuple(x.shape)}: a network of trials={self.trials} expects "
+                    f"[{self.trials}, batch, steps, ...] (one batch per trial)"
+                )
             x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
         if x.dim() < 3:
             raise InputError(
@@ -211,8 +213,10 @@ class SpikingNetwork(nn.Module):
         keep_current = self.rule.rule == "activation_rnn"
         steps_done, pieces = self._chunks_until_all_fired(flat, chunk, backend, keep_current)
         if self.uses_fused_backward(flat, backend):
-            simulated = [(torch.cat([r[2] for r in chunks], dim=0), torch.cat([r[3] for r in chunks], dim=0))
-                         for chunks in pieces]
+            simulated = [
+                (torch.cat([r[2] for r in chunks], dim=0), torch.cat([r[3] for r in chunks], dim=0))
+                for chunks in pieces
+            ]
             return self._fused_forward(flat[:, :steps_done], backend, simulated)
         spikes, times = [], []
         s, t = flat[:, :steps_done], None

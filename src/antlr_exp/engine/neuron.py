@@ -55,8 +55,11 @@ class NeuronParams:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"neuron.{name}={value!r}: must be a finite number > 0")
-        if (not isinstance(self.surrogate_a, (int, float)) or not math.isfinite(self.surrogate_a)
-                or self.surrogate_a < 0):
+        if (
+            not isinstance(self.surrogate_a, (int, float))
+            or not math.isfinite(self.surrogate_a)
+            or self.surrogate_a < 0
+        ):
             raise ConfigError(f"neuron.surrogate_a={self.surrogate_a!r}: must be a finite number >= 0")
         for name in ("beta_V", "beta_bias"):
             value = getattr(self, name)
@@ -66,9 +69,7 @@ class NeuronParams:
             elif not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ConfigError(f"neuron.{name}={value!r}: accepted are 'auto' or a number > 0")
         if self.surrogate not in SURROGATES:
-            raise ConfigError(
-                f"neuron.surrogate={self.surrogate!r}: accepted are {', '.join(sorted(SURROGATES))}"
-            )
+            raise ConfigError(f"neuron.surrogate={self.surrogate!r}: accepted are {', '.join(sorted(SURROGATES))}")
 
     def resolve(self, num_steps: int) -> "NeuronParams":
         """Return a copy with ``"auto"`` scales replaced by numbers for a window of ``num_steps``."""
@@ -96,9 +97,9 @@ def unit_kernel(alpha_I: float, alpha_V: float, length: int, dtype=torch.float64
 def eps_kernel(params: NeuronParams, length: int, dtype=torch.float64) -> torch.Tensor:
     """The SRM kernel eps[k], k = 0..length-1, shape [length]. ``params`` must be resolved."""
     _require_resolved(params)
-    return unit_kernel(params.alpha_I, params.alpha_V, length, torch.float64).mul(
-        params.beta_I * params.beta_V
-    ).to(dtype)
+    return (
+        unit_kernel(params.alpha_I, params.alpha_V, length, torch.float64).mul(params.beta_I * params.beta_V).to(dtype)
+    )
 
 
 def eps_time_derivative(params: NeuronParams, length: int, dtype=torch.float64) -> torch.Tensor:

@@ -40,8 +40,7 @@ class RuleConfig:
             raise ConfigError(f"method={self.rule!r}: accepted are {', '.join(RULES)}")
         for name in ("lambda_act", "lambda_tim"):  # antlr-train's config check is this one too
             value = getattr(self, name)
-            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-                    or value < 0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"method.{name}={value!r} is out of range; accepted: a number in [0, inf)")
 
     @property
@@ -68,9 +67,15 @@ def check_rule_loss(rule: str, loss: str, lambda_act: float = 1.0, lambda_tim: f
             f"which method={rule} needs; accepted methods for loss={loss}: {', '.join(_COMPATIBLE[loss])}"
         )
     if rule == "antlr" and lambda_act == 0 and lambda_tim == 0:
-        raise ConfigError("method=antlr with method.lambda_act=0 and method.lambda_tim=0: no gradient would flow; "
-                          "set at least one of them != 0")
+        raise ConfigError(
+            "method=antlr with method.lambda_act=0 and method.lambda_tim=0: no gradient would flow; "
+            "set at least one of them != 0"
+        )
     if rule == "antlr" and loss == "count" and lambda_act == 0:
-        raise ConfigError("loss=count with method=antlr and method.lambda_act=0: no gradient would flow; set lambda_act != 0")
+        raise ConfigError(
+            "loss=count with method=antlr and method.lambda_act=0: no gradient would flow; set lambda_act != 0"
+        )
     if rule == "antlr" and loss == "latency" and lambda_tim == 0:
-        raise ConfigError("loss=latency with method=antlr and method.lambda_tim=0: no gradient would flow; set lambda_tim != 0")
+        raise ConfigError(
+            "loss=latency with method=antlr and method.lambda_tim=0: no gradient would flow; set lambda_tim != 0"
+        )

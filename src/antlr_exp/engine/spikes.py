@@ -12,6 +12,7 @@ from ..errors import ConfigError
 
 DECISIONS = ("most_spike", "earliest_spike")
 
+
 @dataclass
 class NetworkOutput:
     """Spikes and spike times of every spiking layer.
@@ -46,7 +47,6 @@ class NetworkOutput:
     @property
     def hidden_spikes(self) -> list:
         return self.spikes[:-1]
-
 
 
 def first_spike_times(spikes: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,6 @@ def dense_input(time_major: torch.Tensor) -> SynapticInput:
     return SynapticInput(time_major.reshape(steps * batch, n_in), None, None, None, None)
 
 
-
 def _by_trial(rows: torch.Tensor, trials: int, steps: int) -> torch.Tensor:
     """Time-major rows [T*K*B, N] (row ``t*K*B + k*B + b``) as one block per trial, [K, T*B, N]."""
     n = rows.shape[-1]
@@ -103,10 +102,13 @@ def synaptic_input(inp: SynapticInput, weight: torch.Tensor, steps: Optional[int
             return _from_trial(torch.bmm(_by_trial(inp.dense, weight.shape[0], steps), weight.transpose(1, 2)), steps)
         return inp.dense @ weight.t()
     return F.embedding_bag(
-        inp.cols, stacked_weight_t(weight), inp.row_offsets, mode="sum", per_sample_weights=inp.values,
+        inp.cols,
+        stacked_weight_t(weight),
+        inp.row_offsets,
+        mode="sum",
+        per_sample_weights=inp.values,
         include_last_offset=True,
     )
-
 
 
 def plain_transpose(grad_t: torch.Tensor) -> torch.Tensor:
@@ -114,8 +116,14 @@ def plain_transpose(grad_t: torch.Tensor) -> torch.Tensor:
     return grad_t.t() if grad_t.dim() == 2 else grad_t.transpose(1, 2).contiguous()
 
 
-def weight_gradient(inp: SynapticInput, grad_rows: torch.Tensor, n_in: int, trials: int = 1,
-                    steps: Optional[int] = None, transpose: Callable = plain_transpose) -> torch.Tensor:
+def weight_gradient(
+    inp: SynapticInput,
+    grad_rows: torch.Tensor,
+    n_in: int,
+    trials: int = 1,
+    steps: Optional[int] = None,
+    transpose: Callable = plain_transpose,
+) -> torch.Tensor:
     """sum over rows of grad_rows[row, j] * S[row, i], shape [N_out, N_in] ([K, N_out, N_in] for
     stacked trials, each trial summing over its own rows). ``transpose`` turns the event path's
     [N_in, N_out] sums around (a backend's contiguous transpose spares autograd a copy)."""
@@ -168,4 +176,3 @@ def times_gradient_at_events(inp: SynapticInput, h_rows, weight, batch, steps, n
     out = torch.zeros(steps * batch * n_in, dtype=h_rows.dtype, device=h_rows.device)
     out[inp.rows * n_in + cols] = at_events
     return out.view(steps, batch, n_in).transpose(0, 1)
-

@@ -20,8 +20,10 @@ from . import FIGURES, driver, resolve
 
 def listing() -> str:
     width = max(len(name) for name in FIGURES)
-    return "\n".join(f"{name:<{width}}  {what} (also: {module})" if module != name else f"{name:<{width}}  {what}"
-                     for name, (module, what) in FIGURES.items())
+    return "\n".join(
+        f"{name:<{width}}  {what} (also: {module})" if module != name else f"{name:<{width}}  {what}"
+        for name, (module, what) in FIGURES.items()
+    )
 
 
 def run(name: str, argv: list, prog: Optional[str] = None, root: Optional[Path] = None) -> int:
@@ -39,10 +41,13 @@ def run(name: str, argv: list, prog: Optional[str] = None, root: Optional[Path] 
 
 def main(argv: Optional[list] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="antlr-figure", usage="antlr-figure NAME [--scale S] [options] [overrides]",
-                                     description=__doc__.split("\n\n")[0],
-                                     epilog="figures:\n" + listing() + "\n\n" + __doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="antlr-figure",
+        usage="antlr-figure NAME [--scale S] [options] [overrides]",
+        description=__doc__.split("\n\n")[0],
+        epilog="figures:\n" + listing() + "\n\n" + __doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--list", action="store_true", help="name every figure and what it draws")
     if argv and not argv[0].startswith("-"):
         try:

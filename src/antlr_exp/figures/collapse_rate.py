@@ -49,16 +49,22 @@ def trial_record(folder: Path, below: float) -> dict:
     summary_file = folder / "summary.json"
     summary = json.loads(summary_file.read_text()) if summary_file.is_file() else {}
     seed = summary.get("seed", folder.name.removeprefix("seed_"))  # a stacked trial's folder is seed_<s>
-    return {"folder": str(folder), "seed": int(seed) if str(seed).isdigit() else seed,
-            "epochs": float(rows[-1]["epoch"]) if rows else 0.0,
-            "min_output_spikes": min(lows) if lows else None, "collapsed_at_epoch": collapsed_at,
-            "test_accuracy": summary.get("test_accuracy")}
+    return {
+        "folder": str(folder),
+        "seed": int(seed) if str(seed).isdigit() else seed,
+        "epochs": float(rows[-1]["epoch"]) if rows else 0.0,
+        "min_output_spikes": min(lows) if lows else None,
+        "collapsed_at_epoch": collapsed_at,
+        "test_accuracy": summary.get("test_accuracy"),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="run folders (a stacked run's job folder, or plain runs)")
-    parser.add_argument("--below", type=float, default=1.0, help="collapse: output spikes per training sample below this")
+    parser.add_argument(
+        "--below", type=float, default=1.0, help="collapse: output spikes per training sample below this"
+    )
     parser.add_argument("--json", type=Path, help="also write the records and the rate here")
     args = parser.parse_args(argv)
     records = [trial_record(folder, args.below) for folder in trial_folders(args.paths)]
@@ -68,19 +74,27 @@ def main(argv=None) -> int:
         low = "-" if r["min_output_spikes"] is None else f"{r['min_output_spikes']:.3g}"
         when = "-" if r["collapsed_at_epoch"] is None else f"{r['collapsed_at_epoch']:g}"
         acc = "-" if r["test_accuracy"] is None else f"{100 * r['test_accuracy']:.1f} %"
-        print(f"seed {r['seed']}: epochs {r['epochs']:g}, lowest output spikes {low}, collapsed at epoch {when}, "
-              f"test accuracy {acc}")
+        print(
+            f"seed {r['seed']}: epochs {r['epochs']:g}, lowest output spikes {low}, collapsed at epoch {when}, "
+            f"test accuracy {acc}"
+        )
     collapsed = sum(r["collapsed_at_epoch"] is not None for r in records)
     low, high = wilson_interval(collapsed, len(records))
     tested = [r["test_accuracy"] for r in records if r["test_accuracy"] is not None]
     mean = sum(tested) / len(tested) if tested else None
     std = math.sqrt(sum((a - mean) ** 2 for a in tested) / (len(tested) - 1)) if len(tested) > 1 else None
-    print(f"collapsed: {collapsed} of {len(records)} ({100 * collapsed / len(records):.0f} %, 95 % interval "
-          f"{100 * low:.0f}-{100 * high:.0f} %)" + (f"; test accuracy {100 * mean:.2f} +- {100 * std:.2f} % "
-                                                  f"over {len(tested)}" if std is not None else ""))
+    print(
+        f"collapsed: {collapsed} of {len(records)} ({100 * collapsed / len(records):.0f} %, 95 % interval "
+        f"{100 * low:.0f}-{100 * high:.0f} %)"
+        + (f"; test accuracy {100 * mean:.2f} +- {100 * std:.2f} % over {len(tested)}" if std is not None else "")
+    )
     if args.json:
-        args.json.write_text(json.dumps({"trials": records, "collapsed": collapsed, "n": len(records),
-                                         "interval95": [low, high]}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {"trials": records, "collapsed": collapsed, "n": len(records), "interval95": [low, high]}, indent=2
+            )
+            + "\n"
+        )
     return 0
 
 

@@ -98,7 +98,7 @@ class StepTrace:
         for l, (w, old) in enumerate(zip(self.weights, before)):
             state = self.trainer.optimizer.state[w]
             steps = float(state["step"])
-            v_hat = state["exp_avg_sq"] / (1 - beta2 ** steps)
+            v_hat = state["exp_avg_sq"] / (1 - beta2**steps)
             row[f"update_ratio_{l}"] = float((w.detach() - old).norm() / old.norm())
             row[f"adam_rms_{l}"] = float(v_hat.mean().sqrt())
             row[f"adam_step_rms_{l}"] = float((w.detach() - old).pow(2).mean().sqrt() / lr)
@@ -106,8 +106,11 @@ class StepTrace:
 
     def traced_step(self, inputs, targets):
         trainer = self.trainer
-        self.row = row = {"step": trainer.state.step + 1, "epoch": trainer.state.epoch,
-                          "lr": trainer.optimizer.param_groups[0]["lr"]}
+        self.row = row = {
+            "step": trainer.state.step + 1,
+            "epoch": trainer.state.epoch,
+            "lr": trainer.optimizer.param_groups[0]["lr"],
+        }
         # gradient norms before clipping: hook the clip by reading the grads after backward
         clip = torch.nn.utils.clip_grad_value_
 
@@ -137,19 +140,23 @@ class StepTrace:
             vmax = potential.amax(dim=0)  # [B, N_out]
             vstar = first_spike_slopes(potential, out.output_spikes.detach())
         decision = first.argmin(dim=1)
-        row.update({
-            "loss": float(loss),
-            "batch_accuracy": float(((decision == labels) & (first.min(dim=1).values < out.num_steps)).float().mean()),
-            "simulated_steps": out.num_steps,
-            "output_spikes": float(counts.sum()) / batch,
-            "hidden_spikes": float(sum(s.detach().sum() for s in out.hidden_spikes)) / batch,
-            "label_silent": float((label_counts == 0).float().mean()),
-            "all_silent": float((counts.sum(dim=1) == 0).float().mean()),
-            "label_vmax": float(vmax[torch.arange(batch), labels].median()),
-            # V* at the outputs' first spikes: the timing part divides by max(V*, vstar_min)
-            "vstar_median": float(vstar.median()) if vstar.numel() else float("nan"),
-            "vstar_below_0.05": float((vstar < 0.05).float().mean()) if vstar.numel() else float("nan"),
-        })
+        row.update(
+            {
+                "loss": float(loss),
+                "batch_accuracy": float(
+                    ((decision == labels) & (first.min(dim=1).values < out.num_steps)).float().mean()
+                ),
+                "simulated_steps": out.num_steps,
+                "output_spikes": float(counts.sum()) / batch,
+                "hidden_spikes": float(sum(s.detach().sum() for s in out.hidden_spikes)) / batch,
+                "label_silent": float((label_counts == 0).float().mean()),
+                "all_silent": float((counts.sum(dim=1) == 0).float().mean()),
+                "label_vmax": float(vmax[torch.arange(batch), labels].median()),
+                # V* at the outputs' first spikes: the timing part divides by max(V*, vstar_min)
+                "vstar_median": float(vstar.median()) if vstar.numel() else float("nan"),
+                "vstar_below_0.05": float((vstar < 0.05).float().mean()) if vstar.numel() else float("nan"),
+            }
+        )
         if self.writer is None:
             self.writer = csv.DictWriter(self.file, fieldnames=list(row))
             self.writer.writeheader()

@@ -23,12 +23,17 @@ from typing import Optional
 
 from omegaconf import OmegaConf
 
-from ..results import plots as plot, report
 from ..config import flatten
+from ..results import plots as plot
+from ..results import report
 
 #: the metrics of the accuracy tables, accuracy first, then the spikes to the decision and in the window
-TABLE_METRICS = ("test_accuracy", *plot.SPIKES_TO_DECISION,
-                 "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
+TABLE_METRICS = (
+    "test_accuracy",
+    *plot.SPIKES_TO_DECISION,
+    "test_hidden_spikes_per_sample",
+    "test_output_spikes_per_sample",
+)
 
 
 def load_scales(figure: str) -> dict:
@@ -43,8 +48,15 @@ def antlr_train_command() -> list:
     return [str(beside)] if beside.exists() else [shutil.which("antlr-train") or "antlr-train"]
 
 
-def parse_args(description: str, name: str, argv=None, extra=(), scales=("tiny", "quick", "full"),
-               prog: Optional[str] = None, root: Optional[Path] = None) -> argparse.Namespace:
+def parse_args(
+    description: str,
+    name: str,
+    argv=None,
+    extra=(),
+    scales=("tiny", "quick", "full"),
+    prog: Optional[str] = None,
+    root: Optional[Path] = None,
+) -> argparse.Namespace:
     """The drivers' common options (and ``extra``: ``(flag, argparse options)`` pairs). ``name``
     names the sweep folders; ``root`` (default: the current folder) holds ``docs/figures`` and
     ``multirun``, the default places of the figures and the sweeps."""
@@ -52,16 +64,29 @@ def parse_args(description: str, name: str, argv=None, extra=(), scales=("tiny",
     p = argparse.ArgumentParser(prog=prog, description=description)
     for flag, options in extra:
         p.add_argument(flag, **options)
-    p.add_argument("--scale", choices=tuple(scales), default="quick",
-                   help="full: the paper's trials/iterations/epochs; quick: minutes on 2 CPU cores; tiny: the test"
-                        + ("; medium: all training images, 1 epoch, 3 trials" if "medium" in scales else ""))
-    p.add_argument("--out", type=Path, default=root / "docs" / "figures",
-                   help="where the PNG and the table go (default: docs/figures)")
-    p.add_argument("--sweep-root", type=Path, default=None,
-                   help="parent of the sweep folders (default multirun/<driver>_<scale>)")
+    p.add_argument(
+        "--scale",
+        choices=tuple(scales),
+        default="quick",
+        help="full: the paper's trials/iterations/epochs; quick: minutes on 2 CPU cores; tiny: the test"
+        + ("; medium: all training images, 1 epoch, 3 trials" if "medium" in scales else ""),
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=root / "docs" / "figures",
+        help="where the PNG and the table go (default: docs/figures)",
+    )
+    p.add_argument(
+        "--sweep-root", type=Path, default=None, help="parent of the sweep folders (default multirun/<driver>_<scale>)"
+    )
     # the folder holding mnist/ and nmnist/, found as antlr-train's data.root finds it
-    p.add_argument("--data", type=Path, default=Path(os.environ.get("ANTLR_EXP_DATA") or "data"),
-                   help="folder holding mnist/ and nmnist/ (default: $ANTLR_EXP_DATA, else data)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=Path(os.environ.get("ANTLR_EXP_DATA") or "data"),
+        help="folder holding mnist/ and nmnist/ (default: $ANTLR_EXP_DATA, else data)",
+    )
     p.add_argument("--no-run", action="store_true", help="only redraw from existing sweep folders")
     p.add_argument("--jobs", type=int, default=1, help=">1: hydra/launcher=local with this many parallel jobs")
     p.add_argument("overrides", nargs="*", help="extra antlr-train overrides for every sweep (e.g. device=cuda)")
@@ -83,8 +108,14 @@ def run_sweep(args: argparse.Namespace, label: str, overrides: list) -> Path:
         # resume=true continues a driver: its started sweeps continue, the ones it has not reached start
         print(f"[{label}: not started before, so it starts now (resume=true applies to started sweeps)]", flush=True)
         extra = [o for o in extra if not _is_resume(o)]
-    cmd = [*antlr_train_command(), "-m", *overrides, *extra,
-           f"hydra.sweep.dir={sweep_dir}", "trainer.progress_bar=false"]
+    cmd = [
+        *antlr_train_command(),
+        "-m",
+        *overrides,
+        *extra,
+        f"hydra.sweep.dir={sweep_dir}",
+        "trainer.progress_bar=false",
+    ]
     if args.jobs > 1:
         cmd += ["hydra/launcher=local", f"hydra.launcher.n_jobs={args.jobs}"]
     print("$", shlex.join(["antlr-train", *cmd[1:]]), flush=True)
@@ -102,8 +133,11 @@ def _is_resume(override: str) -> bool:
 def overrides_text(args: argparse.Namespace, scale_overrides: list) -> str:
     """The overrides every sweep of a driver ran with (the scale's, then the command line's; data
     and output settings left out), as the tables' preface states them."""
-    shown = [o for o in [*scale_overrides, *args.overrides]
-             if not o.startswith(("data.root=", "hydra.", "hydra/", "device=", "resume="))]
+    shown = [
+        o
+        for o in [*scale_overrides, *args.overrides]
+        if not o.startswith(("data.root=", "hydra.", "hydra/", "device=", "resume="))
+    ]
     return " ".join(shown) or "none"
 
 
@@ -113,14 +147,16 @@ def data_root(args: argparse.Namespace, task: str) -> str:
 
 # -- reading job folders --------------------------------------------------------------------
 
+
 def load_runs(sweep_dir: Path) -> list:
     """``[{"config": flat config, "summary": dict, "history": [metrics.csv rows as floats]}]``."""
     runs = []
     for summary_file in sorted(Path(sweep_dir).rglob("summary.json")):
         folder = summary_file.parent
         config = flatten(OmegaConf.to_container(OmegaConf.load(folder / ".hydra" / "config.yaml"), resolve=True))
-        runs.append({"config": config, "summary": json.loads(summary_file.read_text()),
-                     "history": plot.read_metrics(folder)})
+        runs.append(
+            {"config": config, "summary": json.loads(summary_file.read_text()), "history": plot.read_metrics(folder)}
+        )
     return runs
 
 
@@ -130,6 +166,7 @@ def aggregate(sweep_dirs, by=("method.name",), metrics=TABLE_METRICS) -> list:
 
 
 # -- tables ---------------------------------------------------------------------------------
+
 
 def fmt(mean, std, scale=1.0, digits=3) -> str:
     if mean is None:
@@ -160,28 +197,54 @@ def accuracy_table(path: Path, panels: list, preface: str = "", label_key=None, 
     ``label_key``: one config key or a tuple of them shown after the method; ``with_loss``: also
     the test loss (comparable only where the rows share a loss)."""
     keys = [label_key] if isinstance(label_key, str) else list(label_key or ())
-    header = ["setting", "method", *keys, "n", "test accuracy (%)", "hidden spikes to decision",
-              "output spikes to decision", "hidden spikes (window)", "output spikes (window)",
-              *(["test loss"] if with_loss else [])]
+    header = [
+        "setting",
+        "method",
+        *keys,
+        "n",
+        "test accuracy (%)",
+        "hidden spikes to decision",
+        "output spikes to decision",
+        "hidden spikes (window)",
+        "output spikes (window)",
+        *(["test loss"] if with_loss else []),
+    ]
     rows = []
     for title, agg in panels:
         for r in agg:
-            rows.append([title, r["method.name"], *(r[k] for k in keys), r["n"],
-                         fmt(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 4),
-                         *(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in TABLE_METRICS[1:]),
-                         *([fmt(r["test_loss_mean"], r["test_loss_std"], digits=4)] if with_loss else [])])
+            rows.append(
+                [
+                    title,
+                    r["method.name"],
+                    *(r[k] for k in keys),
+                    r["n"],
+                    fmt(r["test_accuracy_mean"], r["test_accuracy_std"], 100, 4),
+                    *(fmt(r[f"{m}_mean"], r[f"{m}_std"]) for m in TABLE_METRICS[1:]),
+                    *([fmt(r["test_loss_mean"], r["test_loss_std"], digits=4)] if with_loss else []),
+                ]
+            )
     write_table(path, header, rows, preface)
 
 
-def accuracy_figure(args: argparse.Namespace, task: str, presets: list, overrides: list, stem: str,
-                    suptitle: str, preface: str = "", label_key: str = None, with_loss: bool = False) -> list:
+def accuracy_figure(
+    args: argparse.Namespace,
+    task: str,
+    presets: list,
+    overrides: list,
+    stem: str,
+    suptitle: str,
+    preface: str = "",
+    label_key: str = None,
+    with_loss: bool = False,
+) -> list:
     """Run each ``(preset, title[, its own overrides])`` sweep with ``overrides``, then draw
     ``<stem>.png`` (accuracy against spikes, one row of panels per preset) and ``<stem>.md``;
     returns the panels."""
     panels = []
     for preset, title, *own in presets:
-        sweep = run_sweep(args, preset, [f"experiment={preset}", data_root(args, task), *overrides,
-                                         *(own[0] if own else [])])
+        sweep = run_sweep(
+            args, preset, [f"experiment={preset}", data_root(args, task), *overrides, *(own[0] if own else [])]
+        )
         by = ["method.name"] + ([label_key] if label_key else [])
         panels.append((title, aggregate([sweep], by=by, metrics=(*TABLE_METRICS, "test_loss"))))
     label_of = (lambda r: f"{r['method.name']} {label_key.split('.')[-1]}={r[label_key]}") if label_key else None
@@ -190,14 +253,31 @@ def accuracy_figure(args: argparse.Namespace, task: str, presets: list, override
     return panels
 
 
-def accuracy_driver(figure: str, name: str, description: str, task: str, presets: list, title: str, what: str,
-                    argv=None, prog=None, root=None) -> int:
+def accuracy_driver(
+    figure: str,
+    name: str,
+    description: str,
+    task: str,
+    presets: list,
+    title: str,
+    what: str,
+    argv=None,
+    prog=None,
+    root=None,
+) -> int:
     """A driver of Fig. 7 or 8: the scale's overrides (``scales/<figure>.yaml``) on each preset's
     sweep; ``<name>.png`` and ``<name>.md`` headed ``title`` and ``what`` (the table's subject)."""
     scales = load_scales(figure)["scales"]
     args = parse_args(description, name, argv, scales=scales, prog=prog, root=root)
     overrides = scales[args.scale]["overrides"]
-    accuracy_figure(args, task, presets, overrides, name, f"{title} ({args.scale} scale)",
-                    f"{what}, mean ± std over trials ({args.scale} scale; overrides: "
-                    f"`{overrides_text(args, overrides)}`). Spikes per test sample.\n")
+    accuracy_figure(
+        args,
+        task,
+        presets,
+        overrides,
+        name,
+        f"{title} ({args.scale} scale)",
+        f"{what}, mean ± std over trials ({args.scale} scale; overrides: "
+        f"`{overrides_text(args, overrides)}`). Spikes per test sample.\n",
+    )
     return 0

@@ -55,8 +55,12 @@ from ..results import plots as plot
 from . import common
 
 RULES = ("activation", "timing", "antlr")
-TITLES = {"true": "(a) true loss", "activation": "(b) activation-based", "timing": "(c) timing-based",
-          "antlr": "(d) ANTLR (λ_act, λ_tim = 1, 1)"}
+TITLES = {
+    "true": "(a) true loss",
+    "activation": "(b) activation-based",
+    "timing": "(c) timing-based",
+    "antlr": "(d) ANTLR (λ_act, λ_tim = 1, 1)",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,8 +79,9 @@ def midpoint_matrix(n: int) -> sp.csr_matrix:
     return sp.diags([np.full(n - 1, 0.5), np.full(n - 1, 0.5)], [0, 1], shape=(n - 1, n)).tocsr()
 
 
-def integrate_gradient(gx: np.ndarray, gy: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                       anchor: tuple, value: float) -> np.ndarray:
+def integrate_gradient(
+    gx: np.ndarray, gy: np.ndarray, xs: np.ndarray, ys: np.ndarray, anchor: tuple, value: float
+) -> np.ndarray:
     """The surface Z [len(ys), len(xs)] (Z[i, j] at (xs[j], ys[i])) whose finite differences best
     match the gradient field in least squares, with Z[anchor] = value.
 
@@ -92,8 +97,9 @@ def integrate_gradient(gx: np.ndarray, gy: np.ndarray, xs: np.ndarray, ys: np.nd
     dx = sp.kron(eye_y, difference_matrix(nx, float(xs[1] - xs[0])))
     dy = sp.kron(difference_matrix(ny, float(ys[1] - ys[0])), eye_x)
     operator = sp.vstack([dx, dy]).tocsc()
-    rhs = np.concatenate([sp.kron(eye_y, midpoint_matrix(nx)) @ np.ravel(gx),
-                          sp.kron(midpoint_matrix(ny), eye_x) @ np.ravel(gy)]).astype(np.float64)
+    rhs = np.concatenate(
+        [sp.kron(eye_y, midpoint_matrix(nx)) @ np.ravel(gx), sp.kron(midpoint_matrix(ny), eye_x) @ np.ravel(gy)]
+    ).astype(np.float64)
     fixed = anchor[0] * nx + anchor[1]
     free = np.setdiff1d(np.arange(nx * ny), [fixed])
     rhs = rhs - operator[:, fixed].toarray().ravel() * value
@@ -109,8 +115,15 @@ def integrate_gradient(gx: np.ndarray, gy: np.ndarray, xs: np.ndarray, ys: np.nd
 
 
 def train(run_dir: Path, scale_overrides: list, extra: list) -> float:
-    command = [*common.antlr_train_command(), "experiment=fig5_landscape", *scale_overrides,
-               "trainer.progress_bar=false", "device=cpu", f"hydra.run.dir={run_dir}", *extra]
+    command = [
+        *common.antlr_train_command(),
+        "experiment=fig5_landscape",
+        *scale_overrides,
+        "trainer.progress_bar=false",
+        "device=cpu",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
     print("+", " ".join(command), flush=True)
     started = time.perf_counter()
     subprocess.run(command, check=True)
@@ -149,7 +162,7 @@ class Landscape:
         rows = self.gradients[: max(self.best_step, 2)].double()
         centred = rows - rows.mean(dim=0)
         _, singular, vh = torch.linalg.svd(centred, full_matrices=False)
-        explained = (singular ** 2 / (singular ** 2).sum())[:2]
+        explained = (singular**2 / (singular**2).sum())[:2]
         return vh[0], vh[1], explained.tolist(), rows.shape[0]
 
     def evaluate(self, point: torch.Tensor, rules=RULES) -> dict:
@@ -166,8 +179,9 @@ class Landscape:
             loss.backward()
             result["loss"] = float(loss.detach())
             result["count"] = int(out.output_spikes.sum())
-            result["gradients"][rule] = torch.cat([
-                (p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in self.params]).double()
+            result["gradients"][rule] = torch.cat(
+                [(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in self.params]
+            ).double()
         return result
 
     def count_at(self, point: torch.Tensor) -> int:
@@ -255,11 +269,13 @@ def scores(result: dict) -> dict:
         for kind, crossing in edges.items():
             ok = crossing.any() and smooth.any()
             # mean |step| across edges where the count changes / mean |step| across edges where it does not
-            row[f"contrast_{kind}"] = (float(np.abs(steps[crossing]).mean() / np.abs(steps[smooth]).mean())
-                                       if ok else float("nan"))
+            row[f"contrast_{kind}"] = (
+                float(np.abs(steps[crossing]).mean() / np.abs(steps[smooth]).mean()) if ok else float("nan")
+            )
             # share of those edges where the surface steps the same way as the true loss
-            row[f"sign_{kind}"] = (float(np.mean(np.sign(steps[crossing]) == np.sign(true_steps[crossing])))
-                                   if ok else float("nan"))
+            row[f"sign_{kind}"] = (
+                float(np.mean(np.sign(steps[crossing]) == np.sign(true_steps[crossing]))) if ok else float("nan")
+            )
         rows[key] = row
     return rows
 
@@ -281,9 +297,11 @@ def write_table(rows: dict, facts: dict, path: Path) -> None:
     ]
     for rule in ("true", *RULES):
         r = rows[rule]
-        lines.append(f"| {rule} | {_fmt(r['corr_all'])} | {_fmt(r['rmse'])} | {_fmt(r['corr_same_count'])} | "
-                     f"{_fmt(r['corr_count_changed'])} | {_fmt(r['contrast_added'])} | {_fmt(r['sign_added'])} | "
-                     f"{_fmt(r['contrast_removed'])} | {_fmt(r['sign_removed'])} |")
+        lines.append(
+            f"| {rule} | {_fmt(r['corr_all'])} | {_fmt(r['rmse'])} | {_fmt(r['corr_same_count'])} | "
+            f"{_fmt(r['corr_count_changed'])} | {_fmt(r['contrast_added'])} | {_fmt(r['sign_added'])} | "
+            f"{_fmt(r['contrast_removed'])} | {_fmt(r['sign_removed'])} |"
+        )
     notes = [
         "",
         f"Scale `{facts['scale']}`: {facts['grid']}x{facts['grid']} grid, r = {facts['radius']:.4g} "
@@ -308,8 +326,9 @@ def write_table(rows: dict, facts: dict, path: Path) -> None:
 
 
 def parse_args(argv=None, prog=None, scales=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", choices=tuple(scales or common.load_scales("fig5")["scales"]), default="quick")
     parser.add_argument("--out", type=Path, required=True, help="folder for the figure, table and run/")
     parser.add_argument("--radius", type=float, default=None, help="r; default: chosen from the count changes")
@@ -344,15 +363,29 @@ def main(argv=None, prog=None, root=None) -> int:
     rows = scores(result)
     centre = result["centre"]
     same = result["count"] == result["count"][centre]
-    facts = {"scale": args.scale, "grid": n, "radius": radius, "count_change_distances": distances,
-             "centre_loss": float(result["loss"][centre]), "centre_count": int(result["count"][centre]),
-             "best_step": land.best_step, "pca_rows": pca_rows, "explained": explained,
-             "same_fraction": float(same.mean()), "train_s": round(train_s, 1),
-             "landscape_s": round(time.perf_counter() - started, 1)}
-    title = (f"Fig. 5: loss landscape of 10-50-50-1 around a zero-loss optimum ({n}x{n} grid, r={radius:.3g}); "
-             "dashed: where the output spike count changes")
-    plot.save(plot.landscape(result, {key: TITLES[key] for key in ("true", *RULES)}, title),
-              out / "fig5_landscape.png", dpi=100)
+    facts = {
+        "scale": args.scale,
+        "grid": n,
+        "radius": radius,
+        "count_change_distances": distances,
+        "centre_loss": float(result["loss"][centre]),
+        "centre_count": int(result["count"][centre]),
+        "best_step": land.best_step,
+        "pca_rows": pca_rows,
+        "explained": explained,
+        "same_fraction": float(same.mean()),
+        "train_s": round(train_s, 1),
+        "landscape_s": round(time.perf_counter() - started, 1),
+    }
+    title = (
+        f"Fig. 5: loss landscape of 10-50-50-1 around a zero-loss optimum ({n}x{n} grid, r={radius:.3g}); "
+        "dashed: where the output spike count changes"
+    )
+    plot.save(
+        plot.landscape(result, {key: TITLES[key] for key in ("true", *RULES)}, title),
+        out / "fig5_landscape.png",
+        dpi=100,
+    )
     write_table(rows, facts, out / "fig5_landscape.md")
     (out / "fig5_landscape.json").write_text(json.dumps({"facts": facts, "scores": rows}, indent=2) + "\n")
     print((out / "fig5_landscape.md").read_text())

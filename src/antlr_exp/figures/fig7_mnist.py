@@ -15,5 +15,15 @@ PRESETS = [("fig7a_mnist", "(a) latency MNIST"), ("fig7b_mnist_single_spike", "(
 
 
 def main(argv=None, prog=None, root=None) -> int:
-    return common.accuracy_driver("fig7", "fig7_mnist", __doc__.splitlines()[0], "mnist", PRESETS,
-                                  "Fig. 7: latency-coded MNIST, 784-800-10", "Latency MNIST", argv, prog, root)
+    return common.accuracy_driver(
+        "fig7",
+        "fig7_mnist",
+        __doc__.splitlines()[0],
+        "mnist",
+        PRESETS,
+        "Fig. 7: latency-coded MNIST, 784-800-10",
+        "Latency MNIST",
+        argv,
+        prog,
+        root,
+    )

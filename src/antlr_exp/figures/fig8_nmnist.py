@@ -15,5 +15,15 @@ PRESETS = [("fig8a_nmnist", "(a) N-MNIST"), ("fig8b_nmnist_single_spike", "(b) s
 
 
 def main(argv=None, prog=None, root=None) -> int:
-    return common.accuracy_driver("fig8", "fig8_nmnist", __doc__.splitlines()[0], "nmnist", PRESETS,
-                                  "Fig. 8: N-MNIST, 2x34x34-800-10", "N-MNIST", argv, prog, root)
+    return common.accuracy_driver(
+        "fig8",
+        "fig8_nmnist",
+        __doc__.splitlines()[0],
+        "nmnist",
+        PRESETS,
+        "Fig. 8: N-MNIST, 2x34x34-800-10",
+        "N-MNIST",
+        argv,
+        prog,
+        root,
+    )

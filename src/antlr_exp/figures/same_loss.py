@@ -51,8 +51,11 @@ def choose_step(args) -> int:
     # one trial per rule and step, whatever trials= the main sweeps take
     own = copy.copy(args)
     own.overrides = [o for o in args.overrides if not o.startswith("trials=")]
-    sweep = common.run_sweep(own, "choose_step", [f"experiment={SPIKE_TRAIN1}", common.data_root(args, "mnist"),
-                                                   *overrides, f"loss.label_steps={steps}"])
+    sweep = common.run_sweep(
+        own,
+        "choose_step",
+        [f"experiment={SPIKE_TRAIN1}", common.data_root(args, "mnist"), *overrides, f"loss.label_steps={steps}"],
+    )
     scores = validation_scores(sweep)
     methods = plot.by_method({m for by_method in scores.values() for m in by_method})
     missing = [(s, m) for s in scores for m in methods if m not in scores[s]]
@@ -60,25 +63,51 @@ def choose_step(args) -> int:
         raise SystemExit(f"same_loss --choose-step: {sweep} lacks runs for {missing or 'some steps'}")
     mean = {s: sum(sum(v) / len(v) for v in scores[s].values()) / len(methods) for s in scores}
     best = max(sorted(mean), key=lambda s: mean[s])
-    rows = [[s[0], *(f"{100 * sum(scores[s][m]) / len(scores[s][m]):.2f}" for m in methods), f"{100 * mean[s]:.2f}",
-             "chosen" if s == best else ""] for s in sorted(scores)]
-    common.write_table(args.out / "same_loss_target_step.md",
-                       ["target step", *(f"{m} val. accuracy (%)" for m in methods), "mean (%)", ""], rows,
-                       f"One-spike target step for {SPIKE_TRAIN1}, chosen on the validation split (never the test "
-                       f"set): one trial per rule and step, overrides `{' '.join(overrides)}`.\n")
+    rows = [
+        [
+            s[0],
+            *(f"{100 * sum(scores[s][m]) / len(scores[s][m]):.2f}" for m in methods),
+            f"{100 * mean[s]:.2f}",
+            "chosen" if s == best else "",
+        ]
+        for s in sorted(scores)
+    ]
+    common.write_table(
+        args.out / "same_loss_target_step.md",
+        ["target step", *(f"{m} val. accuracy (%)" for m in methods), "mean (%)", ""],
+        rows,
+        f"One-spike target step for {SPIKE_TRAIN1}, chosen on the validation split (never the test "
+        f"set): one trial per rule and step, overrides `{' '.join(overrides)}`.\n",
+    )
     print(f"target step chosen on validation: {best[0]}", flush=True)
     return best[0]
 
 
 def parse_args(argv=None, prog=None, root=None, scales=None):
     scales = scales or common.load_scales("same_loss")["scales"]
-    return common.parse_args(__doc__.splitlines()[0], "same_loss", argv, scales=scales, prog=prog, root=root, extra=[
-        ("--choose-step", dict(action="store_true",
-                               help="pick the one-spike target step on the validation split first")),
-        ("--choose-scale", dict(choices=tuple(choice_scales()), default="epoch",
-                                help="the scale of that choice (default: one epoch on every training image)")),
-        ("--choose-only", dict(action="store_true", help="stop after the choice (its table is written)")),
-    ])
+    return common.parse_args(
+        __doc__.splitlines()[0],
+        "same_loss",
+        argv,
+        scales=scales,
+        prog=prog,
+        root=root,
+        extra=[
+            (
+                "--choose-step",
+                dict(action="store_true", help="pick the one-spike target step on the validation split first"),
+            ),
+            (
+                "--choose-scale",
+                dict(
+                    choices=tuple(choice_scales()),
+                    default="epoch",
+                    help="the scale of that choice (default: one epoch on every training image)",
+                ),
+            ),
+            ("--choose-only", dict(action="store_true", help="stop after the choice (its table is written)")),
+        ],
+    )
 
 
 def main(argv=None, prog=None, root=None) -> int:
@@ -89,13 +118,23 @@ def main(argv=None, prog=None, root=None) -> int:
         step = choose_step(args)
         if args.choose_only:
             return 0
-        presets = [(p, f"spike-train loss, target spike at {step} (chosen on validation)", [f"loss.label_steps=[{step}]"])
-                   if p == SPIKE_TRAIN1 else (p, title) for p, title in PRESETS]
+        presets = [
+            (p, f"spike-train loss, target spike at {step} (chosen on validation)", [f"loss.label_steps=[{step}]"])
+            if p == SPIKE_TRAIN1
+            else (p, title)
+            for p, title in PRESETS
+        ]
     overrides = scales[args.scale]["overrides"]
     common.accuracy_figure(
-        args, "mnist", presets, overrides, "same_loss",
+        args,
+        "mnist",
+        presets,
+        overrides,
+        "same_loss",
         f"The rules under one loss and decision (most spike), latency MNIST ({args.scale} scale)",
         f"Same loss and decision (most spike) for every rule in each setting, mean ± std over trials "
         f"({args.scale} scale; overrides: `{common.overrides_text(args, overrides)}`). The test loss is "
-        f"each setting's own loss, comparable between the rows of a setting only.\n", with_loss=True)
+        f"each setting's own loss, comparable between the rows of a setting only.\n",
+        with_loss=True,
+    )
     return 0

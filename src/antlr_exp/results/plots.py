@@ -48,8 +48,11 @@ def accuracy_vs_spikes(grouped: dict):
     has_accuracy = any(s.get("test_accuracy") is not None for jobs in grouped.values() for s, _ in jobs)
     metric = "test_accuracy" if has_accuracy else "test_loss"
     for label, jobs in grouped.items():
-        points = [(sum(s[k] for k in SPIKES), s[metric]) for s, _ in jobs
-                  if s.get(metric) is not None and all(s.get(k) is not None for k in SPIKES)]
+        points = [
+            (sum(s[k] for k in SPIKES), s[metric])
+            for s, _ in jobs
+            if s.get(metric) is not None and all(s.get(k) is not None for k in SPIKES)
+        ]
         if not points:
             continue
         xs, ys = zip(*points)
@@ -67,13 +70,16 @@ def read_metrics(folder: Path) -> list:
     """The rows of a job's ``metrics.csv``, one dict per evaluation point, every value a float
     (nan where the row has none)."""
     with open(Path(folder) / METRICS_FILE, newline="") as stream:
-        return [{k: float(v) if v not in ("", None) else math.nan for k, v in row.items()}
-                for row in csv.DictReader(stream)]
+        return [
+            {k: float(v) if v not in ("", None) else math.nan for k, v in row.items()} for row in csv.DictReader(stream)
+        ]
 
 
 def _curves(folder: Path) -> dict:
-    return {int(r["step"]): {k: r[k] for k in ("train_loss", "val_loss") if not math.isnan(r.get(k, math.nan))}
-            for r in read_metrics(folder)}
+    return {
+        int(r["step"]): {k: r[k] for k in ("train_loss", "val_loss") if not math.isnan(r.get(k, math.nan))}
+        for r in read_metrics(folder)
+    }
 
 
 def mean_curve(curves: list) -> tuple:
@@ -146,9 +152,16 @@ def accuracy_vs_spikes_panels(panels: list, suptitle: str, label_of=None):
                 x, x_sd = r[f"{metric}_mean"], r[f"{metric}_std"] or 0.0
                 if acc is None or x is None:
                     continue
-                ax.errorbar(x, 100 * acc, xerr=x_sd, yerr=100 * acc_sd, fmt="o", capsize=4,
-                            color=COLORS.get(r["method.name"]),
-                            label=f"{label_of(r)}: {100 * acc:.2f} ± {100 * acc_sd:.2f} % (n={r['n']})")
+                ax.errorbar(
+                    x,
+                    100 * acc,
+                    xerr=x_sd,
+                    yerr=100 * acc_sd,
+                    fmt="o",
+                    capsize=4,
+                    color=COLORS.get(r["method.name"]),
+                    label=f"{label_of(r)}: {100 * acc:.2f} ± {100 * acc_sd:.2f} % (n={r['n']})",
+                )
             ax.set_xlabel(f"{what} spikes per sample, up to the decision (spikes)")
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{title}: {what} spikes")
@@ -171,8 +184,13 @@ def loss_panels(panels: list, suptitle: str, key: str = "train_loss"):
             steps, means, sems = mean_curve(curves)
             color = COLORS.get(method)
             ax.plot(steps, means, color=color, label=f"{method} (n={len(curves)})")
-            ax.fill_between(steps, [max(m - s, 1e-3) for m, s in zip(means, sems)],
-                            [m + s for m, s in zip(means, sems)], color=color, alpha=0.2)
+            ax.fill_between(
+                steps,
+                [max(m - s, 1e-3) for m, s in zip(means, sems)],
+                [m + s for m, s in zip(means, sems)],
+                color=color,
+                alpha=0.2,
+            )
         ax.set_yscale("log")
         ax.set_xlabel("training iteration")
         ax.set_ylabel("training loss (spike-train loss, mean over trials)")
@@ -195,14 +213,25 @@ def weight_sweep(series: list, suptitle: str):
         if not rows:
             continue
         x = [r[key] for r in rows]
-        row_axes[0].errorbar(x, [100 * r["test_accuracy_mean"] for r in rows],
-                             yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in rows], fmt="o-", capsize=4,
-                             color=COLORS["antlr"], label=f"antlr (n={rows[0]['n']} per point)")
+        row_axes[0].errorbar(
+            x,
+            [100 * r["test_accuracy_mean"] for r in rows],
+            yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in rows],
+            fmt="o-",
+            capsize=4,
+            color=COLORS["antlr"],
+            label=f"antlr (n={rows[0]['n']} per point)",
+        )
         row_axes[0].set_ylabel("test accuracy (%)")
         for metric, what, marker in zip(SPIKES_TO_DECISION, ("hidden", "output"), ("o-", "s--")):
-            row_axes[1].errorbar(x, [r[f"{metric}_mean"] for r in rows],
-                                 yerr=[r[f"{metric}_std"] or 0.0 for r in rows], fmt=marker, capsize=4,
-                                 label=f"{what} spikes to decision")
+            row_axes[1].errorbar(
+                x,
+                [r[f"{metric}_mean"] for r in rows],
+                yerr=[r[f"{metric}_std"] or 0.0 for r in rows],
+                fmt=marker,
+                capsize=4,
+                label=f"{what} spikes to decision",
+            )
         row_axes[1].set_ylabel("spikes per sample (spikes)")
         for ax in row_axes:
             ax.set_xscale("symlog", linthresh=0.1) if symlog else ax.set_xscale("log")
@@ -231,17 +260,30 @@ def landscape(result: dict, titles: dict, suptitle: str):
     rows = (
         ("shared colour scale (the true loss's)", "loss", "viridis", lambda z: z, True),
         ("own colour scale", "loss (rule's estimate)", "viridis", lambda z: z, False),
-        ("same-count region, minus optimum", "loss - loss at optimum", "magma",
-         lambda z: np.where(same, z - z[centre], np.nan), False),
+        (
+            "same-count region, minus optimum",
+            "loss - loss at optimum",
+            "magma",
+            lambda z: np.where(same, z - z[centre], np.nan),
+            False,
+        ),
     )
     for row, (label, bar_label, cmap, view, use_shared) in enumerate(rows):
         for column, (key, title) in enumerate(titles.items()):
             ax = grid[row, column]
-            image = ax.imshow(view(result["surfaces"][key]), origin="lower", extent=extent,
-                              norm=shared if use_shared else None, cmap=cmap, aspect="equal", interpolation="nearest")
+            image = ax.imshow(
+                view(result["surfaces"][key]),
+                origin="lower",
+                extent=extent,
+                norm=shared if use_shared else None,
+                cmap=cmap,
+                aspect="equal",
+                interpolation="nearest",
+            )
             if (~same).any() and same.any():
-                ax.contour(axis, axis, same.astype(float), levels=[0.5], colors="white", linestyles="--",
-                           linewidths=1.0)
+                ax.contour(
+                    axis, axis, same.astype(float), levels=[0.5], colors="white", linestyles="--", linewidths=1.0
+                )
             ax.plot(0, 0, marker="+", color="red", markersize=10)
             ax.set_xlabel("Dim_0: step along PC1 (parameter units)")
             ax.set_ylabel("Dim_1: step along PC2 (parameter units)")
@@ -249,8 +291,9 @@ def landscape(result: dict, titles: dict, suptitle: str):
             if not use_shared:
                 figure.colorbar(image, ax=ax, label=bar_label, shrink=0.8)
         if use_shared:
-            figure.colorbar(grid[row, -1].images[0], ax=grid[row, :],
-                            label="loss (spike-train loss, dimensionless)", shrink=0.9)
+            figure.colorbar(
+                grid[row, -1].images[0], ax=grid[row, :], label="loss (spike-train loss, dimensionless)", shrink=0.9
+            )
     figure.suptitle(suptitle, fontsize=12)
     return figure
 
@@ -271,8 +314,11 @@ def main(argv: Optional[list] = None) -> int:
             parser.exit(2, f"antlr-plot: error: {path} is not a folder\n")
     grouped = groups(args.paths)
     if not grouped:
-        parser.exit(2, f"antlr-plot: error: no finished jobs (summary.json with .hydra/config.yaml) below "
-                       f"{', '.join(args.paths)}\n")
+        parser.exit(
+            2,
+            f"antlr-plot: error: no finished jobs (summary.json with .hydra/config.yaml) below "
+            f"{', '.join(args.paths)}\n",
+        )
     out = args.out or Path(args.paths[0])
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,20 @@ DEFAULT_METRICS = (
     "test_loss",
 )
 #: Config keys (and prefixes) that never define a setting.
-NOT_A_SETTING = ("seed", "resume", "evaluate", "device", "kernels", "data.root", "data.download", "logger",
-                 "trainer.progress_bar", "optimized_metric", "task.options.cache_dir", "trainer.record_gradients")
+NOT_A_SETTING = (
+    "seed",
+    "resume",
+    "evaluate",
+    "device",
+    "kernels",
+    "data.root",
+    "data.download",
+    "logger",
+    "trainer.progress_bar",
+    "optimized_metric",
+    "task.options.cache_dir",
+    "trainer.record_gradients",
+)
 #: Columns every table starts with.
 ALWAYS = ("method.name", "loss.name")
 #: Kept in every grouping, also one given with --by, wherever the jobs differ in them: the mean of
@@ -180,8 +192,9 @@ class ReportError(ValueError):
 def check_keys(jobs: list, by: Optional[list], metrics: Optional[list]) -> None:
     """Every ``by`` key must be a config key of some job, every metric a numeric summary key."""
     config_keys = sorted(set().union(*(config for config, _ in jobs))) if jobs else []
-    metric_keys = sorted({k for _, s in jobs for k, v in s.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool)})
+    metric_keys = sorted(
+        {k for _, s in jobs for k, v in s.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    )
     for flag, given, accepted in (("--by", by or [], config_keys), ("--metrics", metrics or [], metric_keys)):
         for key in given:
             if key not in accepted:
@@ -198,8 +211,7 @@ def aggregate(paths, by: Optional[list] = None, metrics: Optional[list] = None, 
         by = [k for k in differ if k not in by] + list(by)
     else:
         by = setting_keys(jobs)
-    metrics = list(metrics) if metrics else [m for m in DEFAULT_METRICS
-                                             if any(s.get(m) is not None for _, s in jobs)]
+    metrics = list(metrics) if metrics else [m for m in DEFAULT_METRICS if any(s.get(m) is not None for _, s in jobs)]
     groups: dict = {}
     for config, summary in jobs:
         groups.setdefault(tuple(config.get(k) for k in by), []).append(summary)
@@ -253,11 +265,14 @@ def problems(jobs: Jobs) -> list:
     """Lines naming the skipped summaries, failed jobs and missing jobs."""
     lines = [f"warning: skipped {path}: unreadable summary ({why})" for path, why in jobs.skipped]
     if jobs.failed:
-        lines.append(f"{len(jobs.failed)} failed or unfinished job(s) (no summary.json): "
-                     + ", ".join(str(f) for f in jobs.failed))
+        lines.append(
+            f"{len(jobs.failed)} failed or unfinished job(s) (no summary.json): "
+            + ", ".join(str(f) for f in jobs.failed)
+        )
     if jobs.missing:
-        lines.append(f"{len(jobs.missing)} job(s) never started: "
-                     + ", ".join(str(sweep / str(n)) for sweep, n in jobs.missing))
+        lines.append(
+            f"{len(jobs.missing)} job(s) never started: " + ", ".join(str(sweep / str(n)) for sweep, n in jobs.missing)
+        )
     return lines
 
 
@@ -285,10 +300,16 @@ def _unwritable(path: Path) -> Optional[str]:
 def main(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(prog="antlr-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", help="multirun folders (or any folders holding job folders)")
-    parser.add_argument("--by", nargs="+", help="config keys to group by (default: method.name, loss.name and what varies; "
-                        "task.name and loss.name are kept wherever the jobs differ in them)")
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        help="config keys to group by (default: method.name, loss.name and what varies; "
+        "task.name and loss.name are kept wherever the jobs differ in them)",
+    )
     parser.add_argument("--metrics", nargs="+", help=f"summary keys (default: {', '.join(DEFAULT_METRICS)})")
-    parser.add_argument("--format", choices=FORMATS, default="markdown", help="how the table is printed (default: markdown)")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="markdown", help="how the table is printed (default: markdown)"
+    )
     parser.add_argument("--csv", type=Path, help="also write the table as CSV to this file")
     args = parser.parse_args(argv)
     for path in args.paths:
@@ -306,7 +327,10 @@ def main(argv: Optional[list] = None) -> int:
         print(f"antlr-report: {line}", file=sys.stderr)
     rows = aggregate(args.paths, args.by, args.metrics, jobs=jobs.finished)
     if not rows:
-        parser.exit(2, f"antlr-report: error: no finished jobs (summary.json with .hydra/config.yaml) below {', '.join(args.paths)}\n")
+        parser.exit(
+            2,
+            f"antlr-report: error: no finished jobs (summary.json with .hydra/config.yaml) below {', '.join(args.paths)}\n",
+        )
     print(render(rows, args.format))
     if args.csv:
         try:

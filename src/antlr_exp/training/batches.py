@@ -43,7 +43,7 @@ class EpochBatches:
         for state, shuffle, data in zip(states, shuffles, self.datas):
             if state.epoch_order is None:
                 state.epoch_order = torch.randperm(len(data.train), generator=shuffle)
-            orders.append(state.epoch_order[state.batch_in_epoch * batch_size:].tolist())
+            orders.append(state.epoch_order[state.batch_in_epoch * batch_size :].tolist())
         if all(len(data.train) == 1 for data in self.datas):
             if orders[0]:
                 if self.single_sample_batch is None:
@@ -53,5 +53,6 @@ class EpochBatches:
         steps = min(math.ceil(len(order) / batch_size) for order in orders)
         for i in range(steps):
             window = slice(i * batch_size, (i + 1) * batch_size)
-            yield stack_trials([default_collate([data.train[j] for j in order[window]])
-                                for data, order in zip(self.datas, orders)])
+            yield stack_trials(
+                [default_collate([data.train[j] for j in order[window]]) for data, order in zip(self.datas, orders)]
+            )

@@ -42,8 +42,14 @@ def load_data(cfg: DictConfig) -> TaskData:
 def build_network(cfg: DictConfig, data: TaskData, trials: int = 1) -> SpikingNetwork:
     """input (from the data) - ``task.hidden_sizes`` - outputs (from the data), in ``cfg.dtype``."""
     sizes = [math.prod(data.input_shape), *cfg.task.hidden_sizes, data.num_outputs]
-    net = SpikingNetwork(sizes=sizes, num_steps=data.num_steps, neuron=neuron_params(cfg), trials=trials,
-                         kernels=cfg.get("kernels"), **rule_kwargs(cfg))
+    net = SpikingNetwork(
+        sizes=sizes,
+        num_steps=data.num_steps,
+        neuron=neuron_params(cfg),
+        trials=trials,
+        kernels=cfg.get("kernels"),
+        **rule_kwargs(cfg),
+    )
     return net.to(DTYPES[cfg.get("dtype", "float32")])
 
 
@@ -137,12 +143,14 @@ def check_fits(cfg: DictConfig, data: Optional[TaskData], trials: int, device: t
             f"task.hidden_sizes={_listed(cfg.task.hidden_sizes)}: one network needs about "
             f"{memory_estimate(cfg, data, 1) / 2**30:.1f} GiB{f' ({shown} for trials={trials})' if trials > 1 else ''}, "
             f"{free / 2**30:.1f} GiB is free on {device.type}; accepted: a network that fits (smaller "
-            f"task.hidden_sizes, task.num_steps, trainer.batch_size or trainer.test_batch_size)")
+            f"task.hidden_sizes, task.num_steps, trainer.batch_size or trainer.test_batch_size)"
+        )
     per_trial = need / trials
     per_trial = f"{per_trial / 2**20:.0f} MiB" if per_trial >= 2**20 else f"{per_trial / 2**10:.0f} KiB"
     raise ConfigError(
         f"trials={trials}: needs about {shown} ({per_trial} per trial), "
-        f"{free / 2**30:.1f} GiB is free on {device.type}; use trials={fit} or fewer, or a smaller batch")
+        f"{free / 2**30:.1f} GiB is free on {device.type}; use trials={fit} or fewer, or a smaller batch"
+    )
 
 
 def _listed(values) -> str:

@@ -22,8 +22,15 @@ SILENT_OUTPUTS = 0.5
 
 
 @torch.no_grad()
-def evaluate_trials(net: SpikingNetwork, datasets: list, objective: Objective, meter: SplitMeter,
-                    batch_size: int, device: torch.device, split: str) -> list:
+def evaluate_trials(
+    net: SpikingNetwork,
+    datasets: list,
+    objective: Objective,
+    meter: SplitMeter,
+    batch_size: int,
+    device: torch.device,
+    split: str,
+) -> list:
     """Metrics of each trial of ``net`` on its dataset (whole window simulated, no early stop).
     ``batch_size`` samples go through one forward pass over all trials together, so each trial
     takes ``ceil(batch_size / trials)`` of its own (the metrics do not depend on the batching)."""
@@ -39,16 +46,29 @@ def evaluate_trials(net: SpikingNetwork, datasets: list, objective: Objective, m
     return meter.compute_trials(split)
 
 
-def evaluate(net: SpikingNetwork, dataset, objective: Objective, meter: SplitMeter, batch_size: int,
-             device: torch.device, split: str) -> dict:
+def evaluate(
+    net: SpikingNetwork,
+    dataset,
+    objective: Objective,
+    meter: SplitMeter,
+    batch_size: int,
+    device: torch.device,
+    split: str,
+) -> dict:
     """Metrics of a plain ``net`` on ``dataset`` (whole window simulated, no early stop)."""
     return evaluate_trials(net, [dataset], objective, meter, batch_size, device, split)[0]
 
 
 def run_facts(cfg: DictConfig) -> dict:
     """What a summary says about the run (the aggregator groups by the config, not by these)."""
-    return {"task": cfg.task.name, "method": cfg.method.name, "loss_name": cfg.loss.name,
-            "decision": cfg.loss.decision, "seed": cfg.seed, "single_spike": cfg.single_spike}
+    return {
+        "task": cfg.task.name,
+        "method": cfg.method.name,
+        "loss_name": cfg.loss.name,
+        "decision": cfg.loss.decision,
+        "seed": cfg.seed,
+        "single_spike": cfg.single_spike,
+    }
 
 
 def tested_summaries(states: list, trial_cfgs: list, tests: list, monitor: str, num_parameters: int) -> list:
@@ -60,8 +80,13 @@ def tested_summaries(states: list, trial_cfgs: list, tests: list, monitor: str, 
         best_row = next(row for row in state.history if row["step"] == state.best_step)
         summary = run_facts(trial_cfgs[k])
         summary.update(
-            steps=state.step, epochs=state.epoch, best_step=state.best_step, best_epoch=state.best_epoch,
-            monitor=monitor, train_time_s=round(state.train_time_s, 3), num_parameters=num_parameters,
+            steps=state.step,
+            epochs=state.epoch,
+            best_step=state.best_step,
+            best_epoch=state.best_epoch,
+            monitor=monitor,
+            train_time_s=round(state.train_time_s, 3),
+            num_parameters=num_parameters,
         )
         if trials > 1:
             summary.update(trials_in_process=trials, trial_index=k)
@@ -75,8 +100,10 @@ def tested_summaries(states: list, trial_cfgs: list, tests: list, monitor: str, 
 def mean_row(rows: list) -> dict:
     """The trials' metrics rows of one evaluation point as one row: the mean of every value but the
     epoch, step and learning rate (the same in every trial)."""
-    return {key: value if key in ("epoch", "step", "lr") else sum(r[key] for r in rows) / len(rows)
-            for key, value in rows[0].items()}
+    return {
+        key: value if key in ("epoch", "step", "lr") else sum(r[key] for r in rows) / len(rows)
+        for key, value in rows[0].items()
+    }
 
 
 def warn_if_output_fell_silent(history: list, who: str) -> None:
@@ -90,6 +117,12 @@ def warn_if_output_fell_silent(history: list, who: str) -> None:
     before = history[-2].get(key) if len(history) > 1 else None
     if now is None or now >= SILENT_OUTPUTS or (before is not None and before < SILENT_OUTPUTS):
         return
-    log.warning("%s: its output layer fired %.3g spikes per training sample in the steps up to %d, so at least "
-                "%.0f %% of those samples had no output spike; training goes on, and the test uses the "
-                "best validation checkpoint", who, now, history[-1]["step"], 100 * (1 - now))
+    log.warning(
+        "%s: its output layer fired %.3g spikes per training sample in the steps up to %d, so at least "
+        "%.0f %% of those samples had no output spike; training goes on, and the test uses the "
+        "best validation checkpoint",
+        who,
+        now,
+        history[-1]["step"],
+        100 * (1 - now),
+    )

@@ -37,8 +37,9 @@ class RunGuards:
         for parameter, moments in self.optimizer.state.items():
             for key, value in moments.items():
                 if key != "step" and torch.is_tensor(value):
-                    self._check_finite(f"Adam's {key} of the weight {names.get(id(parameter), '?')}", value,
-                                       self.state.step)
+                    self._check_finite(
+                        f"Adam's {key} of the weight {names.get(id(parameter), '?')}", value, self.state.step
+                    )
 
     def _last_checkpoint_note(self) -> str:
         last = ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST
@@ -53,11 +54,15 @@ class RunGuards:
             bad = value.detach()[~torch.isfinite(value.detach())].flatten()[0].item()
             # Adam's step is about lr whatever the gradients' scale: a smaller lr is the remedy; clipping
             # helps only where it is off
-            clip = (" or set optimizer.grad_clip_value" if self.grad_clip_value is None else
-                    f" (the gradients are already clipped to optimizer.grad_clip_value={self.grad_clip_value})")
+            clip = (
+                " or set optimizer.grad_clip_value"
+                if self.grad_clip_value is None
+                else f" (the gradients are already clipped to optimizer.grad_clip_value={self.grad_clip_value})"
+            )
             raise NonFiniteError(
                 f"{what} became {bad} at step {step}; the run stopped without saving it and "
-                f"{self._last_checkpoint_note()}; try a smaller optimizer.lr (now {self.cfg.optimizer.lr}){clip}")
+                f"{self._last_checkpoint_note()}; try a smaller optimizer.lr (now {self.cfg.optimizer.lr}){clip}"
+            )
 
     def _stop_on_signal(self, started: float) -> None:
         """A stop signal arrived: save ``last.pt`` at this step and raise StopSignal."""
@@ -67,5 +72,8 @@ class RunGuards:
         self._check_saveable()
         self._save_last()
         signum = stopping.requested()
-        raise StopSignal(f"stopped by {signal_name(signum)} at step {self.state.step}; the checkpoint "
-                         f"{ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST} holds this step", signum)
+        raise StopSignal(
+            f"stopped by {signal_name(signum)} at step {self.state.step}; the checkpoint "
+            f"{ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST} holds this step",
+            signum,
+        )

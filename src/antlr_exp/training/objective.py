@@ -38,14 +38,17 @@ class Objective:
             return count_loss(out.output_spikes, wanted, reduction="none")
         if settings.name == "spike_train":
             if targets.dim() == 1:  # labels: the wanted spike trains are made from them
-                targets = label_spike_trains(targets, self.num_outputs, out.output_spikes.shape[1],
-                                             settings.label_steps, settings.other_steps)
-            return spike_train_loss(out.output_spikes, out.output_times, targets, decay=settings.decay,
-                                    reduction="none")
+                targets = label_spike_trains(
+                    targets, self.num_outputs, out.output_spikes.shape[1], settings.label_steps, settings.other_steps
+                )
+            return spike_train_loss(
+                out.output_spikes, out.output_times, targets, decay=settings.decay, reduction="none"
+            )
         loss = latency_loss(out.output_spikes, out.output_times, targets, beta=settings.beta, reduction="none")
         if settings.lambda_ns > 0:
-            loss = loss + no_spike_count_term(out.output_spikes, targets, lambda_ns=settings.lambda_ns,
-                                              reduction="none")
+            loss = loss + no_spike_count_term(
+                out.output_spikes, targets, lambda_ns=settings.lambda_ns, reduction="none"
+            )
         return loss
 
     def trial_losses(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:

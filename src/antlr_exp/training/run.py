@@ -49,7 +49,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
         last = ckpt.checkpoint_dir(run_dir) / ckpt.LAST
         if not last.is_file():
             raise ConfigError(
-                f"resume=true but {last} does not exist; point hydra.run.dir at the folder of the run to continue")
+                f"resume=true but {last} does not exist; point hydra.run.dir at the folder of the run to continue"
+            )
         resume_from = ckpt.load(last)
         check_same_run(resume_from["config"], cfg, run_dir)
         check_finite_checkpoint(resume_from, last)
@@ -58,10 +59,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     data = datas[0]
     trainer = Trainer(cfg, run_dir, datas, device, resume_from, net=net)
     kernels = trainer.net.backend(device).name
-    log.info("%s: network %s%s, %s kernels, %d training samples, run folder %s", cfg.method.name,
-             "-".join(map(str, trainer.net.sizes)),
-             f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
-             kernels, len(data.train), run_dir)
+    log.info(
+        "%s: network %s%s, %s kernels, %d training samples, run folder %s",
+        cfg.method.name,
+        "-".join(map(str, trainer.net.sizes)),
+        f", {net.trials} trials (seeds {trainer.seeds[0]}..{trainer.seeds[-1]})" if net.trials > 1 else "",
+        kernels,
+        len(data.train),
+        run_dir,
+    )
     if resume_from is not None:
         log.info("resuming %s at step %d (epoch %d)", run_dir, trainer.state.step, trainer.state.epoch)
         trainer.repair_best()
@@ -76,10 +82,15 @@ def train(cfg: DictConfig, run_dir: Path) -> dict:
     # run stopped before its first evaluation is evaluated once at the step reached, to have one).
     evaluated = all(state.best_step is not None for state in trainer.states)
     if spent is not None:
-        log.warning("%s was already spent: the run in %s reached step %d before; it trains no further and "
-                    "%s", spent, run_dir, trainer.state.step,
-                    f"tests its best checkpoint (step {trainer.state.best_step})" if evaluated else
-                    f"is evaluated and tested at step {trainer.state.step}")
+        log.warning(
+            "%s was already spent: the run in %s reached step %d before; it trains no further and %s",
+            spent,
+            run_dir,
+            trainer.state.step,
+            f"tests its best checkpoint (step {trainer.state.best_step})"
+            if evaluated
+            else f"is evaluated and tested at step {trainer.state.step}",
+        )
     if trainer.early_stop:
         log.info("training stops simulating once every output has fired (exact for the latency loss)")
     trainer.open_log()
@@ -118,8 +129,12 @@ def finished_summaries(trainer: "Trainer") -> Optional[list]:
 def trials_summary(summaries: list, trial_dirs: list, run_dir: Path) -> dict:
     """A stacked run's index, ``trials.json``: each trial's folder and summary, and the mean over
     the trials of every numeric summary value (what a sweeper optimizes)."""
-    combined: dict = {"trials": len(summaries), "seeds": [s["seed"] for s in summaries],
-                      "folders": [str(d) for d in trial_dirs], "summaries": summaries}
+    combined: dict = {
+        "trials": len(summaries),
+        "seeds": [s["seed"] for s in summaries],
+        "folders": [str(d) for d in trial_dirs],
+        "summaries": summaries,
+    }
     for key, value in summaries[0].items():
         values = [s.get(key) for s in summaries]
         if key not in combined and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
@@ -135,9 +150,17 @@ def evaluate_checkpoint(cfg: DictConfig, run_dir: Path) -> dict:
     path = ckpt.resolve_for_evaluation(cfg.evaluate)
     payload = ckpt.load_for_evaluation(path)
     saved = OmegaConf.create(with_legacy_values(payload["config"]))
-    merged = OmegaConf.merge(saved, {"data": cfg.data, "device": cfg.device, "kernels": cfg.get("kernels"),
-                                     "trainer": {"test_batch_size": cfg.trainer.test_batch_size},
-                                     "resume": False, "evaluate": None})
+    merged = OmegaConf.merge(
+        saved,
+        {
+            "data": cfg.data,
+            "device": cfg.device,
+            "kernels": cfg.get("kernels"),
+            "trainer": {"test_batch_size": cfg.trainer.test_batch_size},
+            "resume": False,
+            "evaluate": None,
+        },
+    )
     validate(merged)
     device = resolve_device(merged.device)
     data = load_data(merged)

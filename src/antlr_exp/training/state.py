@@ -28,9 +28,19 @@ log = logging.getLogger("antlr_exp.train")
 #: With trainer.record_gradients: every step's flattened gradient (after backward, before
 #: clipping), float32 [steps, n_params] in ``net.parameters()`` order; saved at evaluation points.
 from ..results.layout import GRADIENTS_FILE  # noqa: E402,F401  (re-exported: older imports name it here)
+
 #: Keys that may differ between a killed run and the command that resumes it.
-RESUMABLE_CHANGES = ("resume", "device", "kernels", "trainer.progress_bar", "trainer.max_epochs", "trainer.max_steps",
-                     "data.root", "data.download", "logger")
+RESUMABLE_CHANGES = (
+    "resume",
+    "device",
+    "kernels",
+    "trainer.progress_bar",
+    "trainer.max_epochs",
+    "trainer.max_steps",
+    "data.root",
+    "data.download",
+    "logger",
+)
 
 
 @dataclass
@@ -65,14 +75,15 @@ def check_same_run(saved: dict, cfg: DictConfig, run_dir: Path) -> None:
             )
 
 
-
 def check_finite_checkpoint(payload: dict, path: Path) -> None:
     """A ``last.pt`` to resume from must hold finite weights (runs never save others; an older
     version could, on a stop signal)."""
     for key, value in payload.get("model", {}).items():
         if torch.is_tensor(value) and value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise ConfigError(f"resume=true: {path} holds non-finite weights ({key}), so the run cannot continue "
-                              f"from it; start it again in another hydra.run.dir")
+            raise ConfigError(
+                f"resume=true: {path} holds non-finite weights ({key}), so the run cannot continue "
+                f"from it; start it again in another hydra.run.dir"
+            )
 
 
 class CheckpointedState:
@@ -105,11 +116,15 @@ class CheckpointedState:
             "early_stop": {"stop_possible": self.stop_possible, "simulated_steps": list(self.simulated_steps)},
         }
         if self.trials == 1:
-            payload.update(shuffle_generator=self.shuffle.get_state(), state=asdict(self.state),
-                           best_model=self.best_model)
+            payload.update(
+                shuffle_generator=self.shuffle.get_state(), state=asdict(self.state), best_model=self.best_model
+            )
         else:
-            payload.update(shuffle_generators=[g.get_state() for g in self.shuffles],
-                           states=[asdict(state) for state in self.states], best_models=self.best_models)
+            payload.update(
+                shuffle_generators=[g.get_state() for g in self.shuffles],
+                states=[asdict(state) for state in self.states],
+                best_models=self.best_models,
+            )
         return payload
 
     def restore(self, payload: dict) -> None:
@@ -152,9 +167,14 @@ class CheckpointedState:
         """Trial k's best.pt from its best weights (``best_models[k]``, of step ``best_step``)."""
         state = self.states[k]
         ckpt.save_atomic(
-            {"config": OmegaConf.to_container(self.trial_cfgs[k], resolve=True), "model": self.best_models[k],
-             "step": state.best_step, "epoch": state.best_epoch, "monitor": self.settings.monitor,
-             "value": state.best_value},
+            {
+                "config": OmegaConf.to_container(self.trial_cfgs[k], resolve=True),
+                "model": self.best_models[k],
+                "step": state.best_step,
+                "epoch": state.best_epoch,
+                "monitor": self.settings.monitor,
+                "value": state.best_value,
+            },
             ckpt.checkpoint_dir(self.trial_dirs[k]) / ckpt.BEST,
         )
 
@@ -172,9 +192,13 @@ class CheckpointedState:
                 saved = None
             if isinstance(saved, dict) and saved.get("step") == state.best_step:
                 continue
-            log.warning("%s is %s: rewritten from the best weights (step %d) that %s holds", path,
-                        "missing" if not path.is_file() else "unreadable or of another step", state.best_step,
-                        ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
+            log.warning(
+                "%s is %s: rewritten from the best weights (step %d) that %s holds",
+                path,
+                "missing" if not path.is_file() else "unreadable or of another step",
+                state.best_step,
+                ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST,
+            )
             self._write_best(k)
 
     def budget_spent(self) -> Optional[str]:
@@ -191,7 +215,8 @@ class CheckpointedState:
         """Whether the budget (``trainer.max_steps``, ``trainer.max_epochs``) is reached."""
         state = self.state
         return (self.max_steps is not None and state.step >= self.max_steps) or (
-            self.max_epochs is not None and state.epoch >= self.max_epochs)
+            self.max_epochs is not None and state.epoch >= self.max_epochs
+        )
 
     def _total_steps(self) -> int:
         """The steps the run takes in all, as the progress bar counts them."""
@@ -218,7 +243,8 @@ class CheckpointedState:
     def _save_last(self) -> None:
         """``last.pt`` (and, with trainer.record_gradients, the gradients so far) at this step."""
         if self.gradients is not None:
-            ckpt.save_atomic(torch.stack(self.gradients) if self.gradients else torch.zeros(0),
-                             self.run_dir / GRADIENTS_FILE)
+            ckpt.save_atomic(
+                torch.stack(self.gradients) if self.gradients else torch.zeros(0), self.run_dir / GRADIENTS_FILE
+            )
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
         self.saved_step = self.state.step

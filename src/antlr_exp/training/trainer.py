@@ -20,8 +20,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from .. import console
-from .. import stopping
+from .. import console, stopping
 from ..engine.network import SpikingNetwork
 from ..loggers import RunLog
 from ..metrics import SplitMeter
@@ -42,17 +41,23 @@ class Trainer(CheckpointedState, RunGuards):
     (see :func:`load_trials`); each trial has its own state, shuffling, meters and run folder.
     """
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, data, device: torch.device,
-                 resume_from: Optional[dict] = None, net: Optional[SpikingNetwork] = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        run_dir: Path,
+        data,
+        device: torch.device,
+        resume_from: Optional[dict] = None,
+        net: Optional[SpikingNetwork] = None,
+    ):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.datas = list(data) if isinstance(data, (list, tuple)) else [data]
         self.data = self.datas[0]
         self.trials = len(self.datas)
         self.seeds = [int(cfg.seed) + k for k in range(self.trials)]
-        self.trial_dirs = ([self.run_dir] if self.trials == 1
-                           else [self.run_dir / f"seed_{seed}" for seed in self.seeds])
-        self.trial_cfgs = ([cfg] if self.trials == 1 else [trial_config(cfg, seed) for seed in self.seeds])
+        self.trial_dirs = [self.run_dir] if self.trials == 1 else [self.run_dir / f"seed_{seed}" for seed in self.seeds]
+        self.trial_cfgs = [cfg] if self.trials == 1 else [trial_config(cfg, seed) for seed in self.seeds]
         self.device = device
         self.settings = cfg.trainer
         self.net = (net if net is not None else build_network(cfg, self.data)).to(device)
@@ -63,11 +68,20 @@ class Trainer(CheckpointedState, RunGuards):
         opt = cfg.optimizer
         # fused: torch's one-kernel Adam (CPU and CUDA), a few times faster than the per-tensor loop;
         # elementwise, so over stacked trials it is one Adam per trial
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps,
-                                          weight_decay=opt.weight_decay, amsgrad=opt.amsgrad, fused=True)
+        self.optimizer = torch.optim.Adam(
+            self.net.parameters(),
+            lr=opt.lr,
+            betas=tuple(opt.betas),
+            eps=opt.eps,
+            weight_decay=opt.weight_decay,
+            amsgrad=opt.amsgrad,
+            fused=True,
+        )
         self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=self.settings.lr_decay_epochs or 1,
-            gamma=self.settings.lr_decay_factor if self.settings.lr_decay_epochs else 1.0)
+            self.optimizer,
+            step_size=self.settings.lr_decay_epochs or 1,
+            gamma=self.settings.lr_decay_factor if self.settings.lr_decay_epochs else 1.0,
+        )
         self.shuffles = [torch.Generator().manual_seed(seed) for seed in self.seeds]
         self.states = [TrainState() for _ in range(self.trials)]
         self.best_models: list = [None] * self.trials
@@ -101,8 +115,9 @@ class Trainer(CheckpointedState, RunGuards):
             if self.trials > 1:
                 (trial_dir / ".hydra").mkdir(parents=True, exist_ok=True)
                 OmegaConf.save(trial_cfg, trial_dir / ".hydra" / "config.yaml")
-            self.run_logs.append(RunLog(trial_cfg, trial_dir, self.states[k].history,
-                                        self.wandb_run_id if self.trials == 1 else None))
+            self.run_logs.append(
+                RunLog(trial_cfg, trial_dir, self.states[k].history, self.wandb_run_id if self.trials == 1 else None)
+            )
         self.run_log = self.run_logs[0]
         self.wandb_run_id = self.run_log.wandb_run_id
         return self.run_log
@@ -124,9 +139,14 @@ class Trainer(CheckpointedState, RunGuards):
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
         if self.gradients is not None:
-            self.gradients.append(torch.cat([
-                (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
-                for p in self.net.parameters()]))
+            self.gradients.append(
+                torch.cat(
+                    [
+                        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
+                        for p in self.net.parameters()
+                    ]
+                )
+            )
         if self.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         if self.grad_clip_norm is not None:
@@ -146,8 +166,15 @@ class Trainer(CheckpointedState, RunGuards):
     def _evaluation_point(self, lr: float, started: float) -> None:
         self._check_saveable()
         train_rows = self.train_meter.compute_trials("train")
-        val_rows = evaluate_trials(self.net, [data.val for data in self.datas], self.objective, self.eval_meter,
-                                   self.settings.test_batch_size, self.device, "val")
+        val_rows = evaluate_trials(
+            self.net,
+            [data.val for data in self.datas],
+            self.objective,
+            self.eval_meter,
+            self.settings.test_batch_size,
+            self.device,
+            "val",
+        )
         self.train_meter.reset()
         simulated = sum(self.simulated_steps) / max(len(self.simulated_steps), 1)
         self.simulated_steps = []
@@ -172,8 +199,9 @@ class Trainer(CheckpointedState, RunGuards):
                 self._save_best(k)
             self.run_logs[k].log(row)
         if not getattr(self, "bar_shown", True):  # one line, a stacked run's mean over its trials
-            console.log_evaluation(mean_row([state.history[-1] for state in self.states]), self._total_steps(),
-                                   trials=self.trials)
+            console.log_evaluation(
+                mean_row([state.history[-1] for state in self.states]), self._total_steps(), trials=self.trials
+            )
         self._save_last()
 
     def _end_epoch(self) -> None:
@@ -191,9 +219,15 @@ class Trainer(CheckpointedState, RunGuards):
     def fit(self) -> None:
         s, state = self.settings, self.state
         self.bar_shown = console.bar_enabled(s.progress_bar)  # else one log line per evaluation point
-        bar = tqdm(total=self._total_steps(), initial=state.step, disable=not self.bar_shown,
-                   desc=f"{self.cfg.task.name}/{self.cfg.method.name}", dynamic_ncols=True, leave=False,
-                   mininterval=0.5)
+        bar = tqdm(
+            total=self._total_steps(),
+            initial=state.step,
+            disable=not self.bar_shown,
+            desc=f"{self.cfg.task.name}/{self.cfg.method.name}",
+            dynamic_ncols=True,
+            leave=False,
+            mininterval=0.5,
+        )
         started = time.perf_counter()
         lr = self.optimizer.param_groups[0]["lr"]
         while not self._done():
@@ -228,7 +262,14 @@ class Trainer(CheckpointedState, RunGuards):
     def test_trials(self) -> list:
         """Per trial: its best checkpoint's validation row and its test metrics."""
         self.net.load_state_dict(self._stacked_best())
-        tests = evaluate_trials(self.net, [data.test for data in self.datas], self.objective, self.eval_meter,
-                                self.settings.test_batch_size, self.device, "test")
+        tests = evaluate_trials(
+            self.net,
+            [data.test for data in self.datas],
+            self.objective,
+            self.eval_meter,
+            self.settings.test_batch_size,
+            self.device,
+            "test",
+        )
         per_trial_parameters = sum(p.numel() for p in self.net.parameters()) // self.trials
         return tested_summaries(self.states, self.trial_cfgs, tests, self.settings.monitor, per_trial_parameters)

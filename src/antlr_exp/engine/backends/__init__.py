@@ -27,8 +27,18 @@ from . import cpp
 from .base import SURROGATE_CODES, Backend, Capabilities, FusedLayerInputs, RuleConstants, rule_constants
 from .python import PythonBackend
 
-__all__ = ["KERNELS", "Backend", "Capabilities", "FusedLayerInputs", "RuleConstants", "SURROGATE_CODES",
-           "check", "requested", "rule_constants", "select"]
+__all__ = [
+    "KERNELS",
+    "Backend",
+    "Capabilities",
+    "FusedLayerInputs",
+    "RuleConstants",
+    "SURROGATE_CODES",
+    "check",
+    "requested",
+    "rule_constants",
+    "select",
+]
 
 #: the accepted settings, config key ``kernels`` and ``$ANTLR_EXP_KERNELS``
 KERNELS = ("auto", "cpp", "triton", "python")
@@ -83,7 +93,8 @@ def _resolve(kind: str, mode: str) -> Backend:
     if not backend.capabilities.runs_on(kind):
         raise RuntimeError(
             f"kernels=triton with tensors on {kind}: Triton runs only on CUDA tensors, or on CPU tensors in its "
-            "interpreter (set TRITON_INTERPRET=1 before antlr_exp.engine.backends.triton is imported)")
+            "interpreter (set TRITON_INTERPRET=1 before antlr_exp.engine.backends.triton is imported)"
+        )
     return backend
 
 

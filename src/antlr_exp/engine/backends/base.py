@@ -63,9 +63,17 @@ class RuleConstants(NamedTuple):
 def rule_constants(params: NeuronParams, rule: RuleConfig) -> RuleConstants:
     """The adjoint's scalars for resolved ``params`` and ``rule``."""
     return RuleConstants(
-        float(params.alpha_I), float(params.alpha_V), float(params.theta), rule.act_weight, rule.tim_weight,
-        float(params.vstar_min), SURROGATE_CODES[params.surrogate], float(params.surrogate_a),
-        float(params.surrogate_b), bool(params.single_spike), float(params.beta_I) * float(params.beta_V),
+        float(params.alpha_I),
+        float(params.alpha_V),
+        float(params.theta),
+        rule.act_weight,
+        rule.tim_weight,
+        float(params.vstar_min),
+        SURROGATE_CODES[params.surrogate],
+        float(params.surrogate_a),
+        float(params.surrogate_b),
+        bool(params.single_spike),
+        float(params.beta_I) * float(params.beta_V),
     )
 
 
@@ -110,22 +118,39 @@ class Backend(ABC):
         """An event path's weight gradient [N_in, N_out] ([K, N_in, N_out]) as [N_out, N_in] ([K, ...])."""
 
     @abstractmethod
-    def simulate_lif(self, drive: torch.Tensor, bias: torch.Tensor, params: NeuronParams,
-                     state: Optional[LIFState] = None, keep_current: bool = False) -> tuple:
+    def simulate_lif(
+        self,
+        drive: torch.Tensor,
+        bias: torch.Tensor,
+        params: NeuronParams,
+        state: Optional[LIFState] = None,
+        keep_current: bool = False,
+    ) -> tuple:
         """:func:`antlr_exp.engine.lif.simulate_lif`'s arguments and five results."""
 
     @abstractmethod
-    def run_layer(self, inp: SynapticInput, weight, bias, params: NeuronParams, steps: int, batch: int,
-                  state: Optional[LIFState] = None, keep_current: bool = False, emit_events: bool = False,
-                  store_times: bool = True) -> tuple:
+    def run_layer(
+        self,
+        inp: SynapticInput,
+        weight,
+        bias,
+        params: NeuronParams,
+        steps: int,
+        batch: int,
+        state: Optional[LIFState] = None,
+        keep_current: bool = False,
+        emit_events: bool = False,
+        store_times: bool = True,
+    ) -> tuple:
         """A layer's synaptic input and LIF recurrence: :meth:`simulate_lif`'s five results and,
         sixth, the output spikes as a :class:`SynapticInput` for the next layer where ``emit_events``
         and the backend has events (else None). ``store_times=False`` lets a backend leave out the
         spike times (then None)."""
 
     @abstractmethod
-    def adjoint(self, grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig,
-                want_h: bool) -> tuple:
+    def adjoint(
+        self, grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig, want_h: bool
+    ) -> tuple:
         """:func:`antlr_exp.engine.lif.adjoint`'s arguments and results."""
 
     def fused_adjoint(self, inputs: FusedLayerInputs, constants: RuleConstants, need_g: bool, want_h: bool):

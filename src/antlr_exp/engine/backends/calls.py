@@ -17,8 +17,18 @@ from ..synapses import SynapticInput, bias_rows
 from .base import rule_constants
 
 
-def simulate(ops, source, bias, params: NeuronParams, state: LIFState, keep_current: bool, steps=None, batch=None,
-             emit_events: bool = False, store_times: bool = True):
+def simulate(
+    ops,
+    source,
+    bias,
+    params: NeuronParams,
+    state: LIFState,
+    keep_current: bool,
+    steps=None,
+    batch=None,
+    emit_events: bool = False,
+    store_times: bool = True,
+):
     """simulate_lif through the module's fused kernel (same arithmetic, one pass over [T, B*N]).
 
     ``source`` is the drive [T, B, N], or ``(events, weight)`` for the event-driven kernel.
@@ -90,12 +100,24 @@ def adjoint(ops, grad_s, grad_t, potential, spikes, current, params: NeuronParam
     flat = lambda x: x.view(steps, batch * n) if x is not None else potential.new_empty(0)  # noqa: E731
     if rule.rule == "activation_rnn":
         g, h, lam_v_sum = ops.rnn_adjoint(
-            flat(potential), flat(spikes), flat(current), flat(surrogate_derivative(potential, params)),
-            flat(grad_s), float(params.alpha_I), float(params.alpha_V), float(params.beta_V),
-            bool(params.single_spike), kernel_scale,
+            flat(potential),
+            flat(spikes),
+            flat(current),
+            flat(surrogate_derivative(potential, params)),
+            flat(grad_s),
+            float(params.alpha_I),
+            float(params.alpha_V),
+            float(params.beta_V),
+            bool(params.single_spike),
+            kernel_scale,
         )
     else:
         g, h, lam_v_sum = ops.srm_adjoint(
-            flat(potential), flat(spikes), flat(grad_s), flat(grad_t), *rule_constants(params, rule), want_h,
+            flat(potential),
+            flat(spikes),
+            flat(grad_s),
+            flat(grad_t),
+            *rule_constants(params, rule),
+            want_h,
         )
     return g.view(steps, batch, n), (h.view(steps, batch, n) if want_h else None), lam_v_sum

@@ -70,15 +70,29 @@ class CppBackend(Backend):
     def simulate_lif(self, drive, bias, params, state=None, keep_current=False):
         return calls.simulate_drive(self.ops, drive, bias, params, state, keep_current)
 
-    def run_layer(self, inp, weight, bias, params, steps, batch, state=None, keep_current=False, emit_events=False,
-                  store_times=True):
+    def run_layer(
+        self,
+        inp,
+        weight,
+        bias,
+        params,
+        steps,
+        batch,
+        state=None,
+        keep_current=False,
+        emit_events=False,
+        store_times=True,
+    ):
         """With sparse input the input events feed the recurrence directly (no [T, B, N] drive)."""
         n = weight.shape[-2]
         if state is None:
             state = initial_state(batch, n, params, weight.dtype, weight.device)
-        source = (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight, steps).view(steps, batch, -1)
-        return calls.simulate(self.ops, source, bias, params, state, keep_current, steps, batch, emit_events,
-                              store_times)
+        source = (
+            (inp, weight.detach()) if inp.dense is None else synaptic_input(inp, weight, steps).view(steps, batch, -1)
+        )
+        return calls.simulate(
+            self.ops, source, bias, params, state, keep_current, steps, batch, emit_events, store_times
+        )
 
     def adjoint(self, grad_s, grad_t, potential, spikes, current, params, rule, want_h):
         return calls.adjoint(self.ops, grad_s, grad_t, potential, spikes, current, params, rule, want_h)

@@ -25,16 +25,26 @@ class PythonBackend(Backend):
     def transpose_gradient(self, grad_t):
         return synapses.plain_transpose(grad_t)
 
-    def simulate_lif(self, drive, bias, params: NeuronParams, state: Optional[LIFState] = None,
-                     keep_current: bool = False):
+    def simulate_lif(
+        self, drive, bias, params: NeuronParams, state: Optional[LIFState] = None, keep_current: bool = False
+    ):
         return lif.simulate_lif(drive, bias, params, state, keep_current)
 
-    def run_layer(self, inp, weight, bias, params: NeuronParams, steps: int, batch: int,
-                  state: Optional[LIFState] = None, keep_current: bool = False, emit_events: bool = False,
-                  store_times: bool = True):
+    def run_layer(
+        self,
+        inp,
+        weight,
+        bias,
+        params: NeuronParams,
+        steps: int,
+        batch: int,
+        state: Optional[LIFState] = None,
+        keep_current: bool = False,
+        emit_events: bool = False,
+        store_times: bool = True,
+    ):
         drive = synapses.synaptic_input(inp, weight, steps).view(steps, batch, -1)
         return (*self.simulate_lif(drive, bias, params, state, keep_current), None)
 
-    def adjoint(self, grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig,
-                want_h: bool):
+    def adjoint(self, grad_s, grad_t, potential, spikes, current, params: NeuronParams, rule: RuleConfig, want_h: bool):
         return lif.adjoint(grad_s, grad_t, potential, spikes, current, params, rule, want_h)

@@ -66,8 +66,28 @@ def _first_spikes(S, cols, mask, first, T, M):
 
 
 @triton.jit
-def _lif_forward_kernel(drive, bias, cur0, pot0, keep0, allowed0, consts, V, S, TM, I_all, cur_f, pot_f, keep_f,
-                        allowed_f, T, M, SINGLE: tl.constexpr, STORE_I: tl.constexpr, BLOCK: tl.constexpr):
+def _lif_forward_kernel(
+    drive,
+    bias,
+    cur0,
+    pot0,
+    keep0,
+    allowed0,
+    consts,
+    V,
+    S,
+    TM,
+    I_all,
+    cur_f,
+    pot_f,
+    keep_f,
+    allowed_f,
+    T,
+    M,
+    SINGLE: tl.constexpr,
+    STORE_I: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
     aI = tl.load(consts + 0)
@@ -109,8 +129,24 @@ def _lif_forward_kernel(drive, bias, cur0, pot0, keep0, allowed0, consts, V, S, 
 
 
 @triton.jit
-def _srm_adjoint_kernel(V, S, GS, GT, consts, G, H, LVS, T, M, HAS_S: tl.constexpr, HAS_T: tl.constexpr,
-                        SINGLE: tl.constexpr, WANT_H: tl.constexpr, KIND: tl.constexpr, BLOCK: tl.constexpr):
+def _srm_adjoint_kernel(
+    V,
+    S,
+    GS,
+    GT,
+    consts,
+    G,
+    H,
+    LVS,
+    T,
+    M,
+    HAS_S: tl.constexpr,
+    HAS_T: tl.constexpr,
+    SINGLE: tl.constexpr,
+    WANT_H: tl.constexpr,
+    KIND: tl.constexpr,
+    BLOCK: tl.constexpr,
+):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
     aI = tl.load(consts + 0)
@@ -165,8 +201,9 @@ def _srm_adjoint_kernel(V, S, GS, GT, consts, G, H, LVS, T, M, HAS_S: tl.constex
 
 
 @triton.jit
-def _rnn_adjoint_kernel(V, S, I_all, SG, GS, consts, G, LVS, T, M, HAS_S: tl.constexpr, SINGLE: tl.constexpr,
-                        BLOCK: tl.constexpr):
+def _rnn_adjoint_kernel(
+    V, S, I_all, SG, GS, consts, G, LVS, T, M, HAS_S: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr
+):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
     aI = tl.load(consts + 0)
@@ -216,8 +253,22 @@ def _launch(kernel, columns: int, *args, **meta):
     kernel[(triton.cdiv(columns, block),)](*args, BLOCK=block, **meta, **options)
 
 
-def lif_forward(drive, bias_term, current0, potential0, keep0, allowed0, alpha_I, alpha_V, beta_I, beta_V, theta,
-                keep_current, B, emit_events=False):
+def lif_forward(
+    drive,
+    bias_term,
+    current0,
+    potential0,
+    keep0,
+    allowed0,
+    alpha_I,
+    alpha_V,
+    beta_I,
+    beta_V,
+    theta,
+    keep_current,
+    B,
+    emit_events=False,
+):
     """The LIF forward over a dense drive [T, M] (beta_I not applied); arguments and returns as the
     C++ ``lif_forward``. Output events are not produced (``emit_events`` must be False): the three
     event tensors come back empty."""
@@ -234,17 +285,46 @@ def lif_forward(drive, bias_term, current0, potential0, keep0, allowed0, alpha_I
     allowed = allowed0.contiguous().clone() if single else drive.new_empty(0)
     if columns and steps:
         _launch(
-            _lif_forward_kernel, columns, drive, bias_term.contiguous(), *flat, allowed if single else drive,
-            _consts([alpha_I, alpha_V, beta_I, beta_V, theta], drive), potential, spikes, times,
-            currents if keep_current else drive, *flat, allowed if single else drive, steps, columns,
-            SINGLE=single, STORE_I=bool(keep_current),
+            _lif_forward_kernel,
+            columns,
+            drive,
+            bias_term.contiguous(),
+            *flat,
+            allowed if single else drive,
+            _consts([alpha_I, alpha_V, beta_I, beta_V, theta], drive),
+            potential,
+            spikes,
+            times,
+            currents if keep_current else drive,
+            *flat,
+            allowed if single else drive,
+            steps,
+            columns,
+            SINGLE=single,
+            STORE_I=bool(keep_current),
         )
     none = torch.empty(0, dtype=torch.int64, device=drive.device)
     return [potential, spikes, times, *flat, allowed, currents, none, none, none]
 
 
-def srm_adjoint(potential, spikes, grad_s, grad_t, alpha_I, alpha_V, theta, act_w, tim_w, vstar_min, surrogate_kind,
-                surrogate_a, surrogate_b, single, kernel_scale, want_h):
+def srm_adjoint(
+    potential,
+    spikes,
+    grad_s,
+    grad_t,
+    alpha_I,
+    alpha_V,
+    theta,
+    act_w,
+    tim_w,
+    vstar_min,
+    surrogate_kind,
+    surrogate_a,
+    surrogate_b,
+    single,
+    kernel_scale,
+    want_h,
+):
     """Reverse-time adjoint of the SRM-based rules; arguments and returns as the C++ ``srm_adjoint``."""
     steps, columns = potential.shape
     has_s = grad_s.numel() > 0 and act_w != 0.0
@@ -254,12 +334,27 @@ def srm_adjoint(potential, spikes, grad_s, grad_t, alpha_I, alpha_V, theta, act_
     h = torch.empty_like(potential) if want_h else potential.new_empty(0)
     lam_v_sum = potential.new_empty(columns)
     if columns and steps:
-        consts = _consts([alpha_I, alpha_V, theta, act_w, tim_w, vstar_min, surrogate_a, surrogate_b, kernel_scale],
-                         potential)
+        consts = _consts(
+            [alpha_I, alpha_V, theta, act_w, tim_w, vstar_min, surrogate_a, surrogate_b, kernel_scale], potential
+        )
         _launch(
-            _srm_adjoint_kernel, columns, potential, spikes, grad_s.contiguous() if has_s else potential,
-            grad_t.contiguous() if has_t else potential, consts, g, h if want_h else g, lam_v_sum, steps, columns,
-            HAS_S=has_s, HAS_T=has_t, SINGLE=bool(single), WANT_H=bool(want_h), KIND=int(surrogate_kind),
+            _srm_adjoint_kernel,
+            columns,
+            potential,
+            spikes,
+            grad_s.contiguous() if has_s else potential,
+            grad_t.contiguous() if has_t else potential,
+            consts,
+            g,
+            h if want_h else g,
+            lam_v_sum,
+            steps,
+            columns,
+            HAS_S=has_s,
+            HAS_T=has_t,
+            SINGLE=bool(single),
+            WANT_H=bool(want_h),
+            KIND=int(surrogate_kind),
         )
     else:
         lam_v_sum.zero_()
@@ -275,9 +370,20 @@ def rnn_adjoint(potential, spikes, currents, sigma_all, grad_s, alpha_I, alpha_V
     lam_v_sum = potential.new_empty(columns)
     if columns and steps:
         _launch(
-            _rnn_adjoint_kernel, columns, potential, spikes, currents.contiguous(), sigma_all.contiguous(),
-            grad_s.contiguous() if has_s else potential, _consts([alpha_I, alpha_V, beta_V, kernel_scale], potential),
-            g, lam_v_sum, steps, columns, HAS_S=has_s, SINGLE=bool(single),
+            _rnn_adjoint_kernel,
+            columns,
+            potential,
+            spikes,
+            currents.contiguous(),
+            sigma_all.contiguous(),
+            grad_s.contiguous() if has_s else potential,
+            _consts([alpha_I, alpha_V, beta_V, kernel_scale], potential),
+            g,
+            lam_v_sum,
+            steps,
+            columns,
+            HAS_S=has_s,
+            SINGLE=bool(single),
         )
     else:
         lam_v_sum.zero_()
