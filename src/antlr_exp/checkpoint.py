@@ -20,6 +20,7 @@ import torch
 from .errors import CheckpointWriteError, ConfigError
 from .results.layout import BEST_CHECKPOINT as BEST
 from .results.layout import CHECKPOINT_DIR
+from .results.layout import LAST_CHECKPOINT as LAST  # noqa: F401  (ckpt.LAST: last.pt's name for the training code)
 
 
 def checkpoint_dir(run_dir: Path) -> Path:
