@@ -23,7 +23,7 @@ from antlr_exp.training.run import run
 SRC = Path(__file__).resolve().parents[1] / "src"
 FAILED_BUILD = {"tried": True, "module": None, "error": "RuntimeError: simulated build failure"}
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: the runs are tiny
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # conftest: the runs are tiny
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ from conftest import REPO
 
 from benchmarks import profile_step, rules
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 BENCH = [sys.executable, "-m", "benchmarks.bench"]
 
 

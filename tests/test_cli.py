@@ -14,6 +14,8 @@ from conftest import ANTLR_TRAIN, REPO, cli_env, run_cli, tiny_overrides
 
 from antlr_exp import checkpoint as ckpt
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 
 def test_run_writes_the_run_folder(tmp_path):
     result = run_cli([*tiny_overrides("matching", {}), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)

@@ -22,6 +22,8 @@ from antlr_exp.engine.rules import check_rule_loss
 from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 TINY = tiny_overrides("matching", {})
 
 

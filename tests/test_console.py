@@ -11,6 +11,8 @@ import statistics
 import pytest
 from conftest import run_cli, tiny_overrides
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 NUMBER = r"([-+0-9.e]+)"
 
 

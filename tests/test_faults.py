@@ -26,6 +26,8 @@ from antlr_exp.errors import CheckpointWriteError, ConfigError, NonFiniteError, 
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 TINY = tiny_overrides("matching", {})
 
 

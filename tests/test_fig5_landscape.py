@@ -19,6 +19,8 @@ from antlr_exp.training.state import GRADIENTS_FILE
 pytest.importorskip("scipy")
 from antlr_exp.figures import fig5_landscape as fig5  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 
 def surface(x, y):
     return x**2 - 2 * x * y + np.sin(y)

@@ -16,6 +16,8 @@ from conftest import REPO, cli_env
 
 from antlr_exp.figures import cli, common, same_loss
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 #: the old driver scripts, each now a shim over the package, and the figure each runs
 SHIMS = {
     "fig5_landscape": "fig5",

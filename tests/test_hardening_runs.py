@@ -20,6 +20,8 @@ from antlr_exp.errors import ConfigError, NonFiniteError
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 TINY = tiny_overrides("matching", {})
 
 

@@ -16,7 +16,10 @@ import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 from conftest import REPO, cli_env, tiny_overrides
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 
 
 def _setuptools_version() -> tuple:

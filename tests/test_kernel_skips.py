@@ -13,6 +13,8 @@ import pytest
 
 from antlr_exp.engine.backends import cpp
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 TESTS = Path(__file__).resolve().parent
 FAILED_BUILD = {"tried": True, "module": None, "error": "RuntimeError: simulated build failure"}
 

@@ -12,6 +12,8 @@ from conftest import REPO, cli_env
 
 import antlr_exp
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 EXAMPLE = REPO / "examples" / "train_own_tensors.py"
 PENALTY = " + no_spike_weight_penalty(net, out, p=100.0)"
 

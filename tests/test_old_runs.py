@@ -27,6 +27,8 @@ from conftest import cli_env, compose_config
 from antlr_exp import checkpoint as ckpt
 from antlr_exp.training.run import run
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "old_runs"
 #: the old runs' command, less trainer.max_steps
 OVERRIDES = [

@@ -14,6 +14,8 @@ from conftest import REPO, compose_config, run_cli, tiny_overrides
 
 from antlr_exp.training.run import run
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 
 def test_summary_records_version_commit_overrides_times_and_folder(data_roots, tmp_path):
     overrides = tiny_overrides("matching", data_roots)

@@ -17,6 +17,8 @@ from antlr_exp.train import run
 WRAPPER = """
 import json, sys
 from {module} import main
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 code = main(sys.argv[1:])
 print(json.dumps({{"code": code, "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}}))
 """

@@ -38,7 +38,11 @@ def _no_slurm_reason():
     return None
 
 
-pytestmark = pytest.mark.skipif(_no_slurm_reason() is not None, reason=str(_no_slurm_reason()))
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.slurm,
+    pytest.mark.skipif(_no_slurm_reason() is not None, reason=str(_no_slurm_reason())),
+]
 
 
 def _rows(path):

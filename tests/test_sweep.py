@@ -16,6 +16,8 @@ from antlr_exp.config import CONF_DIR
 from antlr_exp.report import aggregate, load_jobs
 from antlr_exp.report import main as report_main
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 METRICS = ("test_loss", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
 
 

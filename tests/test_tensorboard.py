@@ -12,6 +12,8 @@ from conftest import compose_config, tiny_overrides
 from antlr_exp.loggers import metric_name
 from antlr_exp.training.run import run
 
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
+
 pytest.importorskip("tensorboard", reason="logger=tensorboard needs the tensorboard package (the dev extra has it)")
 
 

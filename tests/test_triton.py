@@ -33,6 +33,7 @@ if not tk.INTERPRETED and not torch.cuda.is_available():
         allow_module_level=True,
     )
 DEVICE = "cpu" if tk.INTERPRETED else "cuda"
+pytestmark = pytest.mark.slow  # the kernels run in Triton's interpreter (see pyproject's markers)
 STEPS = 30
 
 RULES = [
