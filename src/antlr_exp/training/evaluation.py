@@ -126,3 +126,27 @@ def warn_if_output_fell_silent(history: list, who: str) -> None:
         history[-1]["step"],
         100 * (1 - now),
     )
+
+
+class TrialTests:
+    """The :class:`~antlr_exp.training.trainer.Trainer`'s test of each trial's best checkpoint."""
+
+    def test(self) -> dict:
+        """Summary: the best checkpoint's validation row and its test metrics (of a plain run; a
+        stacked run's per-trial summaries are :meth:`test_trials`)."""
+        return self.test_trials()[0]
+
+    def test_trials(self) -> list:
+        """Per trial: its best checkpoint's validation row and its test metrics."""
+        self.net.load_state_dict(self._stacked_best())
+        tests = evaluate_trials(
+            self.net,
+            [data.test for data in self.datas],
+            self.objective,
+            self.eval_meter,
+            self.settings.test_batch_size,
+            self.device,
+            "test",
+        )
+        per_trial_parameters = sum(p.numel() for p in self.net.parameters()) // self.trials
+        return tested_summaries(self.states, self.trial_cfgs, tests, self.settings.monitor, per_trial_parameters)

@@ -248,3 +248,11 @@ class CheckpointedState:
             )
         ckpt.save_atomic(self._payload(), ckpt.checkpoint_dir(self.run_dir) / ckpt.LAST)
         self.saved_step = self.state.step
+
+    def _end_epoch(self) -> None:
+        """Every trial finished an epoch: the next draws a new order, and the learning rate steps."""
+        for state in self.states:
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            state.epoch_order = None
+        self.scheduler.step()

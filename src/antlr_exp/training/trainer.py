@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .. import console, stopping
@@ -27,13 +27,14 @@ from ..metrics import SplitMeter
 from .batches import EpochBatches
 from .build import build_network, trial_config
 from .early_stop import EARLY_STOP_CHUNK, train_early_stop, would_stop_early
-from .evaluation import evaluate_trials, mean_row, tested_summaries, warn_if_output_fell_silent
+from .evaluation import TrialTests, evaluate_trials, mean_row, warn_if_output_fell_silent
 from .guards import RunGuards
+from .logs import TrialLogs
 from .objective import Objective, clip_grad_norm_per_trial
 from .state import CheckpointedState, TrainState
 
 
-class Trainer(CheckpointedState, RunGuards):
+class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
     """One run's network, optimizer, state and loggers. ``resume_from``: a ``last.pt`` payload to
     continue from. ``run_log`` stays None until ``open_log()`` (tests drive single steps without).
 
@@ -106,21 +107,6 @@ class Trainer(CheckpointedState, RunGuards):
         self.saved_step: Optional[int] = None  # the step last.pt holds, None before it is written
         if resume_from is not None:
             self.restore(resume_from)
-
-    def open_log(self) -> RunLog:
-        """metrics.csv (rewritten from the history on resume) and, with logger=wandb, the wandb run;
-        one per trial. A stacked run also writes each trial's config into its folder."""
-        self.run_logs = []
-        for k, (trial_dir, trial_cfg) in enumerate(zip(self.trial_dirs, self.trial_cfgs)):
-            if self.trials > 1:
-                (trial_dir / ".hydra").mkdir(parents=True, exist_ok=True)
-                OmegaConf.save(trial_cfg, trial_dir / ".hydra" / "config.yaml")
-            self.run_logs.append(
-                RunLog(trial_cfg, trial_dir, self.states[k].history, self.wandb_run_id if self.trials == 1 else None)
-            )
-        self.run_log = self.run_logs[0]
-        self.wandb_run_id = self.run_log.wandb_run_id
-        return self.run_log
 
     # -- one step and one evaluation point ----------------------------------------------------
 
@@ -204,13 +190,6 @@ class Trainer(CheckpointedState, RunGuards):
             )
         self._save_last()
 
-    def _end_epoch(self) -> None:
-        for state in self.states:
-            state.epoch += 1
-            state.batch_in_epoch = 0
-            state.epoch_order = None
-        self.scheduler.step()
-
     def _epoch_batches(self):
         """The rest of the current epoch: per step, one batch per trial in its own order, stacked
         (see :meth:`EpochBatches.rest_of_epoch`)."""
@@ -253,23 +232,3 @@ class Trainer(CheckpointedState, RunGuards):
         if state.last_eval_step != state.step:  # the budget ended between evaluation points
             self._evaluation_point(lr, started)
         bar.close()
-
-    def test(self) -> dict:
-        """Summary: the best checkpoint's validation row and its test metrics (of a plain run; a
-        stacked run's per-trial summaries are :meth:`test_trials`)."""
-        return self.test_trials()[0]
-
-    def test_trials(self) -> list:
-        """Per trial: its best checkpoint's validation row and its test metrics."""
-        self.net.load_state_dict(self._stacked_best())
-        tests = evaluate_trials(
-            self.net,
-            [data.test for data in self.datas],
-            self.objective,
-            self.eval_meter,
-            self.settings.test_batch_size,
-            self.device,
-            "test",
-        )
-        per_trial_parameters = sum(p.numel() for p in self.net.parameters()) // self.trials
-        return tested_summaries(self.states, self.trial_cfgs, tests, self.settings.monitor, per_trial_parameters)
