@@ -98,45 +98,12 @@ class SpikingNetwork(nn.Module):
             layer.rule = self.rule
 
     def _check_input(self, x: torch.Tensor, finite: bool = True) -> torch.Tensor:
-        """The input as [B, T, N_in] floats; shapes checked, and with ``finite`` that no entry is
-        NaN or inf (the fused path leaves that to the C++ scan of the first layer's input)."""
-        if not isinstance(x, torch.Tensor):
-            raise InputError(f"input of type {type(x).__name__}: expected a torch.Tensor")
-        shape = tuple(x.shape)
-        if self.trials > 1:
-            if x.dim() < 4 or x.shape[0] != self.trials:
-                raise InputError(
-                    f"input has shape {tuple(x.shape)}: a network of trials={self.trials} expects "
-                    f"[{self.trials}, batch, steps, ...] (one batch per trial)"
-                )
-            x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
-        if x.dim() < 3:
-            raise InputError(
-                f"input has shape {tuple(x.shape)}: expected [batch, steps, {self.sizes[0]}] or [batch, steps, C, H, W]"
-            )
-        if x.shape[0] == 0:
-            raise InputError(f"input has shape {shape}: the batch is empty; expected at least one sample")
-        flat = x.flatten(2) if x.dim() > 3 else x  # flatten: also where a frame has no pixels
-        if flat.shape[2] != self.sizes[0]:
-            raise InputError(
-                f"input has shape {tuple(x.shape)}: {flat.shape[2]} input neurons per step, the network expects {self.sizes[0]}"
-            )
-        if flat.shape[1] != self.num_steps:
-            raise InputError(
-                f"input has shape {tuple(x.shape)}: {flat.shape[1]} steps, the network was built for num_steps={self.num_steps}"
-            )
-        if not torch.is_floating_point(flat):
-            flat = flat.to(self.layers[0].weight.dtype)
-        if finite:
-            self._check_finite(flat)
-        return flat
+        """The input as [B, T, N_in] floats (see :func:`flat_input`)."""
+        return flat_input(x, self.sizes[0], self.num_steps, self.trials, self.layers[0].weight.dtype, finite)
 
     @staticmethod
     def _check_finite(flat: torch.Tensor) -> None:
-        # the sum is NaN or inf whenever an entry is (and costs one cheap pass); the exact test
-        # runs only then, since a huge finite input could overflow the sum alone
-        if not bool(torch.isfinite(flat.sum())) and not bool(torch.isfinite(flat).all()):
-            raise_non_finite(flat)
+        check_finite_input(flat)
 
     def forward(self, x: torch.Tensor, early_stop: bool = False, chunk: int = 10) -> NetworkOutput:
         """Simulate the window.
@@ -228,3 +195,43 @@ class SpikingNetwork(nn.Module):
             spikes.append(s)
             times.append(t)
         return NetworkOutput(spikes, times, steps_done, self.trials)
+
+
+def flat_input(x, n_in: int, num_steps: int, trials: int, dtype, finite: bool = True) -> torch.Tensor:
+    """The input of a network of ``n_in`` inputs, ``num_steps`` steps and ``trials`` stacked trials
+    as [B, T, N_in] floats; shapes checked, and with ``finite`` that no entry is NaN or inf (the
+    fused path leaves that to the C++ scan of the first layer's input). Raises InputError."""
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"input of type {type(x).__name__}: expected a torch.Tensor")
+    shape = tuple(x.shape)
+    if trials > 1:
+        if x.dim() < 4 or x.shape[0] != trials:
+            raise InputError(
+                f"input has shape {shape}: a network of trials={trials} expects "
+                f"[{trials}, batch, steps, ...] (one batch per trial)"
+            )
+        x = x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])
+    if x.dim() < 3:
+        raise InputError(f"input has shape {shape}: expected [batch, steps, {n_in}] or [batch, steps, C, H, W]")
+    if x.shape[0] == 0:
+        raise InputError(f"input has shape {shape}: the batch is empty; expected at least one sample")
+    flat = x.flatten(2) if x.dim() > 3 else x  # flatten: also where a frame has no pixels
+    if flat.shape[2] != n_in:
+        raise InputError(f"input has shape {shape}: {flat.shape[2]} input neurons per step, the network expects {n_in}")
+    if flat.shape[1] != num_steps:
+        raise InputError(
+            f"input has shape {shape}: {flat.shape[1]} steps, the network was built for num_steps={num_steps}"
+        )
+    if not torch.is_floating_point(flat):
+        flat = flat.to(dtype)
+    if finite:
+        check_finite_input(flat)
+    return flat
+
+
+def check_finite_input(flat: torch.Tensor) -> None:
+    """Raise InputError when an entry of ``flat`` is NaN or inf. The sum is NaN or inf whenever an
+    entry is (one cheap pass); the exact test runs only then, since a huge finite input could
+    overflow the sum alone."""
+    if not bool(torch.isfinite(flat.sum())) and not bool(torch.isfinite(flat).all()):
+        raise_non_finite(flat)
