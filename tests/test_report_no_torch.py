@@ -8,17 +8,19 @@ import statistics
 import subprocess
 import sys
 
+import pytest
 from conftest import cli_env, compose_config, tiny_overrides
 from test_report import make_sweep, save_hydra_config
 
 from antlr_exp.train import run
+
+pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 
 #: Runs the report as ``antlr-report`` does, then prints the torch modules it loaded.
 WRAPPER = """
 import json, sys
 from {module} import main
 
-pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 code = main(sys.argv[1:])
 print(json.dumps({{"code": code, "torch": sorted(m for m in sys.modules if m.split(".")[0] == "torch")}}))
 """
