@@ -220,7 +220,7 @@ def run_rules(args) -> None:
 def main(argv=None) -> int:
     p = parser()
     args = p.parse_args(argv)
-    from antlr_exp.runtime import tune_malloc
+    from antlr_exp.cli.runtime import tune_malloc
 
     tune_malloc()  # every row, engine and baselines alike
     set_threads(args.threads)

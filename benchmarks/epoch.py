@@ -54,7 +54,7 @@ def worker(root: str, threads: Optional[int]) -> int:
     from antlr_exp.config import CONF_DIR
 
     try:
-        from antlr_exp.runtime import tune_malloc
+        from antlr_exp.cli.runtime import tune_malloc
 
         tune_malloc()
     except ImportError:  # revisions before it
@@ -188,7 +188,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from antlr_exp.runtime import tune_malloc
+    from antlr_exp.cli.runtime import tune_malloc
 
     tune_malloc()
     if args.threads:

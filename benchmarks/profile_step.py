@@ -149,8 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from antlr_exp.cli.runtime import tune_malloc
     from antlr_exp.engine.backends import select
-    from antlr_exp.runtime import tune_malloc
 
     tune_malloc()
     if select("cpu").name != "cpp":

@@ -1,5 +1,5 @@
 """the rules under one loss: the same as ``antlr-figure same_loss`` (antlr_exp.figures.same_loss), from this repository."""
 
-from antlr_exp.figures.cli import shim
+from antlr_exp.cli.figure import shim
 
 shim(__file__)

@@ -42,7 +42,7 @@ def no_locks_and_no_hydra_config():
     yield
     from hydra.core.hydra_config import HydraConfig
 
-    from antlr_exp import preflight
+    from antlr_exp.cli import preflight
 
     preflight.release_run_folders()
     HydraConfig.instance().cfg = None

@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import compose_config, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
+from antlr_exp.training import checkpoint as ckpt
 from antlr_exp.training.run import run
 
 

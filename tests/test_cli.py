@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import ANTLR_TRAIN, REPO, cli_env, run_cli, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
+from antlr_exp.training import checkpoint as ckpt
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 

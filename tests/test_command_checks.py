@@ -15,9 +15,9 @@ import pytest
 from conftest import ANTLR_TRAIN, cli_env, compose_config, run_cli, tiny_overrides
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from antlr_exp import preflight
+from antlr_exp.cli import preflight
+from antlr_exp.cli.console import result_block
 from antlr_exp.config import validate
-from antlr_exp.console import result_block
 from antlr_exp.engine.rules import check_rule_loss
 from antlr_exp.errors import ConfigError
 from antlr_exp.training.run import run

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import OmegaConfBaseException
 
-from antlr_exp.cli import group_options
+from antlr_exp.cli.train import group_options
 from antlr_exp.config import CONF_DIR, validate
 from antlr_exp.errors import ConfigError, DatasetNotFoundError
 from antlr_exp.training.run import run

@@ -17,12 +17,13 @@ import pytest
 import torch
 from conftest import ANTLR_TRAIN, _fake_digits, _write_idx, cli_env, compose_config, run_cli, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
-from antlr_exp import preflight, stopping
-from antlr_exp.cli import _resume_hint
+from antlr_exp.cli import preflight
+from antlr_exp.cli.train import _resume_hint
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.errors import CheckpointWriteError, ConfigError, NonFiniteError, StopSignal
+from antlr_exp.training import checkpoint as ckpt
+from antlr_exp.training import stopping
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
 
@@ -162,7 +163,7 @@ def test_a_second_process_on_a_locked_run_folder_stops_with_one_line(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from antlr_exp.preflight import "
+            "import sys, time; from pathlib import Path; from antlr_exp.cli.preflight import "
             "lock_run_folder; lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); time.sleep(60)",
             str(folder),
         ],

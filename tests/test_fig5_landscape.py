@@ -82,7 +82,7 @@ def test_gradients_are_not_recorded_by_default(tmp_path):
 def test_driver_writes_figure_and_table_at_tiny_scale(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "antlr_exp.figures.cli", "fig5", "--scale", "tiny", "--out", str(tmp_path)],
+        [sys.executable, "-m", "antlr_exp.cli.figure", "fig5", "--scale", "tiny", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         env=env,

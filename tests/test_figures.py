@@ -14,7 +14,8 @@ import pytest
 from conftest import DATA_ROOT as DATA  # ($ANTLR_EXP_DATA, as antlr-train finds it)
 from conftest import REPO, cli_env
 
-from antlr_exp.figures import cli, common, same_loss
+from antlr_exp.cli import figure as cli
+from antlr_exp.figures import common, same_loss
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 

@@ -14,9 +14,10 @@ import pytest
 import torch
 from conftest import compose_config, run_cli, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
-from antlr_exp import preflight, stopping
+from antlr_exp.cli import preflight
 from antlr_exp.errors import ConfigError, NonFiniteError
+from antlr_exp.training import checkpoint as ckpt
+from antlr_exp.training import stopping
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
 

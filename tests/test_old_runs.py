@@ -24,7 +24,7 @@ import pytest
 import torch
 from conftest import cli_env, compose_config
 
-from antlr_exp import checkpoint as ckpt
+from antlr_exp.training import checkpoint as ckpt
 from antlr_exp.training.run import run
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)

@@ -42,7 +42,7 @@ def test_summary_records_version_commit_overrides_times_and_folder(data_roots, t
 def test_commit_is_the_one_the_run_started_from(data_roots, tmp_path, monkeypatch):
     """The checkout may move on while a run trains (a commit in between): the summary names the
     code the run started with, not the code at its end."""
-    from antlr_exp import provenance
+    from antlr_exp.training import provenance
     from antlr_exp.training.trainer import Trainer
 
     moved = {"yet": False}
@@ -64,7 +64,7 @@ def test_commit_is_the_one_the_run_started_from(data_roots, tmp_path, monkeypatc
 def test_git_state_of_a_repository_clean_and_changed(tmp_path):
     """A hand-made repository: its HEAD, clean; changed after a tracked file is edited (an
     untracked file alone does not count); nothing outside git."""
-    from antlr_exp.provenance import git_state
+    from antlr_exp.training.provenance import git_state
 
     def git(*args):
         return subprocess.run(["git", "-C", str(tmp_path / "repo"), *args], capture_output=True, text=True, check=True)

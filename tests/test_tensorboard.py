@@ -9,7 +9,7 @@ import json
 import pytest
 from conftest import compose_config, tiny_overrides
 
-from antlr_exp.loggers import metric_name
+from antlr_exp.training.loggers import metric_name
 from antlr_exp.training.run import run
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
@@ -64,7 +64,7 @@ def test_tensorboard_events_equal_metrics_csv_and_summary(data_roots, tmp_path):
 
 
 def test_tensorboard_resume_purges_the_events_after_the_checkpoint(data_roots, tmp_path):
-    from antlr_exp.loggers import RunLog
+    from antlr_exp.training.loggers import RunLog
 
     cfg = compose_config(*tiny_overrides("mnist", data_roots), "logger=tensorboard")
     first = RunLog(cfg, tmp_path, [])

@@ -10,12 +10,12 @@ import pytest
 import torch
 from conftest import compose_config, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import metric_names, validate
 from antlr_exp.data import load_task
 from antlr_exp.engine.losses import latency_loss, no_spike_count_term
 from antlr_exp.engine.spikes import decide
 from antlr_exp.errors import ConfigError
+from antlr_exp.training import checkpoint as ckpt
 from antlr_exp.training.build import build_network, load_data, resolve_device
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer

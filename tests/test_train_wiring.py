@@ -11,12 +11,12 @@ import torch
 from conftest import compose_config, tiny_overrides
 
 import antlr_exp.training.build as train_module
-from antlr_exp import checkpoint as ckpt
 from antlr_exp.config import validate
 from antlr_exp.data import load_task
 from antlr_exp.engine.spikes import NetworkOutput
-from antlr_exp.metrics import SplitMeter
+from antlr_exp.training import checkpoint as ckpt
 from antlr_exp.training.build import load_data, resolve_device
+from antlr_exp.training.metrics import SplitMeter
 from antlr_exp.training.run import run
 from antlr_exp.training.trainer import Trainer
 

@@ -17,8 +17,8 @@ import pytest
 import torch
 from conftest import compose_config, tiny_overrides
 
-from antlr_exp import checkpoint as ckpt
 from antlr_exp.errors import ConfigError
+from antlr_exp.training import checkpoint as ckpt
 from antlr_exp.training.run import run
 
 K, SEED = 3, 5
@@ -332,9 +332,9 @@ def test_stacked_evaluation_feeds_test_batch_size_samples_over_all_trials(data_r
     trial ceil(test_batch_size / K) of its own), not K times that: N-MNIST's 16 trials would
     otherwise need 16 x 256 recordings of 300 steps at once. The metrics equal those of one
     sample per trial and forward."""
-    from antlr_exp.metrics import SplitMeter
     from antlr_exp.training.build import load_trials
     from antlr_exp.training.evaluation import evaluate_trials
+    from antlr_exp.training.metrics import SplitMeter
     from antlr_exp.training.objective import Objective
 
     cfg = compose_config(*overrides_for("mnist", "antlr", False, data_roots), "trials=3", "data.limit_test=10")

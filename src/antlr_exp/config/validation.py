@@ -23,7 +23,7 @@ from ..engine.neuron import NeuronParams
 from ..engine.rules import RuleConfig, check_rule_loss
 from ..engine.spikes import DECISIONS
 from ..errors import ConfigError
-from ..metrics import metric_names as split_metric_names
+from ..training.metrics import metric_names as split_metric_names
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).

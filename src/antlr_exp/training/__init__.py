@@ -16,9 +16,22 @@ checkpoint. Each trial writes a run folder of its own, ``<run_dir>/seed_<seed>/`
 summary.json, checkpoints/best.pt, .hydra/config.yaml with its seed and ``trials: 1``), laid out
 like a separate run's; ``<run_dir>/checkpoints/last.pt`` holds the stacked state to resume from
 and ``<run_dir>/trials.json`` lists the trials' summaries.
+
+Also here: :mod:`.checkpoint` (the files), :mod:`.metrics` (what an evaluation point measures),
+:mod:`.loggers` (metrics.csv, TensorBoard, wandb), :mod:`.stopping` (stop signals) and
+:mod:`.provenance` (what a summary records about the code and machine).
+
+The names below load on first use, so that ``antlr_exp.training.checkpoint`` can be imported
+without the engine.
 """
 
-from .run import SUMMARY_FILE, USER_ERRORS, evaluate_checkpoint, run, train
-from .trainer import Trainer
+from importlib import import_module
 
 __all__ = ["SUMMARY_FILE", "USER_ERRORS", "Trainer", "evaluate_checkpoint", "run", "train"]
+_HOME = {"Trainer": ".trainer"}
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(import_module(_HOME.get(name, ".run"), __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from ..engine.network import SpikingNetwork
-from ..metrics import SplitMeter
 from .batches import stack_trials
+from .metrics import SplitMeter
 from .objective import Objective
 
 #: the run's log lines carry the name they always had

@@ -13,9 +13,9 @@ import time
 
 import torch
 
-from .. import checkpoint as ckpt
-from .. import stopping
 from ..errors import NonFiniteError, StopSignal
+from . import checkpoint as ckpt
+from . import stopping
 
 
 def signal_name(signum: int) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from omegaconf import OmegaConf
 
-from ..loggers import RunLog
+from .loggers import RunLog
 
 
 class TrialLogs:

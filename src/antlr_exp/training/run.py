@@ -15,15 +15,15 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from .. import checkpoint as ckpt
 from ..config import validate, with_legacy_values
 from ..errors import ConfigError, DatasetNotFoundError, InputError
-from ..metrics import SplitMeter
-from ..provenance import at_start, provenance
 from ..results.layout import EVALUATED_CONFIG, TRIALS_FILE
+from . import checkpoint as ckpt
 from .build import build_network, load_data, load_trials, resolve_device
 from .evaluation import evaluate, run_facts
+from .metrics import SplitMeter
 from .objective import Objective
+from .provenance import at_start, provenance
 from .state import check_finite_checkpoint, check_same_run
 from .trainer import Trainer
 

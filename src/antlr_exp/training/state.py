@@ -18,9 +18,9 @@ from typing import Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .. import checkpoint as ckpt
 from ..config import flatten, with_legacy_values
 from ..errors import ConfigError
+from . import checkpoint as ckpt
 
 #: the run's log lines carry the name they always had
 log = logging.getLogger("antlr_exp.train")

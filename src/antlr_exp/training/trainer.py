@@ -20,16 +20,16 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from .. import console, stopping
 from ..engine.network import SpikingNetwork
-from ..loggers import RunLog
-from ..metrics import SplitMeter
+from . import progress, stopping
 from .batches import EpochBatches
 from .build import build_network, trial_config
 from .early_stop import EARLY_STOP_CHUNK, train_early_stop, would_stop_early
 from .evaluation import TrialTests, evaluate_trials, mean_row, warn_if_output_fell_silent
 from .guards import RunGuards
+from .loggers import RunLog
 from .logs import TrialLogs
+from .metrics import SplitMeter
 from .objective import Objective, clip_grad_norm_per_trial
 from .state import CheckpointedState, TrainState
 
@@ -185,7 +185,7 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
                 self._save_best(k)
             self.run_logs[k].log(row)
         if not getattr(self, "bar_shown", True):  # one line, a stacked run's mean over its trials
-            console.log_evaluation(
+            progress.log_evaluation(
                 mean_row([state.history[-1] for state in self.states]), self._total_steps(), trials=self.trials
             )
         self._save_last()
@@ -197,7 +197,7 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
 
     def fit(self) -> None:
         s, state = self.settings, self.state
-        self.bar_shown = console.bar_enabled(s.progress_bar)  # else one log line per evaluation point
+        self.bar_shown = progress.bar_enabled(s.progress_bar)  # else one log line per evaluation point
         bar = tqdm(
             total=self._total_steps(),
             initial=state.step,

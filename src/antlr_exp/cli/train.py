@@ -26,12 +26,14 @@ from omegaconf import DictConfig
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 from tqdm import tqdm
 
-from . import __version__, console, preflight, stopping
-from . import checkpoint as ckpt
-from .config import CONF_DIR
-from .errors import ConfigError, RunStopped, StopSignal
+from .. import __version__
+from ..config import CONF_DIR
+from ..errors import ConfigError, RunStopped, StopSignal
+from ..training import checkpoint as ckpt
+from ..training import stopping
+from ..training.run import SUMMARY_FILE, USER_ERRORS, run
+from . import console, preflight
 from .runtime import tune_malloc
-from .training.run import SUMMARY_FILE, USER_ERRORS, run
 
 PROG = "antlr-train"
 
@@ -234,7 +236,7 @@ def main() -> None:
     if "--version" in sys.argv[1:]:  # antlr-exp's version, not Hydra's
         print(f"{PROG} (antlr-exp) {__version__}")
         return
-    tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.runtime)
+    tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.cli.runtime)
     try:
         check_parsable(sys.argv[1:])
         check_group_choices(sys.argv[1:])

@@ -1,0 +1,5 @@
+"""``python -m antlr_exp.cli``: the same as ``antlr-train``."""
+
+from .train import main
+
+main()
