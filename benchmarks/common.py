@@ -27,7 +27,7 @@ SHAPES = {
         "loss": "spike_train",
         "trials": 100,
     },
-    # seconds-long smoke test of the script itself (tests/test_bench.py); not a benchmark
+    # seconds-long smoke test of the script itself (tests/bench/test_bench.py); not a benchmark
     "tiny": {"sizes": [40, 30, 4], "frame": None, "steps": 20, "batch": 4, "spikes_per_sample": 12, "t_max": 10},
 }
 ENGINE_METHODS = ("activation", "activation_rnn", "timing", "antlr")

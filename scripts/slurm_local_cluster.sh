@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A one-node SLURM cluster on this machine: munged, slurmctld and slurmd on localhost, one
 # partition ("local", the default) with 2 CPUs. Enough to try `antlr-train -m hydra/launcher=slurm`
-# and to run tests/test_slurm.py. Needs root on Debian or Ubuntu; installs slurm-wlm and munge
+# and to run tests/cli/test_slurm.py. Needs root on Debian or Ubuntu; installs slurm-wlm and munge
 # with apt-get when they are missing. Safe to run again (it restarts the daemons).
 #
 #   sudo scripts/slurm_local_cluster.sh          # then: sinfo

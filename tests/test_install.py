@@ -17,7 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env, tiny_overrides
+from helpers.runs import REPO, cli_env, tiny_overrides
 
 pytestmark = pytest.mark.slow  # end to end (see pyproject's markers)
 

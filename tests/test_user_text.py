@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, cli_env, compose_config
+from helpers.runs import REPO, cli_env, compose_config
 
 #: Internal references that must not reach a user.
 FORBIDDEN = re.compile(r"\.\./shared|/work/|\bSPEC\b|the brief|reviewer", re.IGNORECASE)
