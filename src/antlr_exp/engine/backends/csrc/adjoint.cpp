@@ -6,6 +6,31 @@
 
 namespace lif_kernels {
 
+namespace {
+
+// The timing part of dL/dV at step t over one row of n columns, at the spikes only:
+// d[k] -= tim_w dL/dt[k] / V*[k], skipping runs of 64 without a spike. St, Vt, GTt: step t's row
+// of [T, M] tensors (the row before it M entries back).
+template <typename scalar_t>
+inline void timing_part_row(int64_t n, int64_t t, int64_t M, const scalar_t* St, const scalar_t* Vt,
+                            const scalar_t* GTt, scalar_t tw, scalar_t vmin, scalar_t* d) {
+  for (int64_t k0 = 0; k0 < n; k0 += 64) {  // skipping runs of 64 without a spike
+    const int64_t k1 = std::min(n, k0 + 64);
+    if (count_nonzero_row<scalar_t>(k1 - k0, St + k0) == 0) continue;
+    for (int64_t k = k0; k < k1; ++k) {
+      if (St[k] != scalar_t(0)) {
+        scalar_t before = 0;
+        if (t > 0) before = Vt[k - M] * (scalar_t(1) - St[k - M]);
+        scalar_t vstar = Vt[k] - before;
+        if (vstar < vmin) vstar = vmin;
+        d[k] -= tw * GTt[k] / vstar;
+      }
+    }
+  }
+}
+
+}  // namespace
+
 // Reverse-time adjoint of the SRM-based rules with dL/dV formed on the fly:
 //   dv[t]    = act_w * sigma(V[t]) * dL/dS[t] * allowed[t] + tim_w * S[t] * (-dL/dt[t] / V*[t])
 //   lam_V[t] = dv[t] + alpha_V (1 - S[t]) lam_V[t+1]
@@ -62,23 +87,7 @@ std::vector<torch::Tensor> srm_adjoint(torch::Tensor potential, torch::Tensor sp
           std::fill(d, d + n, scalar_t(0));
         }
         // 2. timing part at the spikes only
-        if (has_t) {
-          const scalar_t* Vt = V + row;
-          const scalar_t* GTt = GT + row;
-          for (int64_t k0 = 0; k0 < n; k0 += 64) {  // skipping runs of 64 without a spike
-            const int64_t k1 = std::min(n, k0 + 64);
-            if (count_nonzero_row<scalar_t>(k1 - k0, St + k0) == 0) continue;
-            for (int64_t k = k0; k < k1; ++k) {
-              if (St[k] != scalar_t(0)) {
-                scalar_t before = 0;
-                if (t > 0) before = Vt[k - M] * (scalar_t(1) - St[k - M]);
-                scalar_t vstar = Vt[k] - before;
-                if (vstar < vmin) vstar = vmin;
-                d[k] -= tw * GTt[k] / vstar;
-              }
-            }
-          }
-        }
+        if (has_t) timing_part_row(n, t, M, St, V + row, GT + row, tw, vmin, d);
         // 3. the recurrence over the spike-free windows (branch-free, vectorized)
         scalar_t* __restrict Gt = G + row;
         if (H) {

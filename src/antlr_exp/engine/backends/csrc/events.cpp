@@ -6,6 +6,130 @@
 
 namespace lif_kernels {
 
+namespace {
+
+// The input as csr_events reads it: [T, B, N] with any strides.
+template <typename scalar_t>
+struct CsrInput {
+  const scalar_t* x;
+  int64_t T, B, N, st, sb, sn;
+  const scalar_t* row(int64_t t, int64_t b) const { return x + t * st + b * sb; }
+};
+
+// A part of the rows [begin, end) and, while complete, every nonzero of it.
+template <typename scalar_t>
+struct CsrPart {
+  int64_t begin = 0, end = 0;
+  bool complete = true;  // every nonzero of the part recorded
+  std::vector<int64_t> cols;
+  std::vector<scalar_t> values;
+};
+
+// The nonzeros of one row, appended to cols and values.
+template <typename scalar_t>
+inline void gather_row(const CsrInput<scalar_t>& in, const scalar_t* row, std::vector<int64_t>& cols,
+                       std::vector<scalar_t>& values) {
+  constexpr int64_t kBlock = 64;
+  const int64_t N = in.N, sn = in.sn;
+  for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
+    const int64_t n1 = std::min(N, n0 + kBlock);
+    // an all-zero block (a row that fits one block is only gathered when it has a nonzero)
+    if (sn == 1 && N > kBlock && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;
+    for (int64_t n = n0; n < n1; ++n) {
+      const scalar_t v = row[n * sn];
+      if (v != scalar_t(0)) {
+        cols.push_back(n);
+        values.push_back(v);
+      }
+    }
+  }
+}
+
+// How many of a row's entries are nonzero; adds to bad how many are NaN or +-inf.
+template <typename scalar_t>
+inline int64_t count_row(const CsrInput<scalar_t>& in, const scalar_t* row, int32_t& bad) {
+  const int64_t N = in.N, sn = in.sn;
+  int64_t c = 0;
+  if (sn == 1 && N >= 16) {
+    c = count_nonzero_checked_row<scalar_t>(N, row, &bad);
+  } else {  // short rows (a call would cost more than the row) or strided ones
+    for (int64_t n = 0; n < N; ++n) {
+      const scalar_t v = row[n * sn];
+      c += v != scalar_t(0);
+      bad += (v - v) != scalar_t(0);
+    }
+  }
+  return c;
+}
+
+// One part of the single pass: counts its rows' nonzeros into off[r + 1] (and checks them
+// finite, adding the bad ones to bad) and, while its own nonzeros stay below max_density of its
+// entries, records them as it goes (a row just counted is still in cache). A part that turns out
+// denser stops recording.
+template <typename scalar_t>
+inline CsrPart<scalar_t> scan_part(const CsrInput<scalar_t>& in, int64_t begin, int64_t end, double max_density,
+                                   int64_t* off, int32_t& bad) {
+  const int64_t B = in.B;
+  CsrPart<scalar_t> part;
+  part.begin = begin;
+  part.end = end;
+  const double budget = max_density * static_cast<double>((end - begin) * in.N);
+  int64_t found = 0;
+  int64_t t = begin / B, b = begin % B;  // row r = t * B + b, stepped without divisions
+  for (int64_t r = begin; r < end; ++r, ++b) {
+    if (b == B) {
+      b = 0;
+      ++t;
+    }
+    const scalar_t* row = in.row(t, b);
+    const int64_t c = count_row(in, row, bad);
+    off[r + 1] = c;
+    found += c;
+    if (part.complete && static_cast<double>(found) >= budget) {  // too dense to record
+      part.complete = false;
+      part.cols = std::vector<int64_t>();
+      part.values = std::vector<scalar_t>();
+    }
+    if (part.complete && c > 0) gather_row(in, row, part.cols, part.values);
+  }
+  return part;
+}
+
+// The events of every part (those of an incomplete part gathered now, in a pass of their own)
+// at their rows' offsets off [R+1]: {row_offsets, rows, cols, values, all_ones}.
+template <typename scalar_t>
+std::vector<torch::Tensor> assemble_events(const CsrInput<scalar_t>& in, std::vector<CsrPart<scalar_t>>& parts,
+                                           torch::Tensor offsets, const torch::TensorOptions& value_opts) {
+  const int64_t* off = offsets.data_ptr<int64_t>();
+  const int64_t nnz = off[in.T * in.B], B = in.B;
+  auto long_opts = offsets.options();
+  auto rows = torch::empty({nnz}, long_opts);
+  auto cols = torch::empty({nnz}, long_opts);
+  auto values = torch::empty({nnz}, value_opts);
+  int64_t* rw = rows.data_ptr<int64_t>();
+  int64_t* cl = cols.data_ptr<int64_t>();
+  scalar_t* vl = values.data_ptr<scalar_t>();
+  bool ones = true;
+  for (auto& part : parts) {
+    if (!part.complete) {  // the part's events, in a pass of their own
+      for (int64_t r = part.begin; r < part.end; ++r) {
+        if (off[r + 1] > off[r]) gather_row(in, in.row(r / B, r % B), part.cols, part.values);
+      }
+    }
+    const int64_t k0 = off[part.begin];
+    const int64_t count = static_cast<int64_t>(part.cols.size());
+    TORCH_CHECK(k0 + count == off[part.end], "csr_events: a part's events do not match its count");
+    std::copy(part.cols.begin(), part.cols.end(), cl + k0);
+    std::copy(part.values.begin(), part.values.end(), vl + k0);
+    for (int64_t e = 0; e < count; ++e) ones = ones && (part.values[e] == scalar_t(1));
+    for (int64_t r = part.begin; r < part.end; ++r)
+      for (int64_t e = off[r]; e < off[r + 1]; ++e) rw[e] = r;
+  }
+  return {offsets, rows, cols, values, torch::scalar_tensor(ones, torch::kBool)};
+}
+
+}  // namespace
+
 // Nonzero entries of spikes viewed time-major [T, B, N] (any strides), as CSR rows row = t*B + b.
 // Returns {row_offsets [T*B+1], rows [nnz], cols [nnz], values [nnz], all_ones (bool, 0-dim),
 // finite (bool, 0-dim)}, or, when the nonzeros are at least max_density of the entries, only
@@ -14,75 +138,23 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
   TORCH_CHECK(spikes_tbn.dim() == 3, "csr_events expects [T, B, N]");
   const int64_t T = spikes_tbn.size(0), B = spikes_tbn.size(1), N = spikes_tbn.size(2);
   const int64_t R = T * B;
-  const auto st = spikes_tbn.stride(0), sb = spikes_tbn.stride(1), sn = spikes_tbn.stride(2);
   auto long_opts = spikes_tbn.options().dtype(torch::kInt64);
   auto offsets = torch::empty({R + 1}, long_opts);
   int64_t* off = offsets.data_ptr<int64_t>();
   std::vector<torch::Tensor> out;
   std::atomic<int64_t> nonfinite{0};
   AT_DISPATCH_FLOATING_TYPES(spikes_tbn.scalar_type(), "csr_events", [&] {
-    const scalar_t* x = spikes_tbn.data_ptr<scalar_t>();
-    // One pass: each part of the rows counts its rows' nonzeros (and checks them finite) and,
-    // while its own nonzeros stay below max_density of its entries, records them as it goes
-    // (a row just counted is still in cache). A part that turns out denser stops recording; its
-    // events are gathered in a second pass only if the whole input is sparse after all.
-    struct Part {
-      int64_t begin = 0, end = 0;
-      bool complete = true;  // every nonzero of the part recorded
-      std::vector<int64_t> cols;
-      std::vector<scalar_t> values;
-    };
+    const CsrInput<scalar_t> in{spikes_tbn.data_ptr<scalar_t>(), T, B, N, spikes_tbn.stride(0),
+                                spikes_tbn.stride(1), spikes_tbn.stride(2)};
+    // One pass: each part of the rows counts its rows' nonzeros and records them while sparse
+    // (scan_part); a part's events that it did not record are gathered in a second pass only if
+    // the whole input is sparse after all.
     std::mutex parts_mutex;
-    std::vector<Part> parts;
-    auto gather_row = [&](const scalar_t* row, std::vector<int64_t>& cols, std::vector<scalar_t>& values) {
-      constexpr int64_t kBlock = 64;
-      for (int64_t n0 = 0; n0 < N; n0 += kBlock) {
-        const int64_t n1 = std::min(N, n0 + kBlock);
-        // an all-zero block (a row that fits one block is only gathered when it has a nonzero)
-        if (sn == 1 && N > kBlock && count_nonzero_row<scalar_t>(n1 - n0, row + n0) == 0) continue;
-        for (int64_t n = n0; n < n1; ++n) {
-          const scalar_t v = row[n * sn];
-          if (v != scalar_t(0)) {
-            cols.push_back(n);
-            values.push_back(v);
-          }
-        }
-      }
-    };
+    std::vector<CsrPart<scalar_t>> parts;
     off[0] = 0;
     at::parallel_for(0, R, 64, [&](int64_t begin, int64_t end) {
       int32_t bad = 0;
-      Part part;
-      part.begin = begin;
-      part.end = end;
-      const double budget = max_density * static_cast<double>((end - begin) * N);
-      int64_t found = 0;
-      int64_t t = begin / B, b = begin % B;  // row r = t * B + b, stepped without divisions
-      for (int64_t r = begin; r < end; ++r, ++b) {
-        if (b == B) {
-          b = 0;
-          ++t;
-        }
-        const scalar_t* row = x + t * st + b * sb;
-        int64_t c = 0;
-        if (sn == 1 && N >= 16) {
-          c = count_nonzero_checked_row<scalar_t>(N, row, &bad);
-        } else {  // short rows (a call would cost more than the row) or strided ones
-          for (int64_t n = 0; n < N; ++n) {
-            const scalar_t v = row[n * sn];
-            c += v != scalar_t(0);
-            bad += (v - v) != scalar_t(0);
-          }
-        }
-        off[r + 1] = c;
-        found += c;
-        if (part.complete && static_cast<double>(found) >= budget) {  // too dense to record
-          part.complete = false;
-          part.cols = std::vector<int64_t>();
-          part.values = std::vector<scalar_t>();
-        }
-        if (part.complete && c > 0) gather_row(row, part.cols, part.values);
-      }
+      CsrPart<scalar_t> part = scan_part(in, begin, end, max_density, off, bad);
       nonfinite += bad;
       std::lock_guard<std::mutex> lock(parts_mutex);
       parts.push_back(std::move(part));
@@ -94,29 +166,8 @@ std::vector<torch::Tensor> csr_events(torch::Tensor spikes_tbn, double max_densi
       out = {offsets.slice(0, R, R + 1), finite};  // too dense: only the count
       return;
     }
-    auto rows = torch::empty({nnz}, long_opts);
-    auto cols = torch::empty({nnz}, long_opts);
-    auto values = torch::empty({nnz}, spikes_tbn.options());
-    int64_t* rw = rows.data_ptr<int64_t>();
-    int64_t* cl = cols.data_ptr<int64_t>();
-    scalar_t* vl = values.data_ptr<scalar_t>();
-    bool ones = true;
-    for (auto& part : parts) {
-      if (!part.complete) {  // the part's events, in a pass of their own
-        for (int64_t r = part.begin; r < part.end; ++r) {
-          if (off[r + 1] > off[r]) gather_row(x + (r / B) * st + (r % B) * sb, part.cols, part.values);
-        }
-      }
-      const int64_t k0 = off[part.begin];
-      const int64_t count = static_cast<int64_t>(part.cols.size());
-      TORCH_CHECK(k0 + count == off[part.end], "csr_events: a part's events do not match its count");
-      std::copy(part.cols.begin(), part.cols.end(), cl + k0);
-      std::copy(part.values.begin(), part.values.end(), vl + k0);
-      for (int64_t e = 0; e < count; ++e) ones = ones && (part.values[e] == scalar_t(1));
-      for (int64_t r = part.begin; r < part.end; ++r)
-        for (int64_t e = off[r]; e < off[r + 1]; ++e) rw[e] = r;
-    }
-    out = {offsets, rows, cols, values, torch::scalar_tensor(ones, torch::kBool), finite};
+    out = assemble_events(in, parts, offsets, spikes_tbn.options());
+    out.push_back(finite);
   });
   return out;
 }
