@@ -120,7 +120,8 @@ def warn_if_output_fell_silent(history: list, who: str) -> None:
     log.warning(
         "%s: its output layer fired %.3g spikes per training sample in the steps up to %d, so at least "
         "%.0f %% of those samples had no output spike; training goes on, and the test uses the "
-        "best validation checkpoint",
+        "best validation checkpoint (with the timing part, e.g. ANTLR on a small N-MNIST set, "
+        "neuron.vstar_min=0.1 or loss.lambda_ns=1.0 kept the outputs firing: docs/results/fig8_nmnist.md)",
         who,
         now,
         history[-1]["step"],
