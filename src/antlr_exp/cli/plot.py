@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..results.plots import __doc__ as _DOC
-from ..results.plots import accuracy_vs_spikes, groups, loss_curves
+from ..results.plots import accuracy_vs_spikes, accuracy_vs_synops, groups, has_synops, loss_curves
 
 DESCRIPTION = _DOC.split("\n\n")[0]
 
@@ -41,7 +41,10 @@ def main(argv: Optional[list] = None) -> int:
         parser.exit(2, f"antlr-plot: error: --out {out} cannot be made a folder: {error.strerror or error}\n")
     import matplotlib.pyplot as plt
 
-    for name, draw in (("accuracy_vs_spikes.png", accuracy_vs_spikes), ("loss_curves.png", loss_curves)):
+    drawings = [("accuracy_vs_spikes.png", accuracy_vs_spikes), ("loss_curves.png", loss_curves)]
+    if has_synops(grouped):
+        drawings.insert(1, ("accuracy_vs_synops.png", accuracy_vs_synops))
+    for name, draw in drawings:
         figure = draw(grouped)
         try:
             figure.savefig(out / name, dpi=120)
