@@ -144,7 +144,7 @@ class SplitMeter:
         for index, layer in enumerate(names[1:]):
             for window in ("", "_to_decision"):
                 fired = layers[f"fired{window}"][index][k]
-                metrics[f"{split}_{layer}_silent{window}_fraction"] = 1.0 - float(fired.double().mean())
+                metrics[f"{split}_{layer}_silent{window}_fraction"] = float((~fired).double().mean())
         for window in ("", "_to_decision"):
             metrics[f"{split}_synops{window}_per_sample"] = float(layers[f"synops{window}"][k]) / n
         return metrics
