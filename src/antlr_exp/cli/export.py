@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-DESCRIPTION = __doc__.split("\n\n")[0]
+DESCRIPTION = (
+    "Write a trained network as a NIR graph (Affine + CubaLIF nodes) for the simulators and neuromorphic "
+    "hardware that read NIR. Needs the nir extra: pip install 'antlr-exp[nir]'."
+)
 
 
 def _arguments(argv: Optional[list]):

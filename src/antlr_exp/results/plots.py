@@ -1,4 +1,4 @@
-"""``antlr-plot``: draw a sweep's results as PNGs.
+"""``antlr-plot``: draw a sweep's results as PNGs, or a run's spikes with ``--raster RUN``.
 
 ``accuracy_vs_spikes.png``: every finished job as a point, test accuracy (the test loss on tasks
 without labels) against test spikes per sample (hidden + output), one colour per setting (the
