@@ -51,6 +51,9 @@ def test_wheel_installs_and_runs_from_any_folder(tmp_path, data_roots):
         n[len("antlr_exp/conf/") :] for n in zipfile.ZipFile(wheel).namelist() if n.startswith("antlr_exp/conf/")
     }
     assert shipped == {str(p.relative_to(REPO / "conf")) for p in (REPO / "conf").rglob("*.yaml")}
+    # every package of src/ ships (a folder missing from pyproject's list would be left out)
+    packaged = {n.rsplit("/", 1)[0] for n in zipfile.ZipFile(wheel).namelist() if n.endswith("/__init__.py")}
+    assert packaged >= {str(p.parent.relative_to(REPO / "src")) for p in (REPO / "src").rglob("__init__.py")}
     # the MIT licence text ships in the wheel's metadata, and the metadata names it
     with zipfile.ZipFile(wheel) as archive:
         licences = [n for n in archive.namelist() if n.endswith(".dist-info/licenses/LICENSE")]

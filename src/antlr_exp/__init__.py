@@ -4,6 +4,7 @@ Library use (the names load on first use, so ``import antlr_exp`` stays cheap)::
 
     from antlr_exp import SpikingNetwork, NeuronParams, load_task
     from antlr_exp import count_loss, latency_loss, spike_train_loss, no_spike_weight_penalty
+    from antlr_exp import load_run  # a trained run's network, config and data settings
 
 ``examples/train_own_tensors.py`` trains a network on your own tensors.
 """
@@ -30,6 +31,9 @@ _EXPORTS = {
     "no_spike_count_term": "engine.losses",
     "no_spike_weight_penalty": "engine.losses",
     "spike_train_loss": "engine.losses",
+    "load_run": "training.load_run",
+    "LoadedRun": "training.load_run",
+    "DataSettings": "training.load_run",
 }
 
 __all__ = ["__version__", *_EXPORTS]

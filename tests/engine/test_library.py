@@ -31,6 +31,7 @@ PENALTY = " + no_spike_weight_penalty(net, out, p=100.0)"
         ("no_spike_count_term", "losses"),
         ("count_targets", "losses"),
         ("decide", "network"),
+        ("load_run", "training.load_run"),
     ],
 )
 def test_top_level_names_are_the_modules_objects(name, module):

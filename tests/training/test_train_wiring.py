@@ -215,11 +215,11 @@ def test_single_spike_run_fires_each_neuron_at_most_once(single_spike, data_root
     total = {"hidden": 0.0, "output": 0.0}
     update = SplitMeter.update
 
-    def spy(self, out, targets, loss):
+    def spy(self, out, targets, loss, inputs=None):
         for key, spikes in (("hidden", out.spikes[0]), ("output", out.spikes[1])):
             most[key] = max(most[key], float(spikes.detach().sum(dim=1).max()))  # spikes of one neuron on one sample
             total[key] += float(spikes.detach().sum())
-        return update(self, out, targets, loss)
+        return update(self, out, targets, loss, inputs)
 
     monkeypatch.setattr(train_module, "build_network", strong)
     monkeypatch.setattr(SplitMeter, "update", spy)

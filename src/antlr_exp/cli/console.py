@@ -39,6 +39,7 @@ def result_block(summary: dict, summary_file: Path) -> str:
         f"  spikes per test sample: hidden {_number(summary.get('test_hidden_spikes_per_sample'))}, "
         f"output {_number(summary.get('test_output_spikes_per_sample'))}"
     )
+    lines += layer_lines(summary)
     if summary.get("best_step") is not None:
         epoch = summary.get("best_epoch")
         lines.append(
@@ -50,6 +51,28 @@ def result_block(summary: dict, summary_file: Path) -> str:
     return "\n".join(lines)
 
 
+def layer_lines(summary: dict, split: str = "test") -> list:
+    """Spikes per sample and the silent fraction of each layer, and the synaptic operations (none
+    for a summary written before they were measured)."""
+    if summary.get(f"{split}_synops_per_sample") is None:
+        return []
+    layers = ["input"]
+    while f"{split}_hidden{len(layers)}_spikes_per_sample" in summary:
+        layers.append(f"hidden{len(layers)}")
+    parts = [f"input {_number(summary.get(f'{split}_input_spikes_per_sample'))}"]
+    for layer in [*layers[1:], "output"]:
+        silent = summary.get(f"{split}_{layer}_silent_fraction")
+        parts.append(
+            f"{layer} {_number(summary.get(f'{split}_{layer}_spikes_per_sample'))}"
+            + ("" if silent is None else f" ({100 * silent:.0f} % never fire)")
+        )
+    return [
+        f"  per layer, spikes per {split} sample: " + ", ".join(parts),
+        f"  synaptic operations per {split} sample: {_number(summary[f'{split}_synops_per_sample'])}"
+        f" ({_number(summary.get(f'{split}_synops_to_decision_per_sample'))} up to the decision)",
+    ]
+
+
 def result_line(summary: dict, summary_file: Path, job: str) -> str:
     """One line per sweep job."""
     parts = [f"test_accuracy {_number(summary['test_accuracy'])}"] if summary.get("test_accuracy") is not None else []
@@ -58,6 +81,8 @@ def result_line(summary: dict, summary_file: Path, job: str) -> str:
         f"spikes per sample {_number(summary.get('test_hidden_spikes_per_sample'))} hidden, "
         f"{_number(summary.get('test_output_spikes_per_sample'))} output",
     ]
+    if summary.get("test_synops_per_sample") is not None:
+        parts.append(f"synops per sample {_number(summary['test_synops_per_sample'])}")
     if summary.get("best_step") is not None:
         parts.append(f"best step {summary['best_step']}")
     return f"job {job}: " + ", ".join(parts) + f" -> {Path(summary_file).resolve()}"
@@ -84,7 +109,13 @@ def report_result(summary: dict, summary_file: Path) -> None:
             log.info(result_line(trial, Path(folder) / Path(summary_file).name, f"seed {trial.get('seed')}"))
         mean = {
             key: summary.get(key)
-            for key in ("test_accuracy", "test_loss", "test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
+            for key in (
+                "test_accuracy",
+                "test_loss",
+                "test_hidden_spikes_per_sample",
+                "test_output_spikes_per_sample",
+                "test_synops_per_sample",
+            )
         }
         log.info(
             result_line(
@@ -100,6 +131,6 @@ class SweepReport(Callback):
     """Hydra callback: at the end of a sweep, print the antlr-report table of its folder."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from .results.report import sweep_report
+        from ..results.report import sweep_report
 
         print(sweep_report(Path(config.hydra.sweep.dir)), flush=True)

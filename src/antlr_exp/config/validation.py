@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from ..engine.backends import requested
 from ..engine.neuron import NeuronParams
@@ -138,7 +138,9 @@ def rule_kwargs(cfg: DictConfig) -> dict:
 
 def metric_names(cfg: DictConfig, split: str) -> tuple:
     """Metrics a run records for ``split`` (what ``trainer.monitor`` and ``optimized_metric`` may name)."""
-    return split_metric_names(split, has_labels=TASK_TARGET_KIND[cfg.task.name] == "label")
+    hidden = cfg.task.get("hidden_sizes")
+    hidden_layers = len(hidden) if isinstance(hidden, ListConfig) else None
+    return split_metric_names(split, has_labels=TASK_TARGET_KIND[cfg.task.name] == "label", hidden_layers=hidden_layers)
 
 
 def _check_known_keys(node: DictConfig, path: str = "") -> None:

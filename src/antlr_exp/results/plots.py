@@ -1,8 +1,9 @@
-"""``antlr-plot``: draw a sweep's results as PNGs.
+"""``antlr-plot``: draw a sweep's results as PNGs, or a run's spikes with ``--raster RUN``.
 
 ``accuracy_vs_spikes.png``: every finished job as a point, test accuracy (the test loss on tasks
 without labels) against test spikes per sample (hidden + output), one colour per setting (the
-rows of ``antlr-report``), the setting's mean as a larger marker. ``loss_curves.png``: training
+rows of ``antlr-report``), the setting's mean as a larger marker; ``accuracy_vs_synops.png`` the
+same against synaptic operations per sample (where the jobs measured them). ``loss_curves.png``: training
 and validation loss against the optimizer step from each job's ``metrics.csv``, the mean over the
 setting's jobs. Needs matplotlib (``pip install 'antlr-exp[figures]'``).
 
@@ -23,6 +24,7 @@ from .layout import METRICS_FILE
 from .report import mean_std, scan, setting_keys
 
 SPIKES = ("test_hidden_spikes_per_sample", "test_output_spikes_per_sample")
+SYNOPS = "test_synops_per_sample"
 
 
 def groups(paths) -> dict:
@@ -40,29 +42,47 @@ def _mean(values: list) -> float:
     return sum(values) / len(values)
 
 
-def accuracy_vs_spikes(grouped: dict):
+def _spikes(summary: dict) -> Optional[float]:
+    values = [summary.get(k) for k in SPIKES]
+    return None if None in values else sum(values)
+
+
+def _synops(summary: dict) -> Optional[float]:
+    return summary.get(SYNOPS)
+
+
+def has_synops(grouped: dict) -> bool:
+    """Whether any job's summary has the synaptic operations (runs before they were measured have not)."""
+    return any(_synops(s) is not None for jobs in grouped.values() for s, _ in jobs)
+
+
+def _accuracy_against(grouped: dict, x_of, xlabel: str):
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 5))
     has_accuracy = any(s.get("test_accuracy") is not None for jobs in grouped.values() for s, _ in jobs)
     metric = "test_accuracy" if has_accuracy else "test_loss"
     for label, jobs in grouped.items():
-        points = [
-            (sum(s[k] for k in SPIKES), s[metric])
-            for s, _ in jobs
-            if s.get(metric) is not None and all(s.get(k) is not None for k in SPIKES)
-        ]
+        points = [(x_of(s), s[metric]) for s, _ in jobs if s.get(metric) is not None and x_of(s) is not None]
         if not points:
             continue
         xs, ys = zip(*points)
         drawn = axes.scatter(xs, ys, alpha=0.5, label=f"{label} (n={len(points)})")
         axes.scatter([_mean(xs)], [_mean(ys)], s=150, marker="D", edgecolors="black", color=drawn.get_facecolor()[0])
-    axes.set_xlabel("test spikes per sample (hidden + output)")
+    axes.set_xlabel(xlabel)
     axes.set_ylabel(metric.replace("_", " "))
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def accuracy_vs_spikes(grouped: dict):
+    return _accuracy_against(grouped, _spikes, "test spikes per sample (hidden + output)")
+
+
+def accuracy_vs_synops(grouped: dict):
+    return _accuracy_against(grouped, _synops, "test synaptic operations per sample")
 
 
 def read_metrics(folder: Path) -> list:

@@ -39,6 +39,8 @@ DEFAULT_METRICS = (
     "test_output_spikes_per_sample",
     "test_hidden_spikes_to_decision_per_sample",
     "test_output_spikes_to_decision_per_sample",
+    "test_synops_per_sample",
+    "test_synops_to_decision_per_sample",
     "test_loss",
 )
 #: Config keys (and prefixes) that never define a setting.

@@ -33,7 +33,8 @@ def evaluate_trials(
 ) -> list:
     """Metrics of each trial of ``net`` on its dataset (whole window simulated, no early stop).
     ``batch_size`` samples go through one forward pass over all trials together, so each trial
-    takes ``ceil(batch_size / trials)`` of its own (the metrics do not depend on the batching)."""
+    takes ``ceil(batch_size / trials)`` of its own (the metrics do not depend on the batching).
+    The per-layer counts are measured here (not in the training steps)."""
     net.eval()
     meter.reset()
     per_trial = max(1, -(-batch_size // len(datasets)))
@@ -42,7 +43,7 @@ def evaluate_trials(
         inputs, targets = stack_trials(list(batches))
         inputs, targets = inputs.to(device), targets.to(device)
         out = net(inputs)
-        meter.update(out, targets, objective.trial_losses(out, targets))
+        meter.update(out, targets, objective.trial_losses(out, targets), inputs=inputs)
     return meter.compute_trials(split)
 
 

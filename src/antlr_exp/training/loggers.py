@@ -58,23 +58,40 @@ class CsvLog:
     def __init__(self, run_dir: Path, history: list):
         self.path = Path(run_dir) / METRICS_FILE
         temporary = self.path.with_name(f".{METRICS_FILE}.tmp")
+        # every row's columns: a run resumed from an earlier version's folder has rows of both
+        fieldnames = list(dict.fromkeys(key for row in history for key in row)) if history else None
         with open(temporary, "w", newline="") as stream:
             if history:
-                writer = csv.DictWriter(stream, fieldnames=list(history[0]))
+                writer = csv.DictWriter(stream, fieldnames=fieldnames)
                 writer.writeheader()
                 writer.writerows(history)
         os.replace(temporary, self.path)
-        self.fieldnames = list(history[0]) if history else None
+        self.fieldnames = fieldnames
 
     def log(self, row: dict) -> None:
         new = self.fieldnames is None
         if new:
             self.fieldnames = list(row)
+        elif any(key not in self.fieldnames for key in row):
+            self._widen(row)
         with open(self.path, "a", newline="") as stream:
             writer = csv.DictWriter(stream, fieldnames=self.fieldnames)
             if new:
                 writer.writeheader()
             writer.writerow(row)
+
+    def _widen(self, row: dict) -> None:
+        """Add the columns of ``row`` the file lacks (a run resumed from the folder of an earlier
+        version, which measured fewer metrics): the earlier rows keep their values, blank there."""
+        with open(self.path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+        self.fieldnames = self.fieldnames + [key for key in row if key not in self.fieldnames]
+        temporary = self.path.with_name(f".{METRICS_FILE}.tmp")
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=self.fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.path)
 
 
 class WandbLog:

@@ -9,12 +9,26 @@ Metric names (``<split>_`` prefixed, split in train/val/test):
 - ``hidden_spikes_per_sample`` / ``output_spikes_per_sample``: over the whole window.
 - ``hidden_spikes_to_decision_per_sample`` / ``output_spikes_to_decision_per_sample``: up to
   the decision step (the first output spike for earliest-spike, the whole window otherwise).
+
+Per layer, measured where the meter is given the inputs (the evaluation points: validation and
+test, not the training steps), each also ``..._to_decision_...`` up to the decision step
+(:mod:`antlr_exp.engine.activity` says what counts):
+
+- ``input_spikes_per_sample``, ``hidden<i>_spikes_per_sample`` (i = 1.. from the input side;
+  the output's is ``output_spikes_per_sample``): events per sample of each layer.
+- ``hidden<i>_silent_fraction``, ``output_silent_fraction``: the fraction of the layer's
+  neurons that fired on none of the split's samples.
+- ``synops_per_sample``: synaptic operations per sample, the sum over layers of the events
+  arriving from the layer below (the input included) times that layer's size.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
+from ..engine.activity import layer_activity
 from ..engine.spikes import DECISIONS, NetworkOutput, decide, spike_counts
 
 _SPIKE_KEYS = {
@@ -25,12 +39,28 @@ _SPIKE_KEYS = {
 }
 
 
-def metric_names(split: str, has_labels: bool) -> tuple:
-    """The names ``SplitMeter.compute(split)`` returns, in its order."""
+def layer_names(hidden_layers: int) -> list:
+    """The layers' names in the metrics: ``input``, ``hidden1`` .. ``hidden<n>``, ``output``."""
+    return ["input", *(f"hidden{i}" for i in range(1, hidden_layers + 1)), "output"]
+
+
+def layer_metric_names(hidden_layers: int) -> list:
+    """The per-layer metrics of a network with ``hidden_layers`` hidden layers (no split prefix)."""
+    names = layer_names(hidden_layers)
+    spikes = [f"{layer}_spikes{window}_per_sample" for layer in names[:-1] for window in ("", "_to_decision")]
+    silent = [f"{layer}_silent{window}_fraction" for layer in names[1:] for window in ("", "_to_decision")]
+    return [*spikes, *silent, "synops_per_sample", "synops_to_decision_per_sample"]
+
+
+def metric_names(split: str, has_labels: bool, hidden_layers: Optional[int] = None) -> tuple:
+    """The names ``SplitMeter.compute(split)`` returns, in its order; with ``hidden_layers``
+    (validation and test) the per-layer ones of a network with that many hidden layers too."""
     names = ["loss"]
     if has_labels:
         names += ["accuracy", *(f"accuracy_{decision}" for decision in DECISIONS)]
     names += list(_SPIKE_KEYS.values())
+    if hidden_layers is not None and split != "train":
+        names += layer_metric_names(hidden_layers)
     return tuple(f"{split}_{name}" for name in names)
 
 
@@ -53,11 +83,13 @@ class SplitMeter:
         self.loss_sum = zeros()
         self.correct = {d: zeros() for d in DECISIONS}
         self.spikes = {k: zeros() for k in _SPIKE_KEYS}
+        self.layers = None  # the per-layer sums, once a batch came with its inputs
 
     @torch.no_grad()
-    def update(self, out: NetworkOutput, targets: torch.Tensor, loss) -> None:
+    def update(self, out: NetworkOutput, targets: torch.Tensor, loss, inputs=None) -> None:
         """Add one batch: ``loss`` is its batch mean (a float), or with trials one batch mean per
-        trial ([K]); ``targets`` labels [K*B] or spike trains."""
+        trial ([K]); ``targets`` labels [K*B] or spike trains. With ``inputs`` (what the network
+        took), the per-layer counts too."""
         trials = self.trials
         batch = out.output_spikes.shape[0] // trials
         self.samples += batch
@@ -72,6 +104,50 @@ class SplitMeter:
         sums = torch.stack(list(counts.values())).view(len(counts), trials, batch).to(torch.float64).sum(dim=2).cpu()
         for index, key in enumerate(counts):
             self.spikes[key] += sums[index]
+        if inputs is not None:
+            self._add_layers(layer_activity(inputs, out, self.decision), batch)
+
+    def _add_layers(self, activity, batch: int) -> None:
+        """Per trial: events per layer and synaptic operations summed over the samples, and which
+        neurons fired on any sample so far."""
+        trials = self.trials
+
+        def per_trial(values):  # [..., K*B] -> [..., K] sums
+            return values.reshape(*values.shape[:-1], trials, batch).sum(dim=-1).cpu()
+
+        def any_sample(masks):  # [K*B, N] each -> [K, N]
+            return [mask.view(trials, batch, -1).any(dim=1).cpu() for mask in masks]
+
+        sums = {
+            "events": per_trial(activity.events).T,  # [K, L+1]
+            "events_to_decision": per_trial(activity.events_to_decision).T,
+            "synops": per_trial(activity.synops),
+            "synops_to_decision": per_trial(activity.synops_to_decision),
+        }
+        fired = {"fired": any_sample(activity.fired), "fired_to_decision": any_sample(activity.fired_to_decision)}
+        if self.layers is None:
+            self.layers = {**sums, **fired}
+            return
+        for key, value in sums.items():
+            self.layers[key] += value
+        for key, masks in fired.items():
+            self.layers[key] = [a | b for a, b in zip(self.layers[key], masks)]
+
+    def _layer_metrics(self, split: str, k: int, n: int) -> dict:
+        """Trial k's per-layer metrics (see the module's docstring)."""
+        layers = self.layers
+        names = layer_names(len(layers["fired"]) - 1)
+        metrics = {}
+        for index, layer in enumerate(names[:-1]):
+            for window in ("", "_to_decision"):
+                metrics[f"{split}_{layer}_spikes{window}_per_sample"] = float(layers[f"events{window}"][k][index]) / n
+        for index, layer in enumerate(names[1:]):
+            for window in ("", "_to_decision"):
+                fired = layers[f"fired{window}"][index][k]
+                metrics[f"{split}_{layer}_silent{window}_fraction"] = float((~fired).double().mean())
+        for window in ("", "_to_decision"):
+            metrics[f"{split}_synops{window}_per_sample"] = float(layers[f"synops{window}"][k]) / n
+        return metrics
 
     def compute_trials(self, split: str) -> list:
         """One metrics dict per trial."""
@@ -85,6 +161,8 @@ class SplitMeter:
                     metrics[f"{split}_accuracy_{decision}"] = float(self.correct[decision][k]) / n
             for key, name in _SPIKE_KEYS.items():
                 metrics[f"{split}_{name}"] = float(self.spikes[key][k]) / n
+            if self.layers is not None:
+                metrics.update(self._layer_metrics(split, k, n))
             rows.append(metrics)
         return rows
 
