@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,7 +306,7 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
     if group == "task":
         if option == "matching":
             return ["task=matching", "method=antlr", *tiny]
-        data = [f"data.root={roots[option]}", "data.limit_train=4", "data.limit_test=2"]
+        data = [f"data.root={roots.get(option, 'unused')}", "data.limit_train=4", "data.limit_test=2"]
         if option == "nmnist":
             return [
                 "task=nmnist",
@@ -315,8 +316,32 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
                 "task.hidden_sizes=[16]",
                 f"task.options.cache_dir={roots['cache']}",
             ]
+        if option == "custom":
+            return ["task=custom", "method=antlr", f"task.options.loader={CUSTOM}:load", *data[1:], *tiny]
         return [f"task={option}", "method=antlr", *data, *tiny]
     return ["task=matching", "method=antlr", *tiny]
+
+
+#: task=custom's loader for the probes: 12 samples of 6 inputs, one spike each, placed by ``offset``
+#: (``other``: 8 inputs and 4 classes, so the network's sizes tell which function was called).
+CUSTOM = "plumbing_loader"
+CUSTOM_LOADER = """
+import torch
+from torch.utils.data import TensorDataset
+from antlr_exp.data import TaskData
+
+
+def load(num_steps=20, offset=0, inputs=6, classes=3):
+    x = torch.zeros(12, num_steps, inputs)
+    labels = torch.arange(12) % classes
+    for i in range(12):
+        x[i, (i + offset) % num_steps, (i + offset) % inputs] = 1
+    return TaskData(TensorDataset(x, labels), None, TensorDataset(x[:4], labels[:4]), (inputs,), num_steps, classes, "label")
+
+
+def other(num_steps=20, offset=0):
+    return load(num_steps, offset, inputs=8, classes=4)
+"""
 
 
 PLUMBING = {
@@ -377,6 +402,10 @@ PLUMBING = {
     "task/nmnist:options.bin_us": Plumb(2000, task_probe, task_direct("options.bin_us")),
     "task/nmnist:options.first_saccade_only": Plumb(True, task_probe, task_direct("options.first_saccade_only")),
     "task/nmnist:options.cache_dir": Plumb("{tmp}/probe_cache", task_probe, task_direct("options.cache_dir")),
+    "task/custom:num_steps": Plumb(24, task_probe, task_direct("num_steps")),
+    "task/custom:hidden_sizes": Plumb([7, 5], task_probe, task_direct("hidden_sizes")),
+    "task/custom:options.loader": Plumb(f"{CUSTOM}:other", task_probe, task_direct("options.loader")),
+    "task/custom:options.kwargs": Plumb({"offset": 1}, task_probe, task_direct("options.kwargs")),
 }
 
 #: Keys not probed here, each with where its use is tested. Only string choices: every numeric key
@@ -385,6 +414,7 @@ NOT_PROBED = {
     "loss/count:decision": "which decision the accuracy uses: tests/test_train.py (test_accuracy per loss)",
     "loss/spike_train:decision": "as loss/count:decision",
     "loss/latency:decision": "as loss/count:decision",
+    "task/custom:options.target_kind": "label or spike_train, checked against the data: tests/test_custom_data.py",
 }
 
 
@@ -437,7 +467,12 @@ def roots(data_roots, tmp_path_factory):
                     nmnist / split / str(digit) / f"{digit * 10 + n:05d}.bin",
                     [(x, (y + digit) % 34, p, t + 1000 * n) for x, y, p, t in events],
                 )
-    return {"mnist": data_roots["mnist"], "nmnist": nmnist, "cache": data_roots["cache"]}
+    custom = tmp_path_factory.mktemp("plumbing_custom")
+    (custom / f"{CUSTOM}.py").write_text(CUSTOM_LOADER)
+    sys.path.insert(0, str(custom))
+    yield {"mnist": data_roots["mnist"], "nmnist": nmnist, "cache": data_roots["cache"]}
+    sys.path.remove(str(custom))
+    sys.modules.pop(CUSTOM, None)
 
 
 @pytest.mark.parametrize("key", sorted(PLUMBING))

@@ -100,6 +100,6 @@ class SweepReport(Callback):
     """Hydra callback: at the end of a sweep, print the antlr-report table of its folder."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        from .results.report import sweep_report
+        from ..results.report import sweep_report
 
         print(sweep_report(Path(config.hydra.sweep.dir)), flush=True)

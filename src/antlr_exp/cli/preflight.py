@@ -165,9 +165,12 @@ def check_kernels() -> None:
 def check_fits_here(cfg: DictConfig) -> None:
     """The run's network (``trials`` of them, stacked) must fit in the memory of the device it
     will train on: arithmetic on the config only (``training.build.memory_estimate``), before any folder."""
+    from ..config import task_shape
     from ..training.build import check_fits, resolve_device
 
-    if not cfg.evaluate:  # evaluate= builds the checkpoint's network, which trained somewhere already
+    # evaluate= builds the checkpoint's network, which trained somewhere already; task=custom's
+    # sizes come with its data (a stacked run is checked once its first trial's data is loaded)
+    if not cfg.evaluate and task_shape(cfg) is not None:
         check_fits(cfg, None, int(cfg.trials), resolve_device(cfg.device))
 
 

@@ -167,9 +167,8 @@ def check_override_keys(arguments: list, args=None) -> None:
             node = full_key.rpartition(".")[0] or "the config"
             parent = getattr(cause, "parent_node", None)
             accepted = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
-            raise ConfigError(
-                f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; accepted keys: {', '.join(accepted)}"
-            ) from None
+            shown = f"accepted keys: {', '.join(accepted)}" if accepted else f"a new key is added with +{full_key}=..."
+            raise ConfigError(f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; {shown}") from None
         raise ConfigError(f"{text}: {str(cause).splitlines()[0]}") from None
     except Exception:
         return

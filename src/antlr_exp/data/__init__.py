@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from antlr_exp.data.common import VALIDATION_FRACTION_DENOMINATOR, DatasetCorruptError, TaskData
+from antlr_exp.data.custom import load_custom
 from antlr_exp.data.encoding import SILENT, latency_encode, spike_times_to_dense
 from antlr_exp.data.matching import MatchingProblem, load_matching, make_matching_problem
 from antlr_exp.data.mnist import LatencyMNIST, load_mnist
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: Task name -> loader.
-TASKS = {"matching": load_matching, "mnist": load_mnist, "nmnist": load_nmnist}
+TASKS = {"matching": load_matching, "mnist": load_mnist, "nmnist": load_nmnist, "custom": load_custom}
 
 #: Arguments of load_task that are not task options.
 _COMMON = ("root", "download", "limit_train", "limit_test", "seed", "num_steps")
@@ -66,7 +67,8 @@ def load_task(
     """Load a task by name.
 
     Args:
-        name: ``"matching"``, ``"mnist"`` or ``"nmnist"``.
+        name: ``"matching"``, ``"mnist"``, ``"nmnist"``, or ``"custom"`` (your own loader:
+            ``antlr_exp.data.custom``).
         root: data folder (mnist: holds ``MNIST/raw/``; nmnist: holds ``Train/`` and ``Test/`` or
             tonic's ``NMNIST/``; ignored by matching). Default: ``default_root(name)``, i.e.
             ``$ANTLR_EXP_DATA/<name>``, else ``data/<name>`` in the working directory.
@@ -79,7 +81,8 @@ def load_task(
         **task_options_given: task-specific options:
             matching: num_inputs=10, num_outputs=5, input_spikes=3, target_spikes=1;
             mnist: t_max=24 (steps);
-            nmnist: bin_us=1000 (microseconds), first_saccade_only=False, cache_dir=None.
+            nmnist: bin_us=1000 (microseconds), first_saccade_only=False, cache_dir=None;
+            custom: loader="module:function", kwargs={}, target_kind="label".
 
     Returns:
         TaskData; items are ``(inputs [T, *input_shape] float32 0/1, target)`` with target an
