@@ -25,12 +25,14 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from conftest import compose_config
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 from test_data_nmnist import write_recording
+from test_data_shd import random_samples, write_fake_shd, write_file
 
 from antlr_exp.config import CONF_DIR, Config
 from antlr_exp.data import TASKS
@@ -316,6 +318,8 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
                 "task.hidden_sizes=[16]",
                 f"task.options.cache_dir={roots['cache']}",
             ]
+        if option in ("shd", "ssc"):
+            return [f"task={option}", "method=antlr", *data, *tiny, f"task.options.cache_dir={roots['cache']}"]
         if option == "custom":
             return ["task=custom", "method=antlr", f"task.options.loader={CUSTOM}:load", *data[1:], *tiny]
         return [f"task={option}", "method=antlr", *data, *tiny]
@@ -402,6 +406,16 @@ PLUMBING = {
     "task/nmnist:options.bin_us": Plumb(2000, task_probe, task_direct("options.bin_us")),
     "task/nmnist:options.first_saccade_only": Plumb(True, task_probe, task_direct("options.first_saccade_only")),
     "task/nmnist:options.cache_dir": Plumb("{tmp}/probe_cache", task_probe, task_direct("options.cache_dir")),
+    **{
+        f"task/{task}:{key}": Plumb(value, task_probe, task_direct(key))
+        for task in ("shd", "ssc")
+        for key, value in (
+            ("num_steps", 40),
+            ("hidden_sizes", [7, 5]),
+            ("options.bin_us", 3000),
+            ("options.cache_dir", "{tmp}/probe_cache"),
+        )
+    },
     "task/custom:num_steps": Plumb(24, task_probe, task_direct("num_steps")),
     "task/custom:hidden_sizes": Plumb([7, 5], task_probe, task_direct("hidden_sizes")),
     "task/custom:options.loader": Plumb(f"{CUSTOM}:other", task_probe, task_direct("options.loader")),
@@ -467,10 +481,21 @@ def roots(data_roots, tmp_path_factory):
                     nmnist / split / str(digit) / f"{digit * 10 + n:05d}.bin",
                     [(x, (y + digit) % 34, p, t + 1000 * n) for x, y, p, t in events],
                 )
+    audio = tmp_path_factory.mktemp("plumbing_audio")
+    rng = np.random.default_rng(2)
+    write_fake_shd(audio / "shd", train=24, test=6)
+    for split, count in (("train", 12), ("valid", 6), ("test", 6)):
+        write_file(audio / "ssc" / "SSC" / f"ssc_{split}.h5", random_samples(count, rng, 35), num_classes=35)
     custom = tmp_path_factory.mktemp("plumbing_custom")
     (custom / f"{CUSTOM}.py").write_text(CUSTOM_LOADER)
     sys.path.insert(0, str(custom))
-    yield {"mnist": data_roots["mnist"], "nmnist": nmnist, "cache": data_roots["cache"]}
+    yield {
+        "mnist": data_roots["mnist"],
+        "nmnist": nmnist,
+        "shd": audio / "shd",
+        "ssc": audio / "ssc",
+        "cache": data_roots["cache"],
+    }
     sys.path.remove(str(custom))
     sys.modules.pop(CUSTOM, None)
 
@@ -487,7 +512,7 @@ def test_a_key_set_away_from_its_default_reaches_its_use(key, roots, tmp_path, o
         tmp_path=tmp_path,
         compose=lambda: copy.deepcopy(default_cfg),
         initial=None,
-        probe_cache=tmp_path / "probe_cache" if key.startswith("task/nmnist") else None,
+        probe_cache=tmp_path / "probe_cache" if key.startswith(("task/nmnist", "task/shd", "task/ssc")) else None,
     )
     ctx.defaults = OmegaConf.to_container(default_cfg, resolve=True)
     assert OmegaConf.select(default_cfg, f"{group}.{name}") != value, "the probe value must not be the default"

@@ -26,6 +26,8 @@ from .schema import (
     NmnistTaskConfig,
     OptimizerConfig,
     SpikeTrainLossConfig,
+    SpikingAudioOptions,
+    SpikingAudioTaskConfig,
     TaskConfig,
     TimingMethodConfig,
     TrainerConfig,

@@ -83,6 +83,12 @@ class NmnistOptions:
 
 
 @dataclass
+class SpikingAudioOptions:  # task=shd, task=ssc
+    bin_us: int = MISSING
+    cache_dir: Optional[str] = MISSING
+
+
+@dataclass
 class CustomOptions:
     loader: str = MISSING  # module:function returning a TaskData (antlr_exp.data.custom)
     kwargs: Dict[str, Any] = MISSING  # its keyword arguments
@@ -109,6 +115,11 @@ class MnistTaskConfig(TaskConfig):
 @dataclass
 class NmnistTaskConfig(TaskConfig):
     options: NmnistOptions = field(default_factory=NmnistOptions)
+
+
+@dataclass
+class SpikingAudioTaskConfig(TaskConfig):
+    options: SpikingAudioOptions = field(default_factory=SpikingAudioOptions)
 
 
 @dataclass
@@ -217,6 +228,8 @@ def register_configs() -> None:
         ("task", "matching", MatchingTaskConfig),
         ("task", "mnist", MnistTaskConfig),
         ("task", "nmnist", NmnistTaskConfig),
+        ("task", "shd", SpikingAudioTaskConfig),
+        ("task", "ssc", SpikingAudioTaskConfig),
         ("task", "custom", CustomTaskConfig),
         ("logger", "csv", LoggerConfig),
         ("logger", "wandb", WandbLoggerConfig),

@@ -27,7 +27,14 @@ from ..training.metrics import metric_names as split_metric_names
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
-TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label", "custom": "label"}
+TASK_TARGET_KIND = {
+    "matching": "spike_train",
+    "mnist": "label",
+    "nmnist": "label",
+    "shd": "label",
+    "ssc": "label",
+    "custom": "label",
+}
 LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("csv", "wandb", "tensorboard")
@@ -231,6 +238,11 @@ def _check_task_options(task: DictConfig) -> None:
     elif task.name == "nmnist":
         _int_in("task.num_steps", steps, 1, (2**31 - 1) // FRAME_SIZE)
         _positive_int("task.options.bin_us", task.options.bin_us)
+    elif task.name in ("shd", "ssc"):
+        from ..data.shd import CHANNELS
+
+        _int_in("task.num_steps", steps, 1, (2**31 - 1) // CHANNELS)
+        _positive_int("task.options.bin_us", task.options.bin_us)
     elif task.name == "custom":
         from ..data.custom import loader_arguments, resolve_loader
 
@@ -247,6 +259,10 @@ def task_shape(cfg: DictConfig) -> tuple:
 
     if cfg.task.name == "custom":
         return None
+    if cfg.task.name in ("shd", "ssc"):
+        from ..data.shd import CHANNELS, SHD, SSC
+
+        return CHANNELS, (SHD if cfg.task.name == "shd" else SSC).num_classes
     if cfg.task.name == "matching":
         return int(cfg.task.options.num_inputs), int(cfg.task.options.num_outputs)
     if cfg.task.name == "mnist":
