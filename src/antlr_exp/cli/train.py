@@ -108,6 +108,8 @@ def check_group_choices(arguments: list, args=None) -> None:
     parsed = _parsed(arguments)
     if any(override is None for _, override in parsed):
         return
+    if not any("." not in o.key_or_group and not o.key_or_group.startswith("hydra") for _, o in parsed):
+        return  # no group chosen: nothing to list
     try:
         groups = configs.groups(args, arguments)
     except Exception:  # a primary config that is not there, a searchpath Hydra refuses: Hydra reports it
