@@ -18,16 +18,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import sys
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
 from helpers.nmnist_files import write_recording
 from helpers.runs import compose_config
+from helpers.shd_files import random_samples, write_fake_shd, write_file
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
@@ -305,7 +308,7 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
     if group == "task":
         if option == "matching":
             return ["task=matching", "method=antlr", *tiny]
-        data = [f"data.root={roots[option]}", "data.limit_train=4", "data.limit_test=2"]
+        data = [f"data.root={roots.get(option, 'unused')}", "data.limit_train=4", "data.limit_test=2"]
         if option == "nmnist":
             return [
                 "task=nmnist",
@@ -315,8 +318,34 @@ def base_overrides(group: str, option: str, roots: dict) -> list:
                 "task.hidden_sizes=[16]",
                 f"task.options.cache_dir={roots['cache']}",
             ]
+        if option in ("shd", "ssc"):
+            return [f"task={option}", "method=antlr", *data, *tiny, f"task.options.cache_dir={roots['cache']}"]
+        if option == "custom":
+            return ["task=custom", "method=antlr", f"task.options.loader={CUSTOM}:load", *data[1:], *tiny]
         return [f"task={option}", "method=antlr", *data, *tiny]
     return ["task=matching", "method=antlr", *tiny]
+
+
+#: task=custom's loader for the probes: 12 samples of 6 inputs, one spike each, placed by ``offset``
+#: (``other``: 8 inputs and 4 classes, so the network's sizes tell which function was called).
+CUSTOM = "plumbing_loader"
+CUSTOM_LOADER = """
+import torch
+from torch.utils.data import TensorDataset
+from antlr_exp.data import TaskData
+
+
+def load(num_steps=20, offset=0, inputs=6, classes=3):
+    x = torch.zeros(12, num_steps, inputs)
+    labels = torch.arange(12) % classes
+    for i in range(12):
+        x[i, (i + offset) % num_steps, (i + offset) % inputs] = 1
+    return TaskData(TensorDataset(x, labels), None, TensorDataset(x[:4], labels[:4]), (inputs,), num_steps, classes, "label")
+
+
+def other(num_steps=20, offset=0):
+    return load(num_steps, offset, inputs=8, classes=4)
+"""
 
 
 PLUMBING = {
@@ -377,6 +406,20 @@ PLUMBING = {
     "task/nmnist:options.bin_us": Plumb(2000, task_probe, task_direct("options.bin_us")),
     "task/nmnist:options.first_saccade_only": Plumb(True, task_probe, task_direct("options.first_saccade_only")),
     "task/nmnist:options.cache_dir": Plumb("{tmp}/probe_cache", task_probe, task_direct("options.cache_dir")),
+    **{
+        f"task/{task}:{key}": Plumb(value, task_probe, task_direct(key))
+        for task in ("shd", "ssc")
+        for key, value in (
+            ("num_steps", 40),
+            ("hidden_sizes", [7, 5]),
+            ("options.bin_us", 3000),
+            ("options.cache_dir", "{tmp}/probe_cache"),
+        )
+    },
+    "task/custom:num_steps": Plumb(24, task_probe, task_direct("num_steps")),
+    "task/custom:hidden_sizes": Plumb([7, 5], task_probe, task_direct("hidden_sizes")),
+    "task/custom:options.loader": Plumb(f"{CUSTOM}:other", task_probe, task_direct("options.loader")),
+    "task/custom:options.kwargs": Plumb({"offset": 1}, task_probe, task_direct("options.kwargs")),
 }
 
 #: Keys not probed here, each with where its use is tested. Only string choices: every numeric key
@@ -385,6 +428,7 @@ NOT_PROBED = {
     "loss/count:decision": "which decision the accuracy uses: tests/training/test_train.py (test_accuracy per loss)",
     "loss/spike_train:decision": "as loss/count:decision",
     "loss/latency:decision": "as loss/count:decision",
+    "task/custom:options.target_kind": "label or spike_train, checked against the data: tests/data/test_custom_data.py",
 }
 
 
@@ -437,7 +481,23 @@ def roots(data_roots, tmp_path_factory):
                     nmnist / split / str(digit) / f"{digit * 10 + n:05d}.bin",
                     [(x, (y + digit) % 34, p, t + 1000 * n) for x, y, p, t in events],
                 )
-    return {"mnist": data_roots["mnist"], "nmnist": nmnist, "cache": data_roots["cache"]}
+    audio = tmp_path_factory.mktemp("plumbing_audio")
+    rng = np.random.default_rng(2)
+    write_fake_shd(audio / "shd", train=24, test=6)
+    for split, count in (("train", 12), ("valid", 6), ("test", 6)):
+        write_file(audio / "ssc" / "SSC" / f"ssc_{split}.h5", random_samples(count, rng, 35), num_classes=35)
+    custom = tmp_path_factory.mktemp("plumbing_custom")
+    (custom / f"{CUSTOM}.py").write_text(CUSTOM_LOADER)
+    sys.path.insert(0, str(custom))
+    yield {
+        "mnist": data_roots["mnist"],
+        "nmnist": nmnist,
+        "shd": audio / "shd",
+        "ssc": audio / "ssc",
+        "cache": data_roots["cache"],
+    }
+    sys.path.remove(str(custom))
+    sys.modules.pop(CUSTOM, None)
 
 
 @pytest.mark.parametrize("key", sorted(PLUMBING))
@@ -452,7 +512,7 @@ def test_a_key_set_away_from_its_default_reaches_its_use(key, roots, tmp_path, o
         tmp_path=tmp_path,
         compose=lambda: copy.deepcopy(default_cfg),
         initial=None,
-        probe_cache=tmp_path / "probe_cache" if key.startswith("task/nmnist") else None,
+        probe_cache=tmp_path / "probe_cache" if key.startswith(("task/nmnist", "task/shd", "task/ssc")) else None,
     )
     ctx.defaults = OmegaConf.to_container(default_cfg, resolve=True)
     assert OmegaConf.select(default_cfg, f"{group}.{name}") != value, "the probe value must not be the default"

@@ -29,11 +29,15 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import yaml
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from ..config import CONF_DIR, validate
+from ..config import validate
 from ..errors import ConfigError
 from ..training import checkpoint as ckpt
+from . import configs
 from .run_folder import (  # noqa: F401  (re-exported: the old antlr_exp.preflight names)
     LOCK_FILE,
     RUN_RESULTS,
@@ -60,23 +64,18 @@ _PLAIN = re.compile(r"^[\w./~:+@-]+$")
 
 
 def _parse(argv: list):
-    from hydra._internal.utils import get_args_parser
-
-    if "--version" in argv:
-        return None
-    try:
-        args = get_args_parser().parse_args(argv)
-    except SystemExit:  # Hydra's own parser reports it again
-        return None
-    if any(getattr(args, flag, None) for flag in _NOT_A_RUN) or args.config_path or args.config_dir:
+    args = configs.parse(argv)  # None: Hydra's own parser reports it again
+    if args is None or any(getattr(args, flag, None) for flag in _NOT_A_RUN):
         return None
     return args
 
 
-def _compose(overrides: list, config_name: str) -> DictConfig:
-    from hydra import compose, initialize_config_dir
+def _compose(overrides: list, config_name: str, args=None) -> DictConfig:
+    """The job's config as Hydra will compose it: on the command's search path (``-cd``, ``-cp``,
+    ``hydra.searchpath``: :mod:`.configs`)."""
+    from hydra import compose
 
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name="antlr-train"):
+    with configs.initialized(args):
         return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=True)
 
 
@@ -166,9 +165,12 @@ def check_kernels() -> None:
 def check_fits_here(cfg: DictConfig) -> None:
     """The run's network (``trials`` of them, stacked) must fit in the memory of the device it
     will train on: arithmetic on the config only (``training.build.memory_estimate``), before any folder."""
+    from ..config import task_shape
     from ..training.build import check_fits, resolve_device
 
-    if not cfg.evaluate:  # evaluate= builds the checkpoint's network, which trained somewhere already
+    # evaluate= builds the checkpoint's network, which trained somewhere already; task=custom's
+    # sizes come with its data (a stacked run is checked once its first trial's data is loaded)
+    if not cfg.evaluate and task_shape(cfg) is not None:
         check_fits(cfg, None, int(cfg.trials), resolve_device(cfg.device))
 
 
@@ -178,6 +180,19 @@ def _compose_error(error: Exception) -> str:
     lines = str(cause).strip().splitlines() or [type(cause).__name__]
     key = getattr(cause, "full_key", None)
     return f"{key}: {lines[0]}" if key else lines[0]
+
+
+def _composition_error(error: Exception) -> str:
+    """What composing the command's config failed with, in one line: Hydra's first paragraph
+    (which names the config file), and the first line of its cause with the key it names."""
+    if isinstance(error, yaml.YAMLError):  # names the file, line and column
+        return " ".join(str(error).split())
+    first = str(error).strip().split("\n\n")[0].splitlines()
+    # OmegaConf's context lines (full_key: ..., object_type=...) are indented: the key is named above
+    message = " ".join(" ".join(line.split()) for line in first if line[:1].strip())
+    if error.__cause__ is not None:
+        return f"{message}: {_compose_error(error)}" if message else _compose_error(error)
+    return message or type(error).__name__
 
 
 def check_launcher_and_sweeper(hydra_node: DictConfig) -> None:
@@ -225,8 +240,17 @@ def check_command(argv: list) -> list:
     config_name = args.config_name or "config"
     try:
         fixed = _fixed_overrides(overrides)
-        base = _compose(fixed, config_name)
-    except Exception:  # a parse or composition error: Hydra reports it
+    except Exception:  # an override Hydra cannot read: Hydra reports it
+        return argv
+    try:
+        base = _compose(fixed, config_name, args)
+    except (
+        HydraException,
+        OmegaConfBaseException,
+        yaml.YAMLError,
+    ) as error:  # e.g. a user's preset that does not compose
+        raise ConfigError(_composition_error(error)) from None
+    except Exception:  # anything else: Hydra reports it
         return argv
     multirun = args.multirun or str(OmegaConf.select(base, "hydra.mode")).endswith("MULTIRUN")
     if not multirun and fixed != overrides:  # a sweep without -m: Hydra says what to do
@@ -264,7 +288,7 @@ def check_command(argv: list) -> list:
         name = " ".join(names[number]) if jobs is not None else ""
         label = "" if jobs is None else f"sweep job {number}{f' ({name})' if name else ''}: "
         try:
-            composed = _compose(job_overrides, config_name)
+            composed = _compose(job_overrides, config_name, args)
         except Exception as error:  # a later value of the wrong type (the first values compose: cli)
             if jobs is None:
                 return argv

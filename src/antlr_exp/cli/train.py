@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 import hydra
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import OverrideType, ValueType
@@ -32,7 +32,7 @@ from ..errors import ConfigError, RunStopped, StopSignal
 from ..training import checkpoint as ckpt
 from ..training import stopping
 from ..training.run import SUMMARY_FILE, USER_ERRORS, run
-from . import console, preflight
+from . import configs, console, preflight
 from .runtime import tune_malloc
 
 PROG = "antlr-train"
@@ -65,10 +65,10 @@ def _fail(error: Exception) -> None:
     _exit(2, f"{PROG}: error: {message}")
 
 
-def group_options(group: str) -> list:
-    """Options of a config group of ``conf/``: its YAML files, subfolders included (``paper/mnist_antlr``)."""
-    folder = CONF_DIR / group
-    return sorted(str(p.relative_to(folder).with_suffix("")) for p in folder.rglob("*.yaml"))
+def group_options(group: str, args=None, overrides: Optional[list] = None) -> list:
+    """Options of a config group on the command's search path (``conf/`` and the folders ``-cd``,
+    ``-cp`` and ``hydra.searchpath`` add), subfolders included (``paper/mnist_antlr``)."""
+    return configs.groups(args, overrides).get(group, [])
 
 
 def _parsed(arguments: list) -> list:
@@ -102,12 +102,20 @@ def check_parsable(arguments: list) -> None:
             )
 
 
-def check_group_choices(arguments: list) -> None:
+def check_group_choices(arguments: list, args=None) -> None:
     """Name an unknown option of one of our groups in one line, before Hydra prints its own
     multi-line report. Hydra's groups (``hydra/...``) and anything unparsable are left to Hydra."""
-    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra"}
-    for _, override in _parsed(arguments):
-        if override is None or override.type != OverrideType.CHANGE or override.key_or_group not in groups:
+    parsed = _parsed(arguments)
+    if any(override is None for _, override in parsed):
+        return
+    if not any("." not in o.key_or_group and not o.key_or_group.startswith("hydra") for _, o in parsed):
+        return  # no group chosen: nothing to list
+    try:
+        groups = configs.groups(args, arguments)
+    except Exception:  # a primary config that is not there, a searchpath Hydra refuses: Hydra reports it
+        return
+    for _, override in parsed:
+        if override.type != OverrideType.CHANGE or override.key_or_group not in groups:
             continue
         if override.value_type == ValueType.ELEMENT:
             values = [override.value()]
@@ -115,7 +123,7 @@ def check_group_choices(arguments: list) -> None:
             values = list(override.sweep_string_iterator())
         else:
             continue
-        options = group_options(override.key_or_group)
+        options = groups[override.key_or_group]
         for value in values:
             if value is not None and str(value) not in options:
                 shown = [o for o in options if "/" not in o]  # paper/* are chosen automatically
@@ -124,7 +132,7 @@ def check_group_choices(arguments: list) -> None:
                 )
 
 
-def check_override_keys(arguments: list) -> None:
+def check_override_keys(arguments: list, args=None) -> None:
     """Compose our config with the command's overrides, as Hydra is about to, and name a key that
     does not exist (with the keys its node accepts) or a value of the wrong type in one line,
     instead of Hydra's multi-line report. A sweep is checked with its first value; Hydra's own keys
@@ -134,6 +142,7 @@ def check_override_keys(arguments: list) -> None:
         if override is None:
             return
         if override.key_or_group.startswith("hydra"):
+            overrides += configs.searchpath_overrides([argument])  # the folders it adds are composed
             continue
         texts.setdefault(override.key_or_group, []).append(argument)
         if override.is_sweep_override():
@@ -141,11 +150,11 @@ def check_override_keys(arguments: list) -> None:
                 continue
             argument = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
         overrides.append(argument)
-    if not overrides:
+    if not texts:
         return
     try:
-        with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR), job_name=PROG):
-            compose(config_name="config", overrides=overrides)
+        with configs.initialized(args):
+            compose(config_name=configs.config_name(args), overrides=overrides)
     except ConfigCompositionException as error:
         cause = error.__cause__
         full_key = getattr(cause, "full_key", None)
@@ -160,9 +169,8 @@ def check_override_keys(arguments: list) -> None:
             node = full_key.rpartition(".")[0] or "the config"
             parent = getattr(cause, "parent_node", None)
             accepted = [str(k) for k in parent.keys()] if hasattr(parent, "keys") else []
-            raise ConfigError(
-                f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; accepted keys: {', '.join(accepted)}"
-            ) from None
+            shown = f"accepted keys: {', '.join(accepted)}" if accepted else f"a new key is added with +{full_key}=..."
+            raise ConfigError(f"{text}: {node} has no key {getattr(cause, 'key', full_key)!r}; {shown}") from None
         raise ConfigError(f"{text}: {str(cause).splitlines()[0]}") from None
     except Exception:
         return
@@ -237,11 +245,18 @@ def main() -> None:
         print(f"{PROG} (antlr-exp) {__version__}")
         return
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.cli.runtime)
+    configs.register()  # the package's configs stay on the search path under -cp (see antlr_exp.cli.configs)
+    sys.argv[1:] = configs.with_absolute_config_path(sys.argv[1:])
+    args = configs.parse(sys.argv[1:])
     try:
-        check_parsable(sys.argv[1:])
-        check_group_choices(sys.argv[1:])
-        check_override_keys(sys.argv[1:])
-        sys.argv[1:] = preflight.check_command(sys.argv[1:])
+        if args is None or not args.shell_completion:  # -sc takes install=, query=: no overrides
+            arguments = sys.argv[1:] if args is None else args.overrides
+            if args is not None:
+                configs.check_flags(args)
+            check_parsable(arguments)
+            check_group_choices(arguments, args)
+            check_override_keys(arguments, args)
+            sys.argv[1:] = preflight.check_command(sys.argv[1:])
     except ConfigError as error:
         _fail(error)
     try:

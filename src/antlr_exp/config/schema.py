@@ -12,7 +12,7 @@ Imports no torch.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -83,6 +83,19 @@ class NmnistOptions:
 
 
 @dataclass
+class SpikingAudioOptions:  # task=shd, task=ssc
+    bin_us: int = MISSING
+    cache_dir: Optional[str] = MISSING
+
+
+@dataclass
+class CustomOptions:
+    loader: str = MISSING  # module:function returning a TaskData (antlr_exp.data.custom)
+    kwargs: Dict[str, Any] = MISSING  # its keyword arguments
+    target_kind: str = MISSING  # label | spike_train
+
+
+@dataclass
 class TaskConfig:
     name: str = MISSING
     num_steps: int = MISSING
@@ -102,6 +115,16 @@ class MnistTaskConfig(TaskConfig):
 @dataclass
 class NmnistTaskConfig(TaskConfig):
     options: NmnistOptions = field(default_factory=NmnistOptions)
+
+
+@dataclass
+class SpikingAudioTaskConfig(TaskConfig):
+    options: SpikingAudioOptions = field(default_factory=SpikingAudioOptions)
+
+
+@dataclass
+class CustomTaskConfig(TaskConfig):
+    options: CustomOptions = field(default_factory=CustomOptions)
 
 
 @dataclass
@@ -205,6 +228,9 @@ def register_configs() -> None:
         ("task", "matching", MatchingTaskConfig),
         ("task", "mnist", MnistTaskConfig),
         ("task", "nmnist", NmnistTaskConfig),
+        ("task", "shd", SpikingAudioTaskConfig),
+        ("task", "ssc", SpikingAudioTaskConfig),
+        ("task", "custom", CustomTaskConfig),
         ("logger", "csv", LoggerConfig),
         ("logger", "wandb", WandbLoggerConfig),
         ("logger", "tensorboard", LoggerConfig),

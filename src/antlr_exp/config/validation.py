@@ -27,7 +27,14 @@ from ..training.metrics import metric_names as split_metric_names
 
 #: What each task's items carry as target, and so which losses it can be trained with (the
 #: spike-train loss also takes labels, turned into spike trains by ``loss.label_steps``).
-TASK_TARGET_KIND = {"matching": "spike_train", "mnist": "label", "nmnist": "label"}
+TASK_TARGET_KIND = {
+    "matching": "spike_train",
+    "mnist": "label",
+    "nmnist": "label",
+    "shd": "label",
+    "ssc": "label",
+    "custom": "label",
+}
 LOSS_TARGET_KIND = {"count": "label", "latency": "label", "spike_train": "spike_train"}
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("csv", "wandb", "tensorboard")
@@ -136,11 +143,22 @@ def rule_kwargs(cfg: DictConfig) -> dict:
     return kwargs
 
 
+def task_target_kind(task: DictConfig) -> str:
+    """What the task's items carry as target: ``label`` or ``spike_train`` (``task=custom``: its
+    ``task.options.target_kind``)."""
+    if task.name != "custom":
+        return TASK_TARGET_KIND[task.name]
+    from ..data.custom import TARGET_KINDS
+
+    _accepted("task.options.target_kind", task.options.target_kind, TARGET_KINDS)
+    return task.options.target_kind
+
+
 def metric_names(cfg: DictConfig, split: str) -> tuple:
     """Metrics a run records for ``split`` (what ``trainer.monitor`` and ``optimized_metric`` may name)."""
     hidden = cfg.task.get("hidden_sizes")
     hidden_layers = len(hidden) if isinstance(hidden, ListConfig) else None
-    return split_metric_names(split, has_labels=TASK_TARGET_KIND[cfg.task.name] == "label", hidden_layers=hidden_layers)
+    return split_metric_names(split, has_labels=task_target_kind(cfg.task) == "label", hidden_layers=hidden_layers)
 
 
 def _check_known_keys(node: DictConfig, path: str = "") -> None:
@@ -222,13 +240,31 @@ def _check_task_options(task: DictConfig) -> None:
     elif task.name == "nmnist":
         _int_in("task.num_steps", steps, 1, (2**31 - 1) // FRAME_SIZE)
         _positive_int("task.options.bin_us", task.options.bin_us)
+    elif task.name in ("shd", "ssc"):
+        from ..data.shd import CHANNELS
+
+        _int_in("task.num_steps", steps, 1, (2**31 - 1) // CHANNELS)
+        _positive_int("task.options.bin_us", task.options.bin_us)
+    elif task.name == "custom":
+        from ..data.custom import loader_arguments, resolve_loader
+
+        task_target_kind(task)
+        function = resolve_loader(task.options.loader)  # the module imports and names a function
+        loader_arguments(function, task.options.loader, OmegaConf.to_container(task.options.kwargs, resolve=True))
 
 
 def task_shape(cfg: DictConfig) -> tuple:
-    """``(inputs, outputs)`` of the task's network, from the config alone (what its data gives)."""
+    """``(inputs, outputs)`` of the task's network, from the config alone (what its data gives);
+    None for ``task=custom``, whose sizes only its data tells."""
     from ..data.mnist import IMAGE_SIZE, NUM_CLASSES
     from ..data.nmnist import FRAME_SIZE
 
+    if cfg.task.name == "custom":
+        return None
+    if cfg.task.name in ("shd", "ssc"):
+        from ..data.shd import CHANNELS, SHD, SSC
+
+        return CHANNELS, (SHD if cfg.task.name == "shd" else SSC).num_classes
     if cfg.task.name == "matching":
         return int(cfg.task.options.num_inputs), int(cfg.task.options.num_outputs)
     if cfg.task.name == "mnist":
@@ -317,7 +353,7 @@ def _check_loss(cfg: DictConfig) -> None:
     """The loss: its decision, its pairing with the task's targets, its values."""
     loss, task = cfg.loss, cfg.task
     _accepted("loss.decision", loss.decision, DECISIONS)
-    task_kind, loss_kind = TASK_TARGET_KIND[task.name], LOSS_TARGET_KIND[loss.name]
+    task_kind, loss_kind = task_target_kind(task), LOSS_TARGET_KIND[loss.name]
     if loss.name == "spike_train":
         _check_label_steps(cfg, task_kind)
     elif task_kind != loss_kind:

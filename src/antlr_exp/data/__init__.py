@@ -1,7 +1,9 @@
-"""The paper's three tasks as datasets: random spike-train matching, latency-coded MNIST, N-MNIST.
+"""The tasks as datasets: the paper's three (random spike-train matching, latency-coded MNIST,
+N-MNIST), SHD and SSC, and your own (``custom``).
 
 Entry point: ``load_task(name, ...) -> TaskData``. One module per task (``matching``, ``mnist``,
-``nmnist``); ``encoding`` holds the latency code, ``common`` the shared pieces.
+``nmnist``, ``shd`` for both SHD and SSC, ``custom``); ``encoding`` holds the latency code,
+``cache`` the event datasets' frame cache, ``common`` the shared pieces.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import os
 from pathlib import Path
 
 from antlr_exp.data.common import VALIDATION_FRACTION_DENOMINATOR, DatasetCorruptError, TaskData
+from antlr_exp.data.custom import load_custom
 from antlr_exp.data.encoding import SILENT, latency_encode, spike_times_to_dense
 from antlr_exp.data.matching import MatchingProblem, load_matching, make_matching_problem
 from antlr_exp.data.mnist import LatencyMNIST, load_mnist
 from antlr_exp.data.nmnist import EventFrames, cache_stats, load_nmnist, reset_cache_stats
+from antlr_exp.data.shd import load_shd, load_ssc
 from antlr_exp.errors import ConfigError
 
 __all__ = [
@@ -34,7 +38,14 @@ __all__ = [
 ]
 
 #: Task name -> loader.
-TASKS = {"matching": load_matching, "mnist": load_mnist, "nmnist": load_nmnist}
+TASKS = {
+    "matching": load_matching,
+    "mnist": load_mnist,
+    "nmnist": load_nmnist,
+    "shd": load_shd,
+    "ssc": load_ssc,
+    "custom": load_custom,
+}
 
 #: Arguments of load_task that are not task options.
 _COMMON = ("root", "download", "limit_train", "limit_test", "seed", "num_steps")
@@ -66,20 +77,25 @@ def load_task(
     """Load a task by name.
 
     Args:
-        name: ``"matching"``, ``"mnist"`` or ``"nmnist"``.
+        name: ``"matching"``, ``"mnist"``, ``"nmnist"``, ``"shd"``, ``"ssc"``, or ``"custom"`` (your own loader:
+            ``antlr_exp.data.custom``).
         root: data folder (mnist: holds ``MNIST/raw/``; nmnist: holds ``Train/`` and ``Test/`` or
-            tonic's ``NMNIST/``; ignored by matching). Default: ``default_root(name)``, i.e.
-            ``$ANTLR_EXP_DATA/<name>``, else ``data/<name>`` in the working directory.
-        download: fetch missing files (mnist, nmnist; needs internet).
+            tonic's ``NMNIST/``; shd, ssc: tonic's ``SHD/``, ``SSC/``; ignored by matching).
+            Default: ``default_root(name)``, i.e. ``$ANTLR_EXP_DATA/<name>``, else
+            ``data/<name>`` in the working directory.
+        download: fetch missing files (mnist, nmnist, shd, ssc; needs internet).
         limit_train: at most this many training samples (ignored by matching).
         limit_test: at most this many validation and this many test samples (ignored by
             matching).
         seed: the trial: the matching problem, the train/validation split, the subsets.
-        num_steps: T (steps); None for the task default (matching 100, mnist 100, nmnist 300).
+        num_steps: T (steps); None for the task default (matching 100, mnist 100, nmnist 300, shd 100,
+            ssc 100).
         **task_options_given: task-specific options:
             matching: num_inputs=10, num_outputs=5, input_spikes=3, target_spikes=1;
             mnist: t_max=24 (steps);
-            nmnist: bin_us=1000 (microseconds), first_saccade_only=False, cache_dir=None.
+            nmnist: bin_us=1000 (microseconds), first_saccade_only=False, cache_dir=None;
+            shd, ssc: bin_us=10000 (microseconds), cache_dir=None;
+            custom: loader="module:function", kwargs={}, target_kind="label".
 
     Returns:
         TaskData; items are ``(inputs [T, *input_shape] float32 0/1, target)`` with target an

@@ -33,29 +33,33 @@ non-zero entries (int32, one index per active (t, p, y, x), about 16 kB per reco
 first_saccade_only), the split, the list of recordings with their sizes and modification
 times (nanoseconds), the tonic version and a format number, so changing any of them, or
 rewriting a recording even at the same size, never reuses stale frames. Files are written
-atomically. ``cache_stats()`` counts hits and misses in this process.
+atomically (:mod:`antlr_exp.data.cache`, shared with SHD). ``cache_stats()`` counts hits and misses.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from antlr_exp.data.cache import (  # noqa: F401  (EventFrames, FrameStore, the stats: their old home)
+    EventFrames,
+    FrameStore,
+    cache_key,
+    cache_stats,
+    cached_frames,
+    flat_indices,
+    reset_cache_stats,
+)
 from antlr_exp.data.common import (
     DatasetCorruptError,
     TaskData,
-    atomic_save_npz,
     check_int,
     check_limit,
     check_root_is_folder,
@@ -78,26 +82,10 @@ FIRST_SACCADE_US = 100_000
 #: Bytes per event in a .bin recording.
 EVENT_BYTES = 5
 NUM_CLASSES = 10
-#: Bump when the cache file layout or the framing rule changes.
-CACHE_FORMAT = 1
 #: The two source folders and whether they are tonic's train split.
 SPLIT_FOLDERS = {"Train": True, "Test": False}
 #: tonic accepts an extracted split only with at least this many recordings.
 TONIC_MINIMUM_RECORDINGS = 10_000
-
-_cache_counts = {"hits": 0, "misses": 0}
-
-
-def cache_stats() -> dict[str, int]:
-    """Frame-cache lookups in this process so far: ``{"hits": h, "misses": m}`` (one lookup per
-    source folder per ``load_nmnist`` call)."""
-    return dict(_cache_counts)
-
-
-def reset_cache_stats() -> None:
-    """Set both cache counters back to zero."""
-    _cache_counts["hits"] = 0
-    _cache_counts["misses"] = 0
 
 
 @dataclass(frozen=True)
@@ -362,78 +350,25 @@ def find_recordings(root: str | os.PathLike, download: bool = False) -> dict[str
 # ---------------------------------------------------------------- cached frames
 
 
-@dataclass
-class FrameStore:
-    """The frames of several recordings in compact form.
-
-    Attributes:
-        indices: int32 tensor [total_active]: flat indices into a [T, 2, 34, 34] frame block of
-            every active entry, recording after recording.
-        offsets: int64 tensor [N + 1]: recording n owns ``indices[offsets[n]:offsets[n + 1]]``.
-        labels: int64 tensor [N], digits 0..9.
-        paths: the N source files.
-        num_steps: T.
-        from_cache: whether the frames were read from the disk cache.
-    """
-
-    indices: torch.Tensor
-    offsets: torch.Tensor
-    labels: torch.Tensor
-    paths: list[str]
-    num_steps: int
-    from_cache: bool
-
-
 def _cache_key(split: str, recordings: list[Recording], num_steps: int, bin_us: int, first_saccade_only: bool) -> str:
-    import tonic  # imported on first use: importing tonic takes seconds
-
     payload = {
-        "format": CACHE_FORMAT,
-        "tonic": tonic.__version__,
         "split": split,
         "num_steps": num_steps,
         "bin_us": bin_us,
         "first_saccade_only": first_saccade_only,
         "recordings": [[r.relpath, r.size, r.mtime_ns] for r in recordings],
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _read_cache(path: Path, recordings: list[Recording], num_steps: int):
-    """(indices, offsets) from a cache file, or None when it is absent or unusable."""
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            indices, offsets, labels = archive["indices"], archive["offsets"], archive["labels"]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None
-    expected_labels = np.array([r.label for r in recordings], dtype=np.int64)
-    usable = (
-        indices.dtype == np.int32
-        and indices.ndim == 1
-        and offsets.shape == (len(recordings) + 1,)
-        and offsets[0] == 0
-        and offsets[-1] == len(indices)
-        and np.all(np.diff(offsets) >= 0)
-        and np.array_equal(labels, expected_labels)
-        and (len(indices) == 0 or (indices.min() >= 0 and indices.max() < num_steps * FRAME_SIZE))
-    )
-    return (indices, offsets) if usable else None
+    return cache_key(payload)
 
 
 def _build_frames(
     recordings: list[Recording], num_steps: int, bin_us: int, first_saccade_only: bool, split: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    chunks = []
-    offsets = np.zeros(len(recordings) + 1, dtype=np.int64)
-    for n, recording in enumerate(tqdm(recordings, desc=f"Framing N-MNIST {split}", disable=None, leave=False)):
-        frames = frame_events(
-            read_recording(recording.path), num_steps=num_steps, bin_us=bin_us, first_saccade_only=first_saccade_only
-        )
-        active = np.flatnonzero(frames).astype(np.int32)
-        chunks.append(active)
-        offsets[n + 1] = offsets[n] + len(active)
-    indices = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
-    return indices, offsets
+    framed = (
+        frame_events(read_recording(r.path), num_steps=num_steps, bin_us=bin_us, first_saccade_only=first_saccade_only)
+        for r in tqdm(recordings, desc=f"Framing N-MNIST {split}", disable=None, leave=False)
+    )
+    return flat_indices(framed, len(recordings))
 
 
 def frames_for(
@@ -445,76 +380,27 @@ def frames_for(
     first_saccade_only: bool,
     cache_dir: str | os.PathLike | None,
 ) -> FrameStore:
-    """Frames of ``recordings`` (one split folder), from the disk cache or built and cached.
-
-    A cache that cannot be written (read-only folder, disk full) gives a warning, not an error.
-    """
+    """Frames of ``recordings`` (one split folder), from the disk cache or built and cached
+    (:mod:`antlr_exp.data.cache`). A cache that cannot be written gives a warning, not an error."""
     cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir).expanduser()
     key = _cache_key(split, recordings, num_steps, bin_us, first_saccade_only)
-    cache_file = cache_dir / f"nmnist-{split.lower()}-{key}.npz"
-    cached = _read_cache(cache_file, recordings, num_steps)
-    if cached is not None:
-        _cache_counts["hits"] += 1
-        indices, offsets = cached
-    else:
-        _cache_counts["misses"] += 1
-        indices, offsets = _build_frames(recordings, num_steps, bin_us, first_saccade_only, split)
-        labels = np.array([r.label for r in recordings], dtype=np.int64)
-        try:
-            atomic_save_npz(cache_file, indices=indices, offsets=offsets, labels=labels)
-        except OSError as error:
-            warnings.warn(
-                f"N-MNIST frames could not be cached in {cache_file}: {error}; they will be rebuilt next time",
-                stacklevel=2,
-            )
+    labels = np.array([r.label for r in recordings], dtype=np.int64)
+    indices, offsets, from_cache = cached_frames(
+        cache_dir / f"nmnist-{split.lower()}-{key}.npz",
+        labels,
+        num_steps * FRAME_SIZE,
+        lambda: _build_frames(recordings, num_steps, bin_us, first_saccade_only, split),
+        "N-MNIST",
+    )
     return FrameStore(
         indices=torch.from_numpy(indices),
         offsets=torch.from_numpy(offsets),
-        labels=torch.tensor([r.label for r in recordings], dtype=torch.int64),
+        labels=torch.from_numpy(labels),
         paths=[str(r.path) for r in recordings],
         num_steps=num_steps,
-        from_cache=cached is not None,
+        from_cache=from_cache,
+        frame_shape=FRAME_SHAPE,
     )
-
-
-class EventFrames(Dataset):
-    """N-MNIST recordings as binary frames; rows of a shared FrameStore.
-
-    Args:
-        store: the frames of a source folder.
-        rows: int64 tensor [M]: which recordings of the store this dataset holds, in order.
-
-    Items: ``(frames, label)``: float32 0/1 [T, 2, 34, 34] (step, polarity, y, x) and an int64
-    scalar tensor.
-    """
-
-    def __init__(self, store: FrameStore, rows: torch.Tensor):
-        self.store = store
-        self.rows = rows
-
-    @property
-    def labels(self) -> torch.Tensor:
-        """int64 tensor [M]: the label of every item, in order."""
-        return self.store.labels[self.rows]
-
-    @property
-    def from_cache(self) -> bool:
-        """Whether the frames were read from the disk cache."""
-        return self.store.from_cache
-
-    def path(self, index: int) -> str:
-        """The .bin file of item ``index``."""
-        return self.store.paths[int(self.rows[index])]
-
-    def __len__(self) -> int:
-        return int(self.rows.numel())
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        row = int(self.rows[index])
-        start, stop = int(self.store.offsets[row]), int(self.store.offsets[row + 1])
-        frames = torch.zeros(self.store.num_steps * FRAME_SIZE)
-        frames[self.store.indices[start:stop].to(torch.int64)] = 1.0
-        return frames.view(self.store.num_steps, *FRAME_SHAPE), self.store.labels[row]
 
 
 def load_nmnist(

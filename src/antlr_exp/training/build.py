@@ -83,9 +83,34 @@ def load_trials(cfg: DictConfig, device: Optional[torch.device] = None) -> tuple
                 check_fits(cfg, datas[0], len(seeds), device)
     if len(seeds) == 1:
         return datas, build_network(cfg, datas[0])
+    check_trials_agree(datas, seeds)
     net = build_network(cfg, datas[0], trials=len(seeds))
     net.load_state_dict({key: torch.stack([state[key] for state in states]) for key in states[0]})
     return datas, net
+
+
+def check_trials_agree(datas: list, seeds: list) -> None:
+    """Trials trained as one stacked network take their batches side by side: every trial's data
+    must have the first one's shapes and split sizes (a ``task=custom`` loader may differ by seed)."""
+
+    def facts(data: TaskData) -> dict:
+        sizes = {f"{split} samples": len(getattr(data, split)) for split in ("train", "val", "test")}
+        return {
+            "input_shape": tuple(data.input_shape),
+            "num_steps": data.num_steps,
+            "num_outputs": data.num_outputs,
+            **sizes,
+        }
+
+    first = facts(datas[0])
+    for seed, data in zip(seeds[1:], datas[1:]):
+        for what, value in facts(data).items():
+            if value != first[what]:
+                raise ConfigError(
+                    f"trials={len(seeds)}: the data of seed {seed} has {what} {value}, that of seed {seeds[0]} "
+                    f"{first[what]}; trials trained together need data of the same shapes and split sizes "
+                    f"(or run the seeds separately: -m seed={','.join(map(str, seeds))} trials=1)"
+                )
 
 
 def memory_estimate(cfg: DictConfig, data: Optional[TaskData], trials: int) -> int:
