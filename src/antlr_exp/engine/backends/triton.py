@@ -198,25 +198,38 @@ def _srm_adjoint_kernel(
         if HAS_T:  # timing part at the spikes only
             vt = tl.load(V + offs, mask=mask, other=0.0)
             gt = tl.load(GT + offs, mask=mask, other=0.0)
-            earlier = mask & ((tl.zeros([BLOCK], tl.int32) + t) > 0)  # a tensor in both modes
-            v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
-            s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
-            before = v_before * (1.0 - s_before)
-            vstar = vt - before
-            vstar = tl.where(vstar < vmin, vmin, vstar)
-            d = tl.where(st != 0.0, d - tw * gt / vstar, d)
-        keep = 1.0 - st
-        g_later = c * ni  # G[t+1] (0 at the last step)
-        lv = d + aV * keep * nv
-        li = lv + aI * keep * ni
-        nv = lv
-        ni = li
-        sv += lv
-        g = c * li
+            d = _timing_part(V, S, offs, M, t, vt, st, gt, d, mask, tw, vmin)
+        nv, ni, g, h = _adjoint_step(d, st, nv, ni, aI, aV, c)
+        sv += nv
         tl.store(G + offs, g, mask=mask)
         if WANT_H:
-            tl.store(H + offs, 0.5 * (keep * g_later - aI * g - c * aV * lv), mask=mask)
+            tl.store(H + offs, h, mask=mask)
     tl.store(LVS + cols, sv, mask=mask)
+
+
+@triton.jit
+def _timing_part(V, S, offs, M, t, vt, st, gt, d, mask, tw, vmin):
+    """``d`` plus the timing part of dL/dV at step t, ``-tim_w dL/dt_hat / V*`` at the spikes
+    (V* = V[t] less what the reset left of V[t-1], at least vstar_min)."""
+    earlier = mask & ((tl.zeros_like(offs) + t) > 0)  # a tensor in both modes
+    v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
+    s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
+    before = v_before * (1.0 - s_before)
+    vstar = vt - before
+    vstar = tl.where(vstar < vmin, vmin, vstar)
+    return tl.where(st != 0.0, d - tw * gt / vstar, d)
+
+
+@triton.jit
+def _adjoint_step(d, st, nv, ni, aI, aV, c):
+    """One reverse step over the spike-free windows from dL/dV[t] = d and lam_V, lam_I of t+1:
+    ``(lam_V[t], lam_I[t], G[t], H[t])``."""
+    keep = 1.0 - st
+    g_later = c * ni  # G[t+1] (0 at the last step)
+    lv = d + aV * keep * nv
+    li = lv + aI * keep * ni
+    g = c * li
+    return lv, li, g, 0.5 * (keep * g_later - aI * g - c * aV * lv)
 
 
 @_kernel

@@ -23,7 +23,7 @@ import torch
 import triton.language as tl
 
 from . import triton as _tk
-from .triton import _consts, _first_spikes, _kernel, _surrogate
+from .triton import _adjoint_step, _consts, _first_spikes, _kernel, _surrogate, _timing_part
 
 
 @_kernel
@@ -99,22 +99,11 @@ def _fused_adjoint_kernel(
                 d = tl.where(t <= first, d, 0.0)
         if HAS_T:  # timing part at the spikes only
             gt = tl.load(EGT + offs, mask=spiking & (USE_EGT != 0), other=0.0) + from_above_t
-            earlier = mask & ((tl.zeros([BLOCK], tl.int64) + t) > 0)
-            v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
-            s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
-            vstar = vt - v_before * (1.0 - s_before)
-            vstar = tl.where(vstar < vmin, vmin, vstar)
-            d = tl.where(st != 0.0, d - tw * gt / vstar, d)
-        keep = 1.0 - st
-        g_later = c * ni  # G[t+1] (0 at the last step)
-        lv = d + aV * keep * nv
-        li = lv + aI * keep * ni
-        nv = lv
-        ni = li
-        sv += lv
-        g = c * li
+            d = _timing_part(V, S, offs, M, t, vt, st, gt, d, mask, tw, vmin)
+        nv, ni, g, h = _adjoint_step(d, st, nv, ni, aI, aV, c)
+        sv += nv
         tl.store(G + offs, g, mask=mask)
-        tl.store(H + offs, 0.5 * (keep * g_later - aI * g - c * aV * lv), mask=mask & (USE_H != 0))
+        tl.store(H + offs, h, mask=mask & (USE_H != 0))
     tl.store(LVS + cols, sv, mask=mask)
 
 
