@@ -113,7 +113,7 @@ class CheckpointedState:
             "wandb_run_id": self.wandb_run_id,
             "train_meter": dict(vars(self.train_meter)),  # the training metrics since the last evaluation
             # the early stop's choice for the next step and the steps simulated since the last evaluation
-            "early_stop": {"stop_possible": self.stop_possible, "simulated_steps": list(self.simulated_steps)},
+            "early_stop": {"stop_possible": self._stop_possible(), "simulated_steps": list(self.simulated_steps)},
         }
         if self.trials == 1:
             payload.update(

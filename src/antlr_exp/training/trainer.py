@@ -21,17 +21,29 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from .. import console, stopping
+from ..engine.checks import values_checked
 from ..engine.network import SpikingNetwork
 from ..loggers import RunLog
 from ..metrics import SplitMeter
 from .batches import EpochBatches
 from .build import build_network, trial_config
-from .early_stop import EARLY_STOP_CHUNK, train_early_stop, would_stop_early
+from .early_stop import EARLY_STOP_CHUNK, DeviceFlag, stop_flag, train_early_stop
 from .evaluation import TrialTests, evaluate_trials, mean_row, warn_if_output_fell_silent
-from .guards import RunGuards
+from .guards import RunGuards, StepValues
 from .logs import TrialLogs
 from .objective import Objective, clip_grad_norm_per_trial
 from .state import CheckpointedState, TrainState
+
+#: seconds between two reads of the running metrics for the progress bar
+POSTFIX_SECONDS = 0.5
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on ``device``; to a GPU through pinned memory, so that the copy does not wait
+    for the kernels already queued."""
+    if device.type != "cuda" or batch.device.type != "cpu":
+        return batch.to(device)
+    return batch.pin_memory().to(device, non_blocking=True)
 
 
 class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
@@ -96,7 +108,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
         self.batches = EpochBatches(self.datas, self.batch_size)
         self.early_stop = train_early_stop(cfg)
         # whether the last step could stop early: while it could not, steps run the plain whole-window
-        # pass (no chunking cost) and only check whether a stop would have been possible
+        # pass (no chunking cost) and only check whether a stop would have been possible (a
+        # DeviceFlag until the next step reads it)
         self.stop_possible = True
         self.simulated_steps: list = []  # per training step since the last evaluation point
         self.wandb_run_id = None
@@ -104,6 +117,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
         self.run_logs: list = []
         self.gradients: Optional[list] = [] if self.settings.record_gradients else None
         self.weights = list(self.net.parameters())  # read after every step (_train_step)
+        self.step_values = StepValues()  # every step's loss and sum of weights, until checked
+        self.postfix_shown = 0.0  # when the progress bar's running metrics were last read
         self.saved_step: Optional[int] = None  # the step last.pt holds, None before it is written
         if resume_from is not None:
             self.restore(resume_from)
@@ -111,43 +126,60 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
     # -- one step and one evaluation point ----------------------------------------------------
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """One optimizer step. On a GPU the host never waits for the device here (the training
+        early stop aside, whose decisions read the output spikes): the batch is copied
+        asynchronously, the inputs and labels come from the task's datasets (0/1 spikes, labels
+        checked when loaded), so the engine's checks that read values are skipped, and the loss
+        and weights are recorded on the device, checked before anything is saved
+        (:meth:`_check_recorded_steps`)."""
         self.net.train()
-        inputs, targets = inputs.to(self.device), targets.to(self.device)
-        chunked = self.early_stop and self.stop_possible
-        out = self.net(inputs, early_stop=chunked, chunk=EARLY_STOP_CHUNK)
-        if self.early_stop:
-            self.stop_possible = out.num_steps < self.net.num_steps if chunked else would_stop_early(out)
-        self.simulated_steps.append(out.num_steps)
-        losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
+        inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
+        chunked = self.early_stop and self._stop_possible()
+        with values_checked():
+            out = self.net(inputs, early_stop=chunked, chunk=EARLY_STOP_CHUNK)
+            if self.early_stop:  # the next step's choice, read when it starts (the whole window's spikes)
+                self.stop_possible = out.num_steps < self.net.num_steps if chunked else stop_flag(out)
+            self.simulated_steps.append(out.num_steps)
+            losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
         loss = losses.sum()  # each trial's parameters get the gradient of its own loss
-        self._check_finite("the training loss", loss, self.state.step + 1)
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
         if self.gradients is not None:
-            self.gradients.append(
+            self.gradients.append(  # one copy to the host per step: the one read a step makes with this on
                 torch.cat(
                     [
-                        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
+                        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
                         for p in self.net.parameters()
                     ]
-                )
+                ).cpu()
             )
         if self.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         if self.grad_clip_norm is not None:
             clip_grad_norm_per_trial(list(self.net.parameters()), self.grad_clip_norm, self.trials)
         self.optimizer.step()
-        # Every step's weights are checked, so a non-finite weight is named at the step that made it
-        # and is never saved (a stop signal saves last.pt after any step). The sum of all weights is
+        # Every step's loss and weights are recorded, so a non-finite one is named at the step that
+        # made it and is never saved (every save checks the record first). The sum of all weights is
         # inf or NaN whenever one weight is (and, rarely, when finite huge weights overflow it: then
-        # _check_weights looks at every element and finds nothing): one read of the weights, a
-        # fraction of what Adam's step reads and writes. It is read after the meter's update, which
-        # copies the step's numbers to the host anyway, so on a GPU it adds no wait of its own.
+        # the check looks at every element and finds nothing): one read of the weights, a fraction
+        # of what Adam's step reads and writes.
         weights = torch.stack([p.detach().sum() for p in self.weights]).sum()
+        self.step_values.add(self.state.step + 1, loss, weights)
         self.train_meter.update(out, targets, losses.detach())
-        if not math.isfinite(weights.item()):
-            self._check_weights(self.state.step + 1)
+
+    def _stop_possible(self) -> bool:
+        """Whether this step may stop early: decided by the last step (a DeviceFlag until read)."""
+        if isinstance(self.stop_possible, DeviceFlag):
+            self.stop_possible = self.stop_possible.get()
+        return self.stop_possible
+
+    def _show_postfix(self, bar) -> None:
+        """The running metrics on the progress bar, read at most twice a second (a read waits for
+        the device), and only where the bar is shown."""
+        if self.bar_shown and time.perf_counter() - self.postfix_shown >= POSTFIX_SECONDS:
+            bar.set_postfix(self.train_meter.postfix(), refresh=False)
+            self.postfix_shown = time.perf_counter()
 
     def _evaluation_point(self, lr: float, started: float) -> None:
         self._check_saveable()
@@ -220,7 +252,7 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
                 if epoch_ended:
                     self._end_epoch()
                 bar.update(1)
-                bar.set_postfix(self.train_meter.postfix(), refresh=False)
+                self._show_postfix(bar)
                 due = epoch_ended if self.val_every_n_steps is None else state.step % self.val_every_n_steps == 0
                 if due:
                     self._evaluation_point(lr, started)
