@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from .. import checkpoint as ckpt
 from ..config import flatten, with_legacy_values
 from ..errors import ConfigError
+from .early_stop import DeviceFlag
 
 #: the run's log lines carry the name they always had
 log = logging.getLogger("antlr_exp.train")
@@ -88,6 +89,12 @@ def check_finite_checkpoint(payload: dict, path: Path) -> None:
 
 class CheckpointedState:
     """The trainer's state, its ``last.pt`` payload, and each trial's best weights and best.pt."""
+
+    def _stop_possible(self) -> bool:
+        """Whether the next step may stop early: the last step's decision (a DeviceFlag until read)."""
+        if isinstance(self.stop_possible, DeviceFlag):
+            self.stop_possible = self.stop_possible.get()
+        return self.stop_possible
 
     # a plain run's view of its one trial
     @property

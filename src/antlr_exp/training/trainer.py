@@ -27,7 +27,7 @@ from ..loggers import RunLog
 from ..metrics import SplitMeter
 from .batches import EpochBatches
 from .build import build_network, trial_config
-from .early_stop import EARLY_STOP_CHUNK, DeviceFlag, stop_flag, train_early_stop
+from .early_stop import EARLY_STOP_CHUNK, stop_flag, train_early_stop
 from .evaluation import TrialTests, evaluate_trials, mean_row, warn_if_output_fell_silent
 from .guards import RunGuards, StepValues
 from .logs import TrialLogs
@@ -36,6 +36,22 @@ from .state import CheckpointedState, TrainState
 
 #: seconds between two reads of the running metrics for the progress bar
 POSTFIX_SECONDS = 0.5
+
+
+def flat_gradient(parameters) -> torch.Tensor:
+    """Every parameter's gradient (0 where it has none), flattened into one float32 vector."""
+    return torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float() for p in parameters]
+    )
+
+
+def show_postfix(bar, meter: SplitMeter, shown: float) -> float:
+    """The meter's running metrics on the progress bar, at most every POSTFIX_SECONDS since
+    ``shown`` (reading them waits for the device). Returns when they were last shown."""
+    if time.perf_counter() - shown < POSTFIX_SECONDS:
+        return shown
+    bar.set_postfix(meter.postfix(), refresh=False)
+    return time.perf_counter()
 
 
 def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -126,12 +142,9 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
     # -- one step and one evaluation point ----------------------------------------------------
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
-        """One optimizer step. On a GPU the host never waits for the device here (the training
-        early stop aside, whose decisions read the output spikes): the batch is copied
-        asynchronously, the inputs and labels come from the task's datasets (0/1 spikes, labels
-        checked when loaded), so the engine's checks that read values are skipped, and the loss
-        and weights are recorded on the device, checked before anything is saved
-        (:meth:`_check_recorded_steps`)."""
+        """One optimizer step; on a GPU the host does not wait for the device here (but for the
+        training early stop's decisions): the data are checked when loaded (values_checked), the
+        loss and weights are checked before a save (:meth:`_check_recorded_steps`)."""
         self.net.train()
         inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
         chunked = self.early_stop and self._stop_possible()
@@ -145,41 +158,18 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
-        if self.gradients is not None:
-            self.gradients.append(  # one copy to the host per step: the one read a step makes with this on
-                torch.cat(
-                    [
-                        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float()
-                        for p in self.net.parameters()
-                    ]
-                ).cpu()
-            )
+        if self.gradients is not None:  # one copy to the host per step: the one read a step makes with this on
+            self.gradients.append(flat_gradient(self.net.parameters()).cpu())
         if self.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         if self.grad_clip_norm is not None:
             clip_grad_norm_per_trial(list(self.net.parameters()), self.grad_clip_norm, self.trials)
         self.optimizer.step()
-        # Every step's loss and weights are recorded, so a non-finite one is named at the step that
-        # made it and is never saved (every save checks the record first). The sum of all weights is
-        # inf or NaN whenever one weight is (and, rarely, when finite huge weights overflow it: then
-        # the check looks at every element and finds nothing): one read of the weights, a fraction
-        # of what Adam's step reads and writes.
+        # Every step's loss and sum of weights are recorded (inf or NaN whenever one weight is), so a
+        # non-finite one is named at the step that made it and never saved (a save checks them first).
         weights = torch.stack([p.detach().sum() for p in self.weights]).sum()
         self.step_values.add(self.state.step + 1, loss, weights)
         self.train_meter.update(out, targets, losses.detach())
-
-    def _stop_possible(self) -> bool:
-        """Whether this step may stop early: decided by the last step (a DeviceFlag until read)."""
-        if isinstance(self.stop_possible, DeviceFlag):
-            self.stop_possible = self.stop_possible.get()
-        return self.stop_possible
-
-    def _show_postfix(self, bar) -> None:
-        """The running metrics on the progress bar, read at most twice a second (a read waits for
-        the device), and only where the bar is shown."""
-        if self.bar_shown and time.perf_counter() - self.postfix_shown >= POSTFIX_SECONDS:
-            bar.set_postfix(self.train_meter.postfix(), refresh=False)
-            self.postfix_shown = time.perf_counter()
 
     def _evaluation_point(self, lr: float, started: float) -> None:
         self._check_saveable()
@@ -252,7 +242,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
                 if epoch_ended:
                     self._end_epoch()
                 bar.update(1)
-                self._show_postfix(bar)
+                if self.bar_shown:
+                    self.postfix_shown = show_postfix(bar, self.train_meter, self.postfix_shown)
                 due = epoch_ended if self.val_every_n_steps is None else state.step % self.val_every_n_steps == 0
                 if due:
                     self._evaluation_point(lr, started)
