@@ -38,6 +38,7 @@ tk = pytest.importorskip("antlr_exp.engine.backends.triton", reason="triton does
 if not tk.INTERPRETED:
     pytest.skip("triton was imported without TRITON_INTERPRET=1", allow_module_level=True)
 
+pytestmark = pytest.mark.slow  # training steps with the kernels in Triton's interpreter (seconds each)
 PACKAGE = str(Path(antlr_exp.__file__).parent)
 TRITON = str(Path(triton.__file__).parent)
 #: Tensor methods that read values on the host (or wait for them)
