@@ -52,7 +52,13 @@ TRAIN_RUNS = {
 }
 #: seconds each part may take on the GPU (together under 8 minutes)
 TIMEOUTS = {"tests": 120, "train": 60, "bench": 150}
+#: seconds each part of the dry run may take (a busy CPU; the C++ kernels may be built first)
+DRY_RUN_TIMEOUT = 600
 BENCH_ROWS = ("triton", "triton_per_layer", "pytorch", "snntorch", "spikingjelly")
+
+
+def _timeout(part: str, cuda: bool) -> float:
+    return TIMEOUTS[part] if cuda else DRY_RUN_TIMEOUT
 
 
 def _run(command: list, log: Path, timeout: float, env=None) -> dict:
@@ -78,7 +84,7 @@ def run_tests(out: Path, cuda: bool) -> dict:
     """The tests marked gpu; without CUDA they are collected and skip."""
     xml = out / "gpu_tests.xml"
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "tests/test_gpu.py", "-q", "-p", "no:cacheprovider"]
-    result = _run(command + [f"--junitxml={xml}"], out / "gpu_tests.log", TIMEOUTS["tests"])
+    result = _run(command + [f"--junitxml={xml}"], out / "gpu_tests.log", _timeout("tests", cuda))
     if xml.is_file():
         suite = ET.parse(xml).getroot()
         suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
@@ -121,7 +127,7 @@ def run_training(out: Path, cuda: bool) -> dict:
         steps = overrides if cuda else ["trainer.max_steps=2", "trainer.val_every_n_steps=2"]
         command = [str(antlr_train), f"task={task}", f"device={'cuda' if cuda else 'cpu'}", *steps]
         command += ["trainer.progress_bar=false", f"hydra.run.dir={folder}"]
-        result = _run(command, out / f"train_{task}.log", TIMEOUTS["train"])
+        result = _run(command, out / f"train_{task}.log", _timeout("train", cuda))
         result.update(_summary_facts(folder), command=" ".join(command[1:]))
         if not cuda:
             result["detail"] = "dry run on CPU: 2 steps"
@@ -139,7 +145,7 @@ def run_bench(out: Path, cuda: bool) -> dict:
     else:
         command += ["--compare-paths", "--shapes", "tiny", "--iters", "1"]
         env["TRITON_INTERPRET"] = "1"
-    result = _run(command, out / "bench.log", TIMEOUTS["bench"], env=env)
+    result = _run(command, out / "bench.log", _timeout("bench", cuda), env=env)
     if json_file.is_file():
         payload = json.loads(json_file.read_text())
         result.update(device=payload.get("device"), shapes=payload.get("shapes"), rows=payload.get("results"))

@@ -24,7 +24,7 @@ def test_the_dry_run_runs_its_cpu_parts_and_says_what_it_skipped(tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "no CUDA device here: a dry run" in proc.stdout
