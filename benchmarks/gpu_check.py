@@ -51,7 +51,7 @@ TRAIN_RUNS = {
     ],
 }
 #: seconds each part may take on the GPU (together under 8 minutes)
-TIMEOUTS = {"tests": 120, "train": 60, "bench": 150}
+TIMEOUTS = {"tests": 120, "train": 75, "bench": 135}
 #: seconds each part of the dry run may take (a busy CPU; the C++ kernels may be built first)
 DRY_RUN_TIMEOUT = 600
 BENCH_ROWS = ("triton", "triton_per_layer", "pytorch", "snntorch", "spikingjelly")
