@@ -35,7 +35,8 @@ rule ``speedup_vs_single`` (single-trial time over stacked time per trial).
 one more trial adds, and the speedup over one trial tends to ``ms(K=1) / per_trial`` as K grows.
 
 On a GPU (``--device cuda``, or ``--compare-paths`` on any device) the rows are instead our engine
-on each kernel path, ``triton`` (antlr_exp.triton_kernels) and ``pytorch`` (the per-step loop),
+on each kernel path, ``triton`` (antlr_exp.triton_kernels, with the fused network backward),
+``triton_per_layer`` (one backward node per layer) and ``pytorch`` (the per-step loop),
 then snntorch and, where it and CuPy are installed, SpikingJelly; shapes mnist, nmnist and
 ``obench``, the open-neuromorphic SNN library benchmark (one Linear + LIF layer of 4096 neurons,
 batch 16, T=500, forward and backward). Steps are synchronized with the device; the peak device
@@ -106,7 +107,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare-paths",
         action="store_true",
-        help="rows per kernel path (triton, pytorch) and library (snntorch, spikingjelly) on --device; "
+        help="rows per kernel path (triton, triton_per_layer, pytorch) and library (snntorch, spikingjelly) "
+        "on --device; "
         "shapes may include obench (on CPU the triton row needs TRITON_INTERPRET=1)",
     )
     p.add_argument(

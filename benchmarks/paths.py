@@ -1,6 +1,7 @@
-"""``--compare-paths`` (and ``--device cuda``): our engine on each kernel path (Triton, the
-PyTorch per-step loop) beside snntorch and SpikingJelly, on the paper's shapes and ``obench``, the
-open-neuromorphic SNN library benchmark."""
+"""``--compare-paths`` (and ``--device cuda``): our engine on each kernel path (Triton with the
+fused network backward, Triton with one backward node per layer, the PyTorch per-step loop)
+beside snntorch and SpikingJelly, on the paper's shapes and ``obench``, the open-neuromorphic SNN
+library benchmark."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from .common import SHAPES, make_adam, make_batch, scale_weights, sync
 #: T=500, forward and backward (no optimizer); random input spikes at ``input_rate`` per step
 OBENCH = {"sizes": [4096, 4096], "frame": None, "steps": 500, "batch": 16, "input_rate": 0.05}
 #: the rows of --compare-paths: our engine on each kernel path, then the baselines
-PATH_ROWS = ("triton", "pytorch", "snntorch", "spikingjelly")
+PATH_ROWS = ("triton", "triton_per_layer", "pytorch", "snntorch", "spikingjelly")
 
 
 def path_shape(shape_name: str) -> dict:
@@ -34,9 +35,10 @@ def path_batch(shape_name: str, device: str):
     return x.to(device), labels.to(device)
 
 
-def _engine_path_step(shape_name: str, kernels: str, device: str):
+def _engine_path_step(shape_name: str, kernels: str, device: str, fused: bool = True):
     """One step of our engine with ANTLR_EXP_KERNELS=``kernels``: on the paper shapes the antlr training
-    step of the CPU rows (latency + no-spike count loss, clipping, Adam); on ``obench`` forward and
+    step of the CPU rows (latency + no-spike count loss, clipping, Adam), through the fused network
+    backward where the kernels have one (``fused=False``: one node per layer); on ``obench`` forward and
     backward of ``sum(S)`` through activation_rnn (BPTT with reset paths, as the other libraries do)."""
     import torch
 
@@ -49,6 +51,7 @@ def _engine_path_step(shape_name: str, kernels: str, device: str):
     obench = shape_name == "obench"
     net = SpikingNetwork(shape["sizes"], shape["steps"], rule="activation_rnn" if obench else "antlr").to(device)
     scale_weights([l.weight for l in net.layers])
+    net.fused = fused
     opt = None if obench else make_adam(net.parameters())
 
     def step():
@@ -149,9 +152,11 @@ def _spikingjelly_path_step(shape_name: str, device: str):
 
 def build_path_step(shape_name: str, row: str, device: str):
     """A zero-argument step of one --compare-paths row, or a string saying why it is skipped."""
-    if row == "triton":
+    if row in ("triton", "triton_per_layer"):
         from antlr_exp import kernels
 
+        if row == "triton_per_layer" and shape_name == "obench":
+            return "one layer under activation_rnn, which has no fused backward: the triton row is per layer"
         os.environ["ANTLR_EXP_KERNELS"] = "triton"
         try:
             import torch
@@ -159,7 +164,7 @@ def build_path_step(shape_name: str, row: str, device: str):
             kernels.triton_kernels(torch.device(device))
         except RuntimeError as exc:
             return str(exc)
-        return _engine_path_step(shape_name, "triton", device)
+        return _engine_path_step(shape_name, "triton", device, fused=row == "triton")
     if row == "pytorch":
         return _engine_path_step(shape_name, "python", device)
     try:

@@ -119,6 +119,7 @@ def test_bench_compare_paths_rows(tmp_path):
     rows = json.loads(out.read_text())["results"]["tiny"]
     assert rows["pytorch"]["ms_per_iter"] > 0
     assert "ms_per_iter" in rows["triton"] or "triton" in rows["triton"]["skipped"]
+    assert "ms_per_iter" in rows["triton_per_layer"] or "triton" in rows["triton_per_layer"]["skipped"]
     assert "ms_per_iter" in rows["snntorch"] or "snntorch" in rows["snntorch"]["skipped"]
     assert "obench shape only" in rows["spikingjelly"]["skipped"]
 

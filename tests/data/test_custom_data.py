@@ -59,6 +59,8 @@ def load(seed=0, num_steps=20, n=60, classes=3, inputs=12, kind="label", bad=Non
         if bad == "label_range":
             y = y.clone()
             y[-1] = classes
+        if bad == "nan":
+            x[count // 2, 3, 0] = float("nan")
         if bad == "empty":
             x, y = x[:0], y[:0]
         return (Items if plain else TensorDataset)(x, y)
@@ -118,6 +120,8 @@ def test_the_loaders_taskdata_with_a_validation_split_drawn_by_the_seed(loader_f
         ({"bad": "label_dtype"}, InputError, ["label of dtype torch.int32", "int64 scalar"]),
         ({"bad": "label_range"}, InputError, ["split whose item", "has label 3", "0..2"]),
         ({"bad": "label_range", "plain": True}, InputError, ["has label 3", "0..2"]),
+        ({"bad": "nan"}, InputError, ["train split whose item", "non-finite", "finite 0/1"]),
+        ({"bad": "nan", "plain": True}, InputError, ["train split whose item", "non-finite"]),
         ({"bad": "empty"}, ConfigError, ["0 samples"]),
         ({"bad": "steps"}, ConfigError, ["num_steps=21", "task.num_steps=20"]),
         ({"kind": "spike_train"}, ConfigError, ["target_kind='spike_train'", "task.options.target_kind=label"]),

@@ -50,8 +50,9 @@ def random_spikes(shape, rate, seed, dtype):
     return (torch.rand(shape, generator=g, dtype=torch.float64) < rate).to(dtype).to(DEVICE)
 
 
-def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron="paper"):
-    """Spikes of both layers and the parameter gradients of a 10-16-4 network under the spike-train loss."""
+def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron="paper", fused=True):
+    """Spikes of both layers and the parameter gradients of a 10-16-4 network under the spike-train
+    loss (``fused=False``: one autograd node per layer, where the backend has a fused backward)."""
     monkeypatch.setenv("ANTLR_EXP_KERNELS", mode)
     torch.manual_seed(0)
     net = SpikingNetwork(
@@ -62,6 +63,7 @@ def run_network(mode, monkeypatch, rule, lambda_act, lambda_tim, single_spike, d
         lambda_act=lambda_act,
         lambda_tim=lambda_tim,
     ).to(dtype=dtype, device=DEVICE)
+    net.fused = fused
     with torch.no_grad():
         for layer in net.layers:
             layer.weight.mul_(6.0).add_(0.4)
@@ -80,24 +82,27 @@ def _tolerances(dtype):
 # every rule, mode and dtype with the paper's neuron constants; the other constants (beta_V !=
 # beta_bias, alpha_I != alpha_V, theta != 1: tests/helpers/neuron_cases.py) through both adjoints (the SRM
 # one under ANTLR with lambdas, the RNN one single-spike) in float64 only: the interpreter is slow
+# the SRM-based rules train through the fused backward (tests/engine/test_triton_fused.py) and, with
+# fused=False, through one node per layer (the srm adjoint kernel)
 NETWORK_CASES = [
-    (*rule, single, dtype, "paper")
+    (*rule, single, dtype, "paper", fused)
     for rule in RULES
     for single in (False, True)
     for dtype in (torch.float32, torch.float64)
+    for fused in ((True, False) if rule[0] != "activation_rnn" else (True,))
 ]
 NETWORK_CASES += [
-    (*rule, single, torch.float64, neuron)
+    (*rule, single, torch.float64, neuron, False)
     for neuron in OTHER_NEURONS
     for rule, single in ((("antlr", 0.3, 2.5), False), (("activation_rnn", 1.0, 1.0), True))
 ]
 
 
-@pytest.mark.parametrize("rule,lambda_act,lambda_tim,single_spike,dtype,neuron", NETWORK_CASES)
+@pytest.mark.parametrize("rule,lambda_act,lambda_tim,single_spike,dtype,neuron,fused", NETWORK_CASES)
 def test_network_forward_and_gradients_equal_the_pytorch_path(
-    rule, lambda_act, lambda_tim, single_spike, dtype, neuron, monkeypatch
+    rule, lambda_act, lambda_tim, single_spike, dtype, neuron, fused, monkeypatch
 ):
-    ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
+    ours = run_network("triton", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron, fused)
     theirs = run_network("python", monkeypatch, rule, lambda_act, lambda_tim, single_spike, dtype, neuron)
     for a, b in zip(ours[0], theirs[0]):
         assert b.sum() > 0, "every layer must fire for the test to mean something"
@@ -108,14 +113,26 @@ def test_network_forward_and_gradients_equal_the_pytorch_path(
 
 
 def test_the_triton_path_is_the_one_taken(monkeypatch):
-    """ANTLR_EXP_KERNELS=triton runs the Triton kernels (counted), auto does not on CPU."""
+    """ANTLR_EXP_KERNELS=triton runs the Triton kernels (counted): the fused backward for ANTLR, the
+    per-layer adjoint with net.fused = False and for activation_rnn; auto does not on CPU."""
+    from antlr_exp.engine.backends import triton_fused
+
     calls = []
-    for name in ("lif_forward", "srm_adjoint", "rnn_adjoint"):
-        original = getattr(tk, name)
-        monkeypatch.setattr(tk, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
+    for module, name in (
+        (tk, "lif_forward"),
+        (tk, "srm_adjoint"),
+        (tk, "rnn_adjoint"),
+        (triton_fused, "fused_adjoint"),
+    ):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: (calls.append(_n), _f(*a, **k))[1])
     run_network("triton", monkeypatch, "antlr", 1.0, 1.0, False, torch.float32)
+    assert calls == ["lif_forward"] * 2 + ["fused_adjoint"] * 2
+    calls.clear()
+    run_network("triton", monkeypatch, "antlr", 1.0, 1.0, False, torch.float32, fused=False)
     run_network("triton", monkeypatch, "activation_rnn", 1.0, 1.0, False, torch.float32)
     assert calls.count("lif_forward") == 4 and calls.count("srm_adjoint") == 2 and calls.count("rnn_adjoint") == 2
+    assert "fused_adjoint" not in calls
     if DEVICE == "cpu":
         calls.clear()
         run_network("auto", monkeypatch, "antlr", 1.0, 1.0, False, torch.float32)
@@ -191,64 +208,7 @@ def test_kernel_choice_errors(monkeypatch):
     assert select(DEVICE).name == "python"
     assert select(DEVICE, "triton").name == "triton" and select(DEVICE, "triton").ops is tk
     monkeypatch.setenv("ANTLR_EXP_KERNELS", "triton")
-    assert select(DEVICE).name == "triton" and not select(DEVICE).capabilities.has_fused
-
-
-_COMPILE_FOR_A_GPU = r"""
-import sys
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
-from antlr_exp.engine.backends import triton as tk
-
-assert not tk.INTERPRETED
-target = GPUTarget("cuda", 90, 32)
-names = {
-    tk._lif_forward_kernel: ["drive", "bias", "cur0", "pot0", "keep0", "allowed0", "consts", "V", "S", "TM", "I_all",
-                             "cur_f", "pot_f", "keep_f", "allowed_f"],
-    tk._srm_adjoint_kernel: ["V", "S", "GS", "GT", "consts", "G", "H", "LVS"],
-    tk._rnn_adjoint_kernel: ["V", "S", "I_all", "SG", "GS", "consts", "G", "LVS"],
-}
-variants = [
-    (tk._lif_forward_kernel, {"SINGLE": True, "STORE_I": True}),
-    (tk._rnn_adjoint_kernel, {"HAS_S": True, "SINGLE": True}),
-] + [(tk._srm_adjoint_kernel, {"HAS_S": True, "HAS_T": True, "SINGLE": True, "WANT_H": True, "KIND": kind})
-     for kind in range(4)]
-for dtype in ("*fp32", "*fp64"):
-    for kernel, flags in variants:
-        signature = {n: dtype for n in names[kernel]}
-        signature.update(T="i32", M="i32", BLOCK="constexpr", **{k: "constexpr" for k in flags})
-        source = ASTSource(kernel, signature, constexprs={"BLOCK": tk.BLOCK, **flags})
-        compiled = triton.compile(source, target=target, options=tk.COMPILE_OPTIONS)
-        assert "cubin" in compiled.asm
-        if flags.get("KIND") in (0, 3):
-            continue  # exp (exponential and sigmoid surrogates) comes from libdevice, written with fma
-        fused = [line.strip() for line in compiled.asm["ptx"].splitlines() if line.strip().startswith("fma.")]
-        assert not fused, f"{kernel.__name__} {flags} {dtype}: fused multiply-adds in the PTX: {fused[:3]}"
-print("compiled")
-"""
-
-
-def test_kernels_compile_for_a_gpu(tmp_path):
-    """Every kernel compiles for an sm_90 GPU (Triton's own compiler and ptxas, no GPU needed), in
-    float32 and float64 with every branch on and every surrogate, and with no fused multiply-adds
-    in our arithmetic (as the C++ build; libdevice's exp has its own)."""
-    import shutil
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import triton
-
-    ptxas = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
-    if not ptxas.exists() and shutil.which("ptxas") is None:
-        pytest.skip("no ptxas (triton's NVIDIA backend) to compile with")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-c", _COMPILE_FOR_A_GPU], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-3000:]
+    assert select(DEVICE).name == "triton" and select(DEVICE).capabilities.has_fused
 
 
 def run_stacked(mode, monkeypatch, rule, single_spike, early_stop, trials=2, batch=3):

@@ -288,7 +288,7 @@ def test_steps_after_a_step_that_could_not_stop_run_the_whole_window(data_roots,
             calls.append(early_stop) or real_forward(self, x, early_stop, chunk)
         ),
     )
-    monkeypatch.setattr("antlr_exp.training.trainer.would_stop_early", lambda out: next(possible))
+    monkeypatch.setattr("antlr_exp.training.trainer.stop_flag", lambda out: next(possible))
     batches = trainer._epoch_batches()
     for _ in range(5):
         trainer._train_step(*next(batches))

@@ -114,6 +114,13 @@ def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: 
             f"{where} has inputs of dtype {inputs.dtype} and shape {list(inputs.shape[1:])}; accepted: a float "
             f"tensor of shape {list(expected)} (num_steps, *input_shape) of 0/1 spikes"
         )
+    bad = ~torch.isfinite(inputs).flatten(1).all(dim=1)
+    if bool(bad.any()):  # the training step does not look at the values again (engine.checks)
+        index = int(torch.nonzero(bad)[0])
+        raise InputError(
+            f"{_KEY} returned a {split} split whose item {first + index} has non-finite inputs (inf or NaN); "
+            f"accepted: finite 0/1 spikes"
+        )
     if data.target_kind == "label":
         if targets.dtype != torch.int64 or targets.dim() != 1:
             raise InputError(

@@ -1,4 +1,4 @@
-"""All layers of a network as one autograd node, for backends with a fused backward (C++).
+"""All layers of a network as one autograd node, for backends with a fused backward (C++, Triton).
 
 The forward is the layer-by-layer simulation. The backward runs the layers top down through the
 backend's ``fused_adjoint``, which forms a layer's dL/dS and dL/dt_hat from the layer above's G,
@@ -133,8 +133,11 @@ class FusedNetworkFunction(torch.autograd.Function):
             inp, potential, spikes = per_layer[index]
             weight = weights[index]
             n_in = weight.shape[-1]
-            events = inp.dense is None and ctx.needs_input_grad[4 + 2 * index]
-            need_g = index > 0 or (inp.dense is not None and ctx.needs_input_grad[4 + 2 * index])
+            wants_weight = ctx.needs_input_grad[4 + 2 * index]
+            # from input events the kernel sums the weight gradient itself where it can (C++), so that
+            # G need not be stored; elsewhere the weight gradient is G's product with the input
+            events = inp.dense is None and wants_weight and backend.capabilities.has_events
+            need_g = index > 0 or (wants_weight and not events)
             want_h = index > 0 and rule.tim_weight != 0.0
             inputs = FusedLayerInputs(
                 potential.reshape(steps, -1),

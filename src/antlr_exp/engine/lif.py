@@ -198,7 +198,8 @@ def dv_from_rule(grad_s, grad_t, potential, keep, allowed, params: NeuronParams,
 
     activation part: ``sigma(V[t]) dL/dS[t]`` (times ``allowed`` in single-spike mode: a neuron
     that already fired cannot spike, so its S does not depend on V);
-    timing part: ``-dL/dt_hat[t] / V*[t]`` at spike steps, computed at the spikes only.
+    timing part: ``-dL/dt_hat[t] / V*[t]`` at spike steps (formed densely and selected there,
+    so that the host never waits for the device to count the spikes).
     """
     if rule.act_weight != 0.0 and grad_s is not None:
         grad_v = surrogate_derivative(potential, params).mul_(grad_s)
@@ -209,12 +210,11 @@ def dv_from_rule(grad_s, grad_t, potential, keep, allowed, params: NeuronParams,
     else:
         grad_v = torch.zeros_like(potential)
     if rule.tim_weight != 0.0 and grad_t is not None:
-        t, b, n = (keep == 0).nonzero(as_tuple=True)
-        v_now = potential[t, b, n]
-        earlier = (t - 1).clamp(min=0)
-        v_before = torch.where(t > 0, potential[earlier, b, n] * keep[earlier, b, n], torch.zeros_like(v_now))
-        vstar = (v_now - v_before).clamp_(min=float(params.vstar_min))
-        grad_v.index_put_((t, b, n), grad_t[t, b, n] / vstar * -rule.tim_weight, accumulate=True)
+        v_before = torch.zeros_like(potential)
+        torch.mul(potential[:-1], keep[:-1], out=v_before[1:])
+        vstar = (potential - v_before).clamp_(min=float(params.vstar_min))
+        timing = grad_t / vstar * -rule.tim_weight
+        grad_v.add_(torch.where(keep == 0, timing, torch.zeros_like(timing)))
     return grad_v
 
 

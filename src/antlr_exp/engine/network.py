@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, InputError
+from . import checks
 from .backends import Backend, requested, select
 from .fused import FusedNetworkFunction, HiddenTimes
 from .layer import SpikingLinear
@@ -79,7 +80,7 @@ class SpikingNetwork(nn.Module):
 
     def uses_fused_backward(self, flat: torch.Tensor, backend: Optional[Backend] = None) -> bool:
         """True where a training forward goes through :class:`FusedNetworkFunction`: on a backend
-        with a fused backward (C++), for the SRM-based rules, with autograd on and an input that
+        with a fused backward (C++, Triton), for the SRM-based rules, with autograd on and an input that
         needs no gradient. Elsewhere each layer is its own autograd node; both give the same
         gradients."""
         return (
@@ -120,9 +121,11 @@ class SpikingNetwork(nn.Module):
         """
         flat = self._check_input(x, finite=False)
         backend = self.backend(flat.device)
-        if not early_stop and self.uses_fused_backward(flat, backend):
-            return self._fused_forward(flat, backend)  # the C++ scan of the input checks it is finite
-        self._check_finite(flat)
+        fused = not early_stop and self.uses_fused_backward(flat, backend)
+        if not (fused and backend.capabilities.checks_input):  # else the backend's scan of the input checks
+            self._check_finite(flat)
+        if fused:
+            return self._fused_forward(flat, backend)
         if early_stop:
             if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
                 return self._train_until_all_fired(flat, chunk, backend)
@@ -232,6 +235,8 @@ def flat_input(x, n_in: int, num_steps: int, trials: int, dtype, finite: bool = 
 def check_finite_input(flat: torch.Tensor) -> None:
     """Raise InputError when an entry of ``flat`` is NaN or inf. The sum is NaN or inf whenever an
     entry is (one cheap pass); the exact test runs only then, since a huge finite input could
-    overflow the sum alone."""
+    overflow the sum alone. Skipped inside :func:`~antlr_exp.engine.checks.values_checked`."""
+    if not checks.reads_values():
+        return
     if not bool(torch.isfinite(flat.sum())) and not bool(torch.isfinite(flat).all()):
         raise_non_finite(flat)

@@ -41,10 +41,14 @@ def raise_non_finite(spikes: torch.Tensor):
 
 
 def flatten_input(spikes_in: torch.Tensor) -> SynapticInput:
-    """Time-major form of spikes [B, T, N_in]: dense rows, or the list of events when sparse
-    (fewer than ``SPARSE_DENSITY`` of the entries nonzero). The C++ backend has its own scan."""
+    """Time-major form of spikes [B, T, N_in]: dense rows, or on CPU the list of events when
+    sparse (fewer than ``SPARSE_DENSITY`` of the entries nonzero). On a GPU always dense rows: the
+    product is dense there, and counting the events would make the host wait for the device. The
+    C++ backend has its own scan."""
     batch, steps, n_in = spikes_in.shape
     time_major = spikes_in.transpose(0, 1)
+    if spikes_in.device.type != "cpu":
+        return dense_input(time_major)
     if int(torch.count_nonzero(spikes_in)) < SPARSE_DENSITY * spikes_in.numel():
         t, b, i = time_major.nonzero(as_tuple=True)  # lexicographic: sorted by row t*B + b
         values = time_major[t, b, i]

@@ -68,7 +68,9 @@ class SplitMeter:
     """Sums over the samples seen since the last ``reset``; ``compute`` gives the means.
 
     With ``trials=K > 1`` the batches hold K blocks of samples (one per stacked trial) and every
-    sum is kept per trial; ``compute_trials`` gives one dict per trial.
+    sum is kept per trial; ``compute_trials`` gives one dict per trial. The sums live on the
+    device of the batches: ``update`` never makes the host wait for the device, and
+    ``compute_trials`` and ``postfix`` read them in one copy.
     """
 
     def __init__(self, decision: str, has_labels: bool, trials: int = 1):
@@ -92,16 +94,19 @@ class SplitMeter:
         took), the per-layer counts too."""
         trials = self.trials
         batch = out.output_spikes.shape[0] // trials
+        device = out.output_spikes.device
+        if self.loss_sum.device != device:  # the first batch since the reset (or a resume)
+            self._move(device)
         self.samples += batch
-        self.loss_sum += torch.as_tensor(loss, dtype=torch.float64).detach().cpu().reshape(-1) * batch
+        self.loss_sum += torch.as_tensor(loss, dtype=torch.float64, device=device).detach().reshape(-1) * batch
         summary = out.output_summary()
         if self.has_labels:
             right = torch.stack([decide(out.output_spikes, decision, summary) == targets for decision in DECISIONS])
-            right = right.view(len(DECISIONS), trials, batch).sum(dim=2).cpu().to(torch.float64)
+            right = right.view(len(DECISIONS), trials, batch).sum(dim=2).to(torch.float64)
             for index, decision in enumerate(DECISIONS):
                 self.correct[decision] += right[index]
         counts = spike_counts(out, self.decision)
-        sums = torch.stack(list(counts.values())).view(len(counts), trials, batch).to(torch.float64).sum(dim=2).cpu()
+        sums = torch.stack(list(counts.values())).view(len(counts), trials, batch).to(torch.float64).sum(dim=2)
         for index, key in enumerate(counts):
             self.spikes[key] += sums[index]
         if inputs is not None:
@@ -149,18 +154,30 @@ class SplitMeter:
             metrics[f"{split}_synops{window}_per_sample"] = float(layers[f"synops{window}"][k]) / n
         return metrics
 
+    def _move(self, device) -> None:
+        self.loss_sum = self.loss_sum.to(device)
+        self.correct = {d: value.to(device) for d, value in self.correct.items()}
+        self.spikes = {k: value.to(device) for k, value in self.spikes.items()}
+
+    def _host_sums(self) -> tuple:
+        """The sums on the host, in one copy: ``(loss [K], correct {decision: [K]}, spikes {key: [K]})``."""
+        rows = torch.stack([self.loss_sum, *self.correct.values(), *self.spikes.values()]).cpu()
+        correct = dict(zip(self.correct, rows[1 : 1 + len(self.correct)]))
+        return rows[0], correct, dict(zip(self.spikes, rows[1 + len(self.correct) :]))
+
     def compute_trials(self, split: str) -> list:
         """One metrics dict per trial."""
         n = max(self.samples, 1)
+        loss_sum, correct, spikes = self._host_sums()
         rows = []
         for k in range(self.trials):
-            metrics = {f"{split}_loss": float(self.loss_sum[k]) / n}
+            metrics = {f"{split}_loss": float(loss_sum[k]) / n}
             if self.has_labels:
-                metrics[f"{split}_accuracy"] = float(self.correct[self.decision][k]) / n
+                metrics[f"{split}_accuracy"] = float(correct[self.decision][k]) / n
                 for decision in DECISIONS:
-                    metrics[f"{split}_accuracy_{decision}"] = float(self.correct[decision][k]) / n
+                    metrics[f"{split}_accuracy_{decision}"] = float(correct[decision][k]) / n
             for key, name in _SPIKE_KEYS.items():
-                metrics[f"{split}_{name}"] = float(self.spikes[key][k]) / n
+                metrics[f"{split}_{name}"] = float(spikes[key][k]) / n
             if self.layers is not None:
                 metrics.update(self._layer_metrics(split, k, n))
             rows.append(metrics)
@@ -173,9 +190,10 @@ class SplitMeter:
     def postfix(self) -> dict:
         """Short running values for the progress bar (means over the trials)."""
         n = max(self.samples, 1)
-        values = {"loss": f"{float(self.loss_sum.mean()) / n:.4g}"}
+        loss_sum, correct, spikes = self._host_sums()
+        values = {"loss": f"{float(loss_sum.mean()) / n:.4g}"}
         if self.has_labels:
-            values["acc"] = f"{float(self.correct[self.decision].mean()) / n:.3f}"
-        spikes = self.spikes["hidden_spikes"] + self.spikes["output_spikes"]
-        values["spikes"] = f"{float(spikes.mean()) / n:.1f}"
+            values["acc"] = f"{float(correct[self.decision].mean()) / n:.3f}"
+        total = spikes["hidden_spikes"] + spikes["output_spikes"]
+        values["spikes"] = f"{float(total.mean()) / n:.1f}"
         return values

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from ..config import flatten, with_legacy_values
 from ..errors import ConfigError
 from . import checkpoint as ckpt
+from .early_stop import DeviceFlag
 
 #: the run's log lines carry the name they always had
 log = logging.getLogger("antlr_exp.train")
@@ -89,6 +90,12 @@ def check_finite_checkpoint(payload: dict, path: Path) -> None:
 class CheckpointedState:
     """The trainer's state, its ``last.pt`` payload, and each trial's best weights and best.pt."""
 
+    def _stop_possible(self) -> bool:
+        """Whether the next step may stop early: the last step's decision (a DeviceFlag until read)."""
+        if isinstance(self.stop_possible, DeviceFlag):
+            self.stop_possible = self.stop_possible.get()
+        return self.stop_possible
+
     # a plain run's view of its one trial
     @property
     def state(self) -> "TrainState":
@@ -113,7 +120,7 @@ class CheckpointedState:
             "wandb_run_id": self.wandb_run_id,
             "train_meter": dict(vars(self.train_meter)),  # the training metrics since the last evaluation
             # the early stop's choice for the next step and the steps simulated since the last evaluation
-            "early_stop": {"stop_possible": self.stop_possible, "simulated_steps": list(self.simulated_steps)},
+            "early_stop": {"stop_possible": self._stop_possible(), "simulated_steps": list(self.simulated_steps)},
         }
         if self.trials == 1:
             payload.update(

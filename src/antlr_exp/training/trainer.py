@@ -20,18 +20,46 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from ..engine.checks import values_checked
 from ..engine.network import SpikingNetwork
 from . import progress, stopping
 from .batches import EpochBatches
 from .build import build_network, trial_config
-from .early_stop import EARLY_STOP_CHUNK, train_early_stop, would_stop_early
+from .early_stop import EARLY_STOP_CHUNK, stop_flag, train_early_stop
 from .evaluation import TrialTests, evaluate_trials, mean_row, warn_if_output_fell_silent
-from .guards import RunGuards
+from .guards import RunGuards, StepValues
 from .loggers import RunLog
 from .logs import TrialLogs
 from .metrics import SplitMeter
 from .objective import Objective, clip_grad_norm_per_trial
 from .state import CheckpointedState, TrainState
+
+#: seconds between two reads of the running metrics for the progress bar
+POSTFIX_SECONDS = 0.5
+
+
+def flat_gradient(parameters) -> torch.Tensor:
+    """Every parameter's gradient (0 where it has none), flattened into one float32 vector."""
+    return torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float() for p in parameters]
+    )
+
+
+def show_postfix(bar, meter: SplitMeter, shown: float) -> float:
+    """The meter's running metrics on the progress bar, at most every POSTFIX_SECONDS since
+    ``shown`` (reading them waits for the device). Returns when they were last shown."""
+    if time.perf_counter() - shown < POSTFIX_SECONDS:
+        return shown
+    bar.set_postfix(meter.postfix(), refresh=False)
+    return time.perf_counter()
+
+
+def to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host batch on ``device``; to a GPU through pinned memory, so that the copy does not wait
+    for the kernels already queued."""
+    if device.type != "cuda" or batch.device.type != "cpu":
+        return batch.to(device)
+    return batch.pin_memory().to(device, non_blocking=True)
 
 
 class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
@@ -96,7 +124,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
         self.batches = EpochBatches(self.datas, self.batch_size)
         self.early_stop = train_early_stop(cfg)
         # whether the last step could stop early: while it could not, steps run the plain whole-window
-        # pass (no chunking cost) and only check whether a stop would have been possible
+        # pass (no chunking cost) and only check whether a stop would have been possible (a
+        # DeviceFlag until the next step reads it)
         self.stop_possible = True
         self.simulated_steps: list = []  # per training step since the last evaluation point
         self.wandb_run_id = None
@@ -104,6 +133,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
         self.run_logs: list = []
         self.gradients: Optional[list] = [] if self.settings.record_gradients else None
         self.weights = list(self.net.parameters())  # read after every step (_train_step)
+        self.step_values = StepValues()  # every step's loss and sum of weights, until checked
+        self.postfix_shown = 0.0  # when the progress bar's running metrics were last read
         self.saved_step: Optional[int] = None  # the step last.pt holds, None before it is written
         if resume_from is not None:
             self.restore(resume_from)
@@ -111,43 +142,34 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
     # -- one step and one evaluation point ----------------------------------------------------
 
     def _train_step(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        """One optimizer step; on a GPU the host does not wait for the device here (but for the
+        training early stop's decisions): the data are checked when loaded (values_checked), the
+        loss and weights are checked before a save (:meth:`_check_recorded_steps`)."""
         self.net.train()
-        inputs, targets = inputs.to(self.device), targets.to(self.device)
-        chunked = self.early_stop and self.stop_possible
-        out = self.net(inputs, early_stop=chunked, chunk=EARLY_STOP_CHUNK)
-        if self.early_stop:
-            self.stop_possible = out.num_steps < self.net.num_steps if chunked else would_stop_early(out)
-        self.simulated_steps.append(out.num_steps)
-        losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
+        inputs, targets = to_device(inputs, self.device), to_device(targets, self.device)
+        chunked = self.early_stop and self._stop_possible()
+        with values_checked():
+            out = self.net(inputs, early_stop=chunked, chunk=EARLY_STOP_CHUNK)
+            if self.early_stop:  # the next step's choice, read when it starts (the whole window's spikes)
+                self.stop_possible = out.num_steps < self.net.num_steps if chunked else stop_flag(out)
+            self.simulated_steps.append(out.num_steps)
+            losses = self.objective.trial_losses(out, targets)  # [K]: each trial's batch mean
         loss = losses.sum()  # each trial's parameters get the gradient of its own loss
-        self._check_finite("the training loss", loss, self.state.step + 1)
         penalty = self.objective.penalty(self.net, out)
         self.optimizer.zero_grad(set_to_none=True)
         (loss if penalty is None else loss + penalty).backward()
-        if self.gradients is not None:
-            self.gradients.append(
-                torch.cat(
-                    [
-                        (p.grad if p.grad is not None else torch.zeros_like(p)).detach().flatten().float().cpu()
-                        for p in self.net.parameters()
-                    ]
-                )
-            )
+        if self.gradients is not None:  # one copy to the host per step: the one read a step makes with this on
+            self.gradients.append(flat_gradient(self.net.parameters()).cpu())
         if self.grad_clip_value is not None:
             torch.nn.utils.clip_grad_value_(self.net.parameters(), self.grad_clip_value)
         if self.grad_clip_norm is not None:
             clip_grad_norm_per_trial(list(self.net.parameters()), self.grad_clip_norm, self.trials)
         self.optimizer.step()
-        # Every step's weights are checked, so a non-finite weight is named at the step that made it
-        # and is never saved (a stop signal saves last.pt after any step). The sum of all weights is
-        # inf or NaN whenever one weight is (and, rarely, when finite huge weights overflow it: then
-        # _check_weights looks at every element and finds nothing): one read of the weights, a
-        # fraction of what Adam's step reads and writes. It is read after the meter's update, which
-        # copies the step's numbers to the host anyway, so on a GPU it adds no wait of its own.
+        # Every step's loss and sum of weights are recorded (inf or NaN whenever one weight is), so a
+        # non-finite one is named at the step that made it and never saved (a save checks them first).
         weights = torch.stack([p.detach().sum() for p in self.weights]).sum()
+        self.step_values.add(self.state.step + 1, loss, weights)
         self.train_meter.update(out, targets, losses.detach())
-        if not math.isfinite(weights.item()):
-            self._check_weights(self.state.step + 1)
 
     def _evaluation_point(self, lr: float, started: float) -> None:
         self._check_saveable()
@@ -220,7 +242,8 @@ class Trainer(CheckpointedState, RunGuards, TrialLogs, TrialTests):
                 if epoch_ended:
                     self._end_epoch()
                 bar.update(1)
-                bar.set_postfix(self.train_meter.postfix(), refresh=False)
+                if self.bar_shown:
+                    self.postfix_shown = show_postfix(bar, self.train_meter, self.postfix_shown)
                 due = epoch_ended if self.val_every_n_steps is None else state.step % self.val_every_n_steps == 0
                 if due:
                     self._evaluation_point(lr, started)

@@ -31,13 +31,16 @@ class Capabilities:
 
     ``devices``: the tensor device types it runs on (``("any",)``: all). ``has_fused``: a fused
     network backward (:meth:`Backend.fused_adjoint`). ``has_events``: an event-driven forward
-    from sparse input, and output spikes as events for the next layer. ``supports_float64``:
+    from sparse input, and output spikes as events for the next layer (the fused backward then
+    sums the first layer's weight gradient from the input events). ``checks_input``: its scan of
+    a layer's input (:meth:`Backend.flatten_input`) refuses NaN and inf. ``supports_float64``:
     float64 as well as float32.
     """
 
     devices: tuple
     has_fused: bool = False
     has_events: bool = False
+    checks_input: bool = False
     supports_float64: bool = True
 
     def runs_on(self, device_type: str) -> bool:

@@ -47,7 +47,7 @@ def build_error() -> Optional[str]:
 
 class CppBackend(Backend):
     name = "cpp"
-    capabilities = Capabilities(devices=("cpu",), has_fused=True, has_events=True)
+    capabilities = Capabilities(devices=("cpu",), has_fused=True, has_events=True, checks_input=True)
 
     def __init__(self, ops):
         self.ops = ops  # the compiled module

@@ -5,13 +5,17 @@ neuron) pairs, whatever dimensions the caller folded into them. One program owns
 ``BLOCK`` columns and walks time inside, keeping the state in registers. The arithmetic is that
 of the C++ kernels, term for term, and the functions take the same arguments and return the
 same tuples as the C++ module's ``lif_forward``, ``srm_adjoint`` and ``rnn_adjoint``, so the layer
-calls either one alike (:mod:`antlr_exp.engine.backends.calls`). The scan of the input, the
-event products and everything else are the plain PyTorch backend's: this backend has neither the
-event-driven forward nor a fused backward.
+calls either one alike (:mod:`antlr_exp.engine.backends.calls`). The fused network backward is in
+:mod:`.triton_fused`. The input is always taken as dense rows (a dense product on a GPU; a list
+of events would need the host to learn its length) and everything else is the plain PyTorch
+backend's: this backend has no event-driven forward.
 
 The scalar parameters travel in a small tensor of the data's dtype (a Python float argument
-would be rounded to float32 on a GPU), and floating-point contraction into fused multiply-adds
-is switched off, as in the C++ build.
+would be rounded to float32 on a GPU), made once per set of values and device, and
+floating-point contraction into fused multiply-adds is switched off, as in the C++ build.
+No kernel is specialized on its arguments' values (``do_not_specialize``; ``T`` and ``M`` are
+int64): what is compiled depends only on the dtype and the ``tl.constexpr`` flags of a launch,
+and :mod:`.aot` compiles every one of those ahead of time for sm_80 and sm_90.
 
 With ``TRITON_INTERPRET=1`` set before this module is imported, Triton runs the kernels on CPU
 tensors (slowly): that is how the tests check them on a machine without a GPU.
@@ -19,11 +23,15 @@ tensors (slowly): that is how the tests check them on a machine without a GPU.
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 import triton
 import triton.language as tl
 from triton import knobs
 
+from ..synapses import dense_input
 from . import calls
 from .base import Capabilities
 from .python import PythonBackend
@@ -31,11 +39,22 @@ from .python import PythonBackend
 #: whether the kernels below run in Triton's interpreter (decided when they were defined)
 INTERPRETED = bool(knobs.runtime.interpret)
 
-#: columns per program
-BLOCK = 128
+#: columns per program: one column per thread (``BLOCK = 32 * num_warps``), whose state stays in
+#: registers through the time loop; at this size no kernel spills on sm_80 or sm_90 (see
+#: ``python -m antlr_exp.engine.backends.aot --table`` and tests/engine/test_triton_aot.py)
+BLOCK = 32
 
 #: compile options of every launch on a GPU: no contraction into fused multiply-adds (as the C++ build)
-COMPILE_OPTIONS = {"num_warps": 4, "enable_fp_fusion": False}
+COMPILE_OPTIONS = {"num_warps": 1, "enable_fp_fusion": False}
+
+
+def _kernel(fn):
+    """``triton.jit`` without specialization on argument values: pointers are not specialized on
+    their alignment nor integers on being 1 or a multiple of 16, so that a kernel's compiled
+    variants are exactly its dtypes times its ``tl.constexpr`` flags (all compiled ahead of time
+    by :mod:`.aot`)."""
+    names = [n for n, p in inspect.signature(fn).parameters.items() if "constexpr" not in str(p.annotation)]
+    return triton.jit(do_not_specialize=names)(fn)
 
 
 @triton.jit
@@ -61,11 +80,11 @@ def _first_spikes(S, cols, mask, first, T, M):
     """First spike step of each column (``first``, T, where it never fires)."""
     for t in range(T):
         s = tl.load(S + tl.cast(t, tl.int64) * M + cols, mask=mask, other=0.0)
-        first = tl.where((s != 0.0) & (first == T), t, first)
+        first = tl.where((s != 0.0) & (first == T), t, first).to(first.dtype)
     return first
 
 
-@triton.jit
+@_kernel
 def _lif_forward_kernel(
     drive,
     bias,
@@ -82,8 +101,8 @@ def _lif_forward_kernel(
     pot_f,
     keep_f,
     allowed_f,
-    T,
-    M,
+    T: tl.int64,
+    M: tl.int64,
     SINGLE: tl.constexpr,
     STORE_I: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -128,7 +147,7 @@ def _lif_forward_kernel(
         tl.store(allowed_f + cols, a, mask=mask)
 
 
-@triton.jit
+@_kernel
 def _srm_adjoint_kernel(
     V,
     S,
@@ -138,8 +157,8 @@ def _srm_adjoint_kernel(
     G,
     H,
     LVS,
-    T,
-    M,
+    T: tl.int64,
+    M: tl.int64,
     HAS_S: tl.constexpr,
     HAS_T: tl.constexpr,
     SINGLE: tl.constexpr,
@@ -179,30 +198,55 @@ def _srm_adjoint_kernel(
         if HAS_T:  # timing part at the spikes only
             vt = tl.load(V + offs, mask=mask, other=0.0)
             gt = tl.load(GT + offs, mask=mask, other=0.0)
-            earlier = mask & ((tl.zeros([BLOCK], tl.int32) + t) > 0)  # a tensor in both modes
-            v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
-            s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
-            before = v_before * (1.0 - s_before)
-            vstar = vt - before
-            vstar = tl.where(vstar < vmin, vmin, vstar)
-            d = tl.where(st != 0.0, d - tw * gt / vstar, d)
-        keep = 1.0 - st
-        g_later = c * ni  # G[t+1] (0 at the last step)
-        lv = d + aV * keep * nv
-        li = lv + aI * keep * ni
-        nv = lv
-        ni = li
-        sv += lv
-        g = c * li
+            d = _timing_part(V, S, offs, M, t, vt, st, gt, d, mask, tw, vmin)
+        nv, ni, g, h = _adjoint_step(d, st, nv, ni, aI, aV, c)
+        sv += nv
         tl.store(G + offs, g, mask=mask)
         if WANT_H:
-            tl.store(H + offs, 0.5 * (keep * g_later - aI * g - c * aV * lv), mask=mask)
+            tl.store(H + offs, h, mask=mask)
     tl.store(LVS + cols, sv, mask=mask)
 
 
 @triton.jit
+def _timing_part(V, S, offs, M, t, vt, st, gt, d, mask, tw, vmin):
+    """``d`` plus the timing part of dL/dV at step t, ``-tim_w dL/dt_hat / V*`` at the spikes
+    (V* = V[t] less what the reset left of V[t-1], at least vstar_min)."""
+    earlier = mask & ((tl.zeros_like(offs) + t) > 0)  # a tensor in both modes
+    v_before = tl.load(V + offs - M, mask=earlier, other=0.0)
+    s_before = tl.load(S + offs - M, mask=earlier, other=0.0)
+    before = v_before * (1.0 - s_before)
+    vstar = vt - before
+    vstar = tl.where(vstar < vmin, vmin, vstar)
+    return tl.where(st != 0.0, d - tw * gt / vstar, d)
+
+
+@triton.jit
+def _adjoint_step(d, st, nv, ni, aI, aV, c):
+    """One reverse step over the spike-free windows from dL/dV[t] = d and lam_V, lam_I of t+1:
+    ``(lam_V[t], lam_I[t], G[t], H[t])``."""
+    keep = 1.0 - st
+    g_later = c * ni  # G[t+1] (0 at the last step)
+    lv = d + aV * keep * nv
+    li = lv + aI * keep * ni
+    g = c * li
+    return lv, li, g, 0.5 * (keep * g_later - aI * g - c * aV * lv)
+
+
+@_kernel
 def _rnn_adjoint_kernel(
-    V, S, I_all, SG, GS, consts, G, LVS, T, M, HAS_S: tl.constexpr, SINGLE: tl.constexpr, BLOCK: tl.constexpr
+    V,
+    S,
+    I_all,
+    SG,
+    GS,
+    consts,
+    G,
+    LVS,
+    T: tl.int64,
+    M: tl.int64,
+    HAS_S: tl.constexpr,
+    SINGLE: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
@@ -239,17 +283,27 @@ def _rnn_adjoint_kernel(
     tl.store(LVS + cols, sv, mask=mask)
 
 
-def _block(columns: int) -> int:
-    return max(16, min(BLOCK, triton.next_power_of_2(max(columns, 1))))
-
-
 def _consts(values, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(values, dtype=like.dtype, device=like.device)
+    """The scalars ``values`` as a tensor of ``like``'s dtype on its device: made once per values,
+    dtype and device, since a tensor made from host data is a copy that waits for the device."""
+    return _constant_tensor(tuple(float(v) for v in values), like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=256)
+def _constant_tensor(values: tuple, dtype, device) -> torch.Tensor:
+    return torch.tensor(values, dtype=dtype, device=device)
+
+
+#: columns per program in Triton's interpreter, which runs the programs one after another: the
+#: arithmetic of a column does not depend on BLOCK, and fewer, wider programs run the tests faster
+INTERPRETER_BLOCK = 128
 
 
 def _launch(kernel, columns: int, *args, **meta):
-    block = _block(columns)
-    options = {} if INTERPRETED else COMPILE_OPTIONS
+    """One program per ``BLOCK`` columns; ``meta`` are the kernel's ``tl.constexpr`` flags (every
+    combination the wrappers below pass is compiled ahead of time by :mod:`.aot`, which records
+    them by calling the wrappers with this function replaced)."""
+    block, options = (INTERPRETER_BLOCK, {}) if INTERPRETED else (BLOCK, COMPILE_OPTIONS)
     kernel[(triton.cdiv(columns, block),)](*args, BLOCK=block, **meta, **options)
 
 
@@ -352,9 +406,9 @@ def srm_adjoint(
             columns,
             HAS_S=has_s,
             HAS_T=has_t,
-            SINGLE=bool(single),
+            SINGLE=bool(single) and has_s,  # the mask applies to the activation part only
             WANT_H=bool(want_h),
-            KIND=int(surrogate_kind),
+            KIND=int(surrogate_kind) if has_s else 0,  # sigma only in the activation part
         )
     else:
         lam_v_sum.zero_()
@@ -391,13 +445,24 @@ def rnn_adjoint(potential, spikes, currents, sigma_all, grad_s, alpha_I, alpha_V
 
 
 class TritonBackend(PythonBackend):
-    """The plain PyTorch backend with the time loops in the Triton kernels above."""
+    """The plain PyTorch backend with the time loops in the Triton kernels above, and the fused
+    network backward of :mod:`.triton_fused`."""
 
     name = "triton"
-    capabilities = Capabilities(devices=("cuda", "cpu") if INTERPRETED else ("cuda",))
+    capabilities = Capabilities(devices=("cuda", "cpu") if INTERPRETED else ("cuda",), has_fused=True)
 
     def __init__(self, ops):
         self.ops = ops  # this module (its functions are looked up at each call)
+
+    def flatten_input(self, spikes_in):
+        """Always dense rows: the product is dense on a GPU, and sizing a list of events would make
+        the host wait for the device at every layer."""
+        return dense_input(spikes_in.transpose(0, 1))
+
+    def fused_adjoint(self, inputs, constants, need_g, want_h):
+        from . import triton_fused
+
+        return triton_fused.fused_adjoint(inputs, constants, want_h)
 
     def simulate_lif(self, drive, bias, params, state=None, keep_current=False):
         return calls.simulate_drive(self.ops, drive, bias, params, state, keep_current)
