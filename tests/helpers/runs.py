@@ -64,7 +64,7 @@ def _write_recording(path: Path, label: int, rng: np.random.Generator) -> None:
 
 
 def write_fake_data(base: Path) -> dict:
-    """Fake MNIST (60 training, 30 test images) and N-MNIST (60/20 recordings) folders in ``base``."""
+    """Fake MNIST (60 training, 30 test images), N-MNIST (60/20 recordings) and SHD (30/10) folders in ``base``."""
     rng = np.random.default_rng(0)
     raw = base / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -75,7 +75,10 @@ def write_fake_data(base: Path) -> dict:
     for split, count in (("Train", 60), ("Test", 20)):
         for index in range(count):
             _write_recording(base / "nmnist" / split / str(index % 10) / f"{index:05d}.bin", index % 10, rng)
-    return {"mnist": base / "mnist", "nmnist": base / "nmnist", "cache": base / "cache"}
+    from helpers.shd_files import write_fake_shd
+
+    write_fake_shd(base / "shd")
+    return {"mnist": base / "mnist", "nmnist": base / "nmnist", "shd": base / "shd", "cache": base / "cache"}
 
 
 def tiny_overrides(task: str, data_roots: dict, steps: int = 2) -> list:
@@ -94,7 +97,7 @@ def tiny_overrides(task: str, data_roots: dict, steps: int = 2) -> list:
         "trainer.test_batch_size=8",
         *common,
     ]
-    if task == "nmnist":
+    if task in ("nmnist", "shd"):
         overrides.append(f"task.options.cache_dir={data_roots['cache']}")
     return overrides
 

@@ -168,15 +168,7 @@ def _srm_adjoint_kernel(
 ):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
-    aI = tl.load(consts + 0)
-    aV = tl.load(consts + 1)
-    th = tl.load(consts + 2)
-    aw = tl.load(consts + 3)
-    tw = tl.load(consts + 4)
-    vmin = tl.load(consts + 5)
-    sa = tl.load(consts + 6)
-    sb = tl.load(consts + 7)
-    c = tl.load(consts + 8)
+    aI, aV, th, aw, tw, vmin, sa, sb, c = _adjoint_consts(consts)
     nv = tl.zeros([BLOCK], aI.dtype)
     ni = tl.zeros([BLOCK], aI.dtype)
     sv = tl.zeros([BLOCK], aI.dtype)
@@ -205,6 +197,24 @@ def _srm_adjoint_kernel(
         if WANT_H:
             tl.store(H + offs, h, mask=mask)
     tl.store(LVS + cols, sv, mask=mask)
+
+
+@triton.jit
+def _adjoint_consts(consts):
+    """The SRM adjoints' constants, as :func:`srm_adjoint` packs them: alpha_I, alpha_V, theta,
+    the activation and timing weights, vstar_min, the surrogate's two parameters and the current's
+    kernel scale."""
+    return (
+        tl.load(consts + 0),
+        tl.load(consts + 1),
+        tl.load(consts + 2),
+        tl.load(consts + 3),
+        tl.load(consts + 4),
+        tl.load(consts + 5),
+        tl.load(consts + 6),
+        tl.load(consts + 7),
+        tl.load(consts + 8),
+    )
 
 
 @triton.jit

@@ -23,7 +23,7 @@ import torch
 import triton.language as tl
 
 from . import triton as _tk
-from .triton import _adjoint_step, _consts, _first_spikes, _kernel, _surrogate, _timing_part
+from .triton import _adjoint_consts, _adjoint_step, _consts, _first_spikes, _kernel, _surrogate, _timing_part
 
 
 @_kernel
@@ -56,15 +56,7 @@ def _fused_adjoint_kernel(
 ):
     cols = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = cols < M
-    aI = tl.load(consts + 0)
-    aV = tl.load(consts + 1)
-    th = tl.load(consts + 2)
-    aw = tl.load(consts + 3)
-    tw = tl.load(consts + 4)
-    vmin = tl.load(consts + 5)
-    sa = tl.load(consts + 6)
-    sb = tl.load(consts + 7)
-    c = tl.load(consts + 8)
+    aI, aV, th, aw, tw, vmin, sa, sb, c = _adjoint_consts(consts)
     row = cols // N
     w_col = (row // ROWS_PER_TRIAL) * TRIAL_STRIDE + cols % N  # W_up[k, 0, n]; + j N for row j
     up_row = row * N_UP  # G_up[t, r, 0] at t (M / N) N_UP + r N_UP
