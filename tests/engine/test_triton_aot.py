@@ -89,6 +89,7 @@ def _check_compiled(results, expected_launches):
             assert r["fused_multiply_adds"] == 0, r
 
 
+@pytest.mark.slow  # the GPU compiler: 10-20 s (the whole suite runs it; the full sweep below too)
 def test_a_representative_subset_compiles_for_sm80_and_sm90_without_spills(tmp_path):
     """Each kernel in both dtypes and every value of every flag (a few specializations each)."""
     _check_compiled(compile_kernels(tmp_path, "--subset"), aot.representative(aot.launches()))
