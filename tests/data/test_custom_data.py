@@ -137,6 +137,18 @@ def test_a_bad_return_is_one_line(loader_folder, kwargs, error, words):
         assert word in message, message
 
 
+@pytest.mark.parametrize("plain", [False, True])
+def test_a_bad_item_is_named_by_its_index_in_what_the_loader_returned(loader_folder, plain):
+    # the NaN is the loader's train item 30 (of 60), and the bad label its item 59; whichever of
+    # the two splits drawn from it holds them, at whatever position, the error names those indices
+    for seed in range(4):
+        for bad, words in (("nan", "train split whose item 30 has non-finite"), ("label_range", "whose item 59 has")):
+            with pytest.raises(InputError) as raised:
+                custom(loader_folder, seed=seed, n=60, bad=bad, plain=plain)
+            assert words in str(raised.value), (seed, str(raised.value))
+            assert "train split" in str(raised.value)
+
+
 @pytest.mark.parametrize(
     "spec, words",
     [

@@ -105,9 +105,18 @@ def _tensors(dataset):
     return None
 
 
-def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: TaskData, first: int = 0) -> None:
-    """Inputs ``[n, T, *input_shape]`` and targets ``[n]`` (labels) or ``[n, T, outputs]``."""
-    where = f"{_KEY} returned a {split} split whose item {first}"
+def _item(dataset, position: int) -> int:
+    """The index, in the dataset the loader returned, of item ``position`` of ``dataset`` (through
+    the Subsets of a held-out validation split and of ``data.limit_*``)."""
+    while isinstance(dataset, Subset):
+        position, dataset = int(dataset.indices[position]), dataset.dataset
+    return position
+
+
+def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: TaskData, item=int) -> None:
+    """Inputs ``[n, T, *input_shape]`` and targets ``[n]`` (labels) or ``[n, T, outputs]``; ``item``
+    maps a position among them to the index the loader gave it (named in the error)."""
+    where = f"{_KEY} returned a {split} split whose item {item(0)}"
     expected = (data.num_steps, *data.input_shape)
     if not torch.is_floating_point(inputs) or tuple(inputs.shape[1:]) != expected:
         raise InputError(
@@ -118,7 +127,7 @@ def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: 
     if bool(bad.any()):  # the training step does not look at the values again (engine.checks)
         index = int(torch.nonzero(bad)[0])
         raise InputError(
-            f"{_KEY} returned a {split} split whose item {first + index} has non-finite inputs (inf or NaN); "
+            f"{_KEY} returned a {split} split whose item {item(index)} has non-finite inputs (inf or NaN); "
             f"accepted: finite 0/1 spikes"
         )
     if data.target_kind == "label":
@@ -131,7 +140,7 @@ def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: 
         if bool(outside.any()):
             index = int(torch.nonzero(outside)[0])
             raise InputError(
-                f"{_KEY} returned a {split} split whose item {first + index} has label {int(targets[index])}; "
+                f"{_KEY} returned a {split} split whose item {item(index)} has label {int(targets[index])}; "
                 f"accepted: labels in 0..{data.num_outputs - 1} (num_outputs={data.num_outputs})"
             )
     elif not torch.is_floating_point(targets) or tuple(targets.shape[1:]) != (data.num_steps, data.num_outputs):
@@ -141,22 +150,25 @@ def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: 
         )
 
 
-def check_split(split: str, dataset, data: TaskData) -> None:
-    """Every item of ``dataset`` (one split of ``data``), see the module docstring."""
+def check_split(split: str, dataset, data: TaskData, source: str | None = None) -> None:
+    """Every item of ``dataset`` (one split of ``data``), see the module docstring. An error names
+    the item by its index in the loader's ``source`` split (``train`` for a held-out validation
+    split), whatever subset of it ``dataset`` is."""
+    source = source or split
     if len(dataset) == 0:
         raise ConfigError(f"{_KEY} returned a {split} split of 0 samples; every split needs at least one")
     tensors = _tensors(dataset)
     if tensors is not None:
-        _check_items(split, *tensors, data)
+        _check_items(source, *tensors, data, lambda position: _item(dataset, position))
         return
     for index in range(len(dataset)):
         item = dataset[index]
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(torch.is_tensor(x) for x in item)):
             raise InputError(
-                f"{_KEY} returned a {split} split whose item {index} is a {type(item).__name__}; accepted: a pair "
-                f"(inputs, target) of tensors"
+                f"{_KEY} returned a {source} split whose item {_item(dataset, index)} is a {type(item).__name__}; "
+                f"accepted: a pair (inputs, target) of tensors"
             )
-        _check_items(split, item[0].unsqueeze(0), item[1].unsqueeze(0), data, index)
+        _check_items(source, item[0].unsqueeze(0), item[1].unsqueeze(0), data, lambda _, i=index: _item(dataset, i))
 
 
 def check_task_data(data: Any, target_kind: str, num_steps: int | None) -> TaskData:
@@ -214,9 +226,11 @@ def load_custom(
     data = check_task_data(
         function(**loader_arguments(function, loader, dict(kwargs or {}), passed)), target_kind, num_steps
     )
+    sources = {"train": "train", "val": "val", "test": "test"}
     if data.val is None and data.train is not None and _sized(data.train):
         train_ids, val_ids = split_train_val(len(data.train), seed, "custom/split")
         data.train, data.val = Subset(data.train, train_ids.tolist()), Subset(data.train, val_ids.tolist())
+        sources["val"] = "train"  # held out of it
     for split, limit in (("train", limit_train), ("val", limit_test), ("test", limit_test)):
         dataset = getattr(data, split)
         if not _sized(dataset):
@@ -228,7 +242,7 @@ def load_custom(
             kept = seeded_subset(len(dataset), limit, seed, f"custom/{split}-subset")
             dataset = Subset(dataset, kept.tolist())
             setattr(data, split, dataset)
-        check_split(split, dataset, data)
+        check_split(split, dataset, data, sources[split])
     return data
 
 
