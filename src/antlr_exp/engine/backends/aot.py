@@ -305,22 +305,40 @@ def problems_of(results: list) -> list:
     return problems
 
 
-def compile_all(subset: bool = False, capabilities=CAPABILITIES, log=None) -> tuple:
+_TO_COMPILE: list = []  # (launch, entry, capability) for the workers of compile_all(jobs > 1), by fork
+
+
+def _compile_one(index: int):
+    """Compile :data:`_TO_COMPILE` ``[index]``: its Compiled, or the problem line of a failure."""
+    launch, entry, capability = _TO_COMPILE[index]
+    try:
+        return compile_launch(launch, entry, capability)
+    except Exception as exc:  # a kernel that does not compile is what this reports
+        return f"{launch.describe()} sm_{capability}: {type(exc).__name__}: {str(exc)[:2000]}"
+
+
+def compile_all(subset: bool = False, capabilities=CAPABILITIES, log=None, jobs: int = 1) -> tuple:
     """Record the launches, check their coverage, compile them (``subset``: only
-    :func:`representative` ones) for every capability. Returns ``(results, problems)``; a
-    compile that fails is a problem too."""
+    :func:`representative` ones) for every capability, in ``jobs`` processes. Returns
+    ``(results, problems)``; a compile that fails is a problem too."""
     recorded = launches()
     problems = coverage_problems(recorded)
     chosen = representative(recorded) if subset else list(recorded)
+    _TO_COMPILE[:] = [(launch, recorded[launch], c) for c in capabilities for launch in chosen]
+    if jobs > 1:  # forked workers see _TO_COMPILE (the kernels and their arguments are not pickled)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+            outcomes = list(pool.map(_compile_one, range(len(_TO_COMPILE))))
+    else:
+        outcomes = [_compile_one(i) for i in range(len(_TO_COMPILE))]
     results = []
-    for capability in capabilities:
-        for launch in chosen:
-            try:
-                results.append(compile_launch(launch, recorded[launch], capability))
-            except Exception as exc:  # a kernel that does not compile is what this reports
-                problems.append(f"{launch.describe()} sm_{capability}: {type(exc).__name__}: {str(exc)[:2000]}")
-            if log:
-                log(f"sm_{capability} {launch.describe()}")
+    for (launch, _, capability), outcome in zip(_TO_COMPILE, outcomes):
+        (problems if isinstance(outcome, str) else results).append(outcome)
+        if log:
+            log(f"sm_{capability} {launch.describe()}")
+    _TO_COMPILE.clear()
     return results, problems + problems_of(results)
 
 
@@ -361,6 +379,7 @@ def main(argv=None) -> int:
     parser.add_argument("--arch", type=int, nargs="+", default=list(CAPABILITIES), help="compute capabilities")
     parser.add_argument("--json", help="write every compiled specialization's resources here")
     parser.add_argument("--verbose", action="store_true", help="one line per compile")
+    parser.add_argument("--jobs", type=int, default=1, help="compile in this many processes (default 1)")
     args = parser.parse_args(argv)
     from .triton import BLOCK, COMPILE_OPTIONS, INTERPRETED
 
@@ -369,7 +388,9 @@ def main(argv=None) -> int:
         return 2
     started = time.perf_counter()
     log = (lambda line: print(line, file=sys.stderr)) if args.verbose else None
-    results, problems = compile_all(args.subset, tuple(args.arch), log)
+    if args.jobs < 1:
+        parser.error(f"--jobs {args.jobs}: accepted: a positive number of processes")
+    results, problems = compile_all(args.subset, tuple(args.arch), log, args.jobs)
     elapsed = time.perf_counter() - started
     if args.table:
         print(table(results))
