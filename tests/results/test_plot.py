@@ -72,6 +72,14 @@ def test_accuracy_against_spikes_and_loss_curves(sweep, tmp_path):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
 
 
+def test_runs_without_metrics_draw_empty_loss_curves_without_a_warning(sweep, recwarn):
+    for metrics in sweep.glob("*/metrics.csv"):
+        metrics.unlink()
+    figure = plot.loss_curves(plot.groups([sweep]))
+    assert all(not ax.lines for ax in figure.axes) and figure.axes[0].get_legend() is None
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [str(w.message) for w in recwarn]
+
+
 def test_without_matplotlib_one_line_and_exit_2(sweep):
     code = (
         "import sys; sys.modules['matplotlib'] = None; from antlr_exp.plot import main; "

@@ -125,7 +125,8 @@ def loss_curves(grouped: dict):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("loss")
-    axes[0].legend(fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:  # runs without a metrics.csv draw no curve
+        axes[0].legend(fontsize=8)
     figure.tight_layout()
     return figure
 
