@@ -127,8 +127,18 @@ def report_result(summary: dict, summary_file: Path) -> None:
     log.info(result_line(summary, summary_file, job) if job is not None else result_block(summary, summary_file))
 
 
+#: The sweep this process launches: its folder, and whether its jobs run in other processes (the
+#: joblib launcher's workers); read by antlr-train's Ctrl-C handler.
+LAUNCHED: dict = {}
+
+
 class SweepReport(Callback):
-    """Hydra callback: at the end of a sweep, print the antlr-report table of its folder."""
+    """Hydra callback: note the sweep this process launches (:data:`LAUNCHED`), and at its end
+    print the antlr-report table of its folder."""
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        LAUNCHED["dir"] = Path(config.hydra.sweep.dir)
+        LAUNCHED["in_workers"] = "joblib" in str(config.hydra.launcher.get("_target_", ""))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         from ..results.report import sweep_report

@@ -1,7 +1,8 @@
 """The run folder: its lock, and what a job may do with the folder it is given.
 
 Each run folder holds a lock (``.lock``, taken with ``fcntl.flock``) while a process trains in it:
-a second process aimed at the same folder stops with one line instead of mixing its files in.
+a second process aimed at the same folder stops with one line instead of mixing its files in, and
+Ctrl-C on a sweep whose jobs run in other processes waits for the locks its jobs hold.
 ``resume=true`` needs the same run in the folder; a new run or an ``evaluate=`` must not land in a
 folder holding another run's checkpoints or results; no part of the path may be a file.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -20,7 +22,7 @@ from ..training import checkpoint as ckpt
 
 LOCK_FILE = ".lock"
 
-_held_locks: dict = {}  # resolved folder -> open lock file, kept open for the life of the process
+_held_locks: dict = {}  # resolved folder -> open lock file, held until the job in it ends
 
 
 def check_folder_path(folder: Path, key: str) -> None:
@@ -65,6 +67,38 @@ def release_run_folders() -> None:
     while _held_locks:
         _, stream = _held_locks.popitem()
         stream.close()
+
+
+def release_run_folder(folder: Path) -> None:
+    """Let go of ``folder``'s lock, if this process holds it (its job has ended)."""
+    stream = _held_locks.pop(Path(folder).resolve(), None)
+    if stream is not None:
+        stream.close()
+
+
+def held_elsewhere(folder: Path) -> bool:
+    """Whether another process holds ``folder``'s lock: a job still training there."""
+    if Path(folder).resolve() in _held_locks:
+        return False
+    try:
+        with open(Path(folder) / LOCK_FILE) as stream:
+            fcntl.flock(stream.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def wait_for_jobs(sweep_dir: Path, seconds: float) -> list:
+    """Wait up to ``seconds`` for the jobs of ``sweep_dir`` that other processes are training to
+    end; returns the folders of those still training then (none when all ended in time)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        busy = [lock.parent for lock in Path(sweep_dir).glob(f"**/{LOCK_FILE}") if held_elsewhere(lock.parent)]
+        if not busy or time.monotonic() >= deadline:
+            return busy
+        time.sleep(0.05)
 
 
 def new_folder(folder: Path) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -32,10 +33,13 @@ from ..errors import ConfigError, RunStopped, StopSignal
 from ..training import checkpoint as ckpt
 from ..training import stopping
 from ..training.run import SUMMARY_FILE, USER_ERRORS, run
-from . import configs, console, preflight
+from . import configs, console, preflight, run_folder
 from .runtime import tune_malloc
 
 PROG = "antlr-train"
+#: Ctrl-C on a sweep whose jobs run in worker processes (joblib) waits up to this long for its jobs
+#: to stop, each with its line, before the launcher kills its workers.
+INTERRUPT_GRACE_S = 30.0
 
 
 class JobFailed(CompactHydraException):
@@ -194,6 +198,8 @@ def _train(cfg: DictConfig):
         _stopped(error, run_dir, sweep_dir)
     except KeyboardInterrupt:
         _exit(130, f"{PROG}: interrupted; {_resume_hint(run_dir, sweep_dir)}")
+    finally:
+        run_folder.release_run_folder(run_dir)  # the job has ended (a worker process goes on to others)
     console.report_result(summary, run_dir / SUMMARY_FILE)
     metric = cfg.optimized_metric
     return summary.get(metric) if metric else None
@@ -225,6 +231,20 @@ def _stopped(error: RunStopped, run_dir: Path, sweep_dir: Optional[Path] = None)
         stopping.pass_on(error.signum)
         sys.exit(128 + error.signum)
     _exit(1, f"{PROG}: error: {message}")
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C in the command's own process. Where it launched a sweep into worker processes
+    (joblib), whose launcher kills its workers as soon as it sees the interrupt, first give the jobs
+    still training (they had Ctrl-C too) up to INTERRUPT_GRACE_S to stop with their lines. A second
+    Ctrl-C stops at once."""
+    if not _on_interrupt.waited and console.LAUNCHED.get("in_workers"):
+        _on_interrupt.waited = True
+        run_folder.wait_for_jobs(console.LAUNCHED["dir"], INTERRUPT_GRACE_S)
+    raise KeyboardInterrupt
+
+
+_on_interrupt.waited = False
 
 
 def _interrupted() -> None:
@@ -259,10 +279,18 @@ def main() -> None:
             sys.argv[1:] = preflight.check_command(sys.argv[1:])
     except ConfigError as error:
         _fail(error)
+    console.LAUNCHED.clear()
+    _on_interrupt.waited = False
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is signal.default_int_handler and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         _train()
     except KeyboardInterrupt:  # Ctrl-C on a sweep: its jobs stopped, each with its line; the launcher passes it on
         _interrupted()
+    finally:
+        if signal.getsignal(signal.SIGINT) is _on_interrupt:
+            signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":
