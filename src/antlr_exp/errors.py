@@ -32,3 +32,7 @@ class NonFiniteError(RunStopped):
 
 class CheckpointWriteError(RunStopped):
     """A checkpoint could not be written (a full disk, no permission); the previous one is intact."""
+
+
+#: Errors that are the user's to fix: the commands print their one-line message, no traceback.
+USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)

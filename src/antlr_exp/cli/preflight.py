@@ -34,7 +34,6 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import validate
 from ..errors import ConfigError
 from ..training import checkpoint as ckpt
 from . import configs
@@ -149,6 +148,14 @@ def _varying(jobs: list) -> list:
     keys = [dict(o.partition("=")[::2] for o in job) for job in jobs]
     varying = {k for k in keys[0] if len({job.get(k) for job in keys}) > 1}
     return [[f"{k}={v}" for k, v in job.items() if k in varying] for job in keys]
+
+
+def validate(cfg: DictConfig) -> None:
+    """:func:`antlr_exp.config.validate` (imported here, with the engine's names it checks against,
+    only for a command that is to run: ``--help`` and Hydra's other printing flags import no torch)."""
+    from ..config import validate as check
+
+    check(cfg)
 
 
 def check_kernels() -> None:

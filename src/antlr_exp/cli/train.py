@@ -29,10 +29,10 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..config import CONF_DIR
-from ..errors import ConfigError, RunStopped, StopSignal
+from ..errors import USER_ERRORS, ConfigError, RunStopped, StopSignal
+from ..results.layout import SUMMARY_FILE
 from ..training import checkpoint as ckpt
 from ..training import stopping
-from ..training.run import SUMMARY_FILE, USER_ERRORS, run
 from . import configs, console, preflight, run_folder
 from .runtime import tune_malloc
 
@@ -190,6 +190,8 @@ def _train(cfg: DictConfig):
     tqdm.set_lock(threading.RLock())
     try:
         preflight.prepare_job(cfg, run_dir)
+        from ..training.run import run  # the engine and torch: imported once a job is to train
+
         with stopping.catch_stop_signals():
             summary = run(cfg, run_dir)
     except USER_ERRORS as error:

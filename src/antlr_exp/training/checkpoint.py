@@ -15,8 +15,6 @@ import io
 import os
 from pathlib import Path
 
-import torch
-
 from ..errors import CheckpointWriteError, ConfigError
 from ..results.layout import BEST_CHECKPOINT as BEST
 from ..results.layout import CHECKPOINT_DIR
@@ -43,6 +41,8 @@ def save_atomic(payload: dict, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
+    import torch  # here: the command's checks before training import no torch
+
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     try:
@@ -62,6 +62,8 @@ def save_atomic(payload: dict, path: Path) -> None:
 
 def load(path: Path) -> dict:
     """Read a checkpoint written by ``save_atomic`` (tensors land on the CPU)."""
+    import torch
+
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -94,6 +96,8 @@ def resolve_for_evaluation(path: str) -> Path:
 
 def load_for_evaluation(path: Path) -> dict:
     """A checkpoint ``evaluate=`` can use: a dict with the run's config and its weights."""
+    import torch
+
     accepted = f"accepted: a .pt file from a run's checkpoints/ folder, or a run folder with checkpoints/{BEST}"
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)

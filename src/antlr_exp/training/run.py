@@ -16,7 +16,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import validate, with_legacy_values
-from ..errors import ConfigError, DatasetNotFoundError, InputError
+from ..errors import ConfigError
 from ..results.layout import EVALUATED_CONFIG, TRIALS_FILE
 from . import checkpoint as ckpt
 from .build import build_network, load_data, load_trials, resolve_device
@@ -30,8 +30,7 @@ from .trainer import Trainer
 #: the run's log lines carry the name they always had
 log = logging.getLogger("antlr_exp.train")
 
-#: Errors that are the user's to fix: the CLI prints their one-line message, no traceback.
-USER_ERRORS = (ConfigError, InputError, DatasetNotFoundError)
+from ..errors import USER_ERRORS  # noqa: E402,F401  (re-exported: older imports name it here)
 from ..results.layout import SUMMARY_FILE  # noqa: E402,F401  (re-exported: older imports name it here)
 
 
