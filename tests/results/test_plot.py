@@ -80,6 +80,20 @@ def test_runs_without_metrics_draw_empty_loss_curves_without_a_warning(sweep, re
     assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [str(w.message) for w in recwarn]
 
 
+def test_a_panel_without_finished_runs_draws_no_legend_and_no_warning(recwarn):
+    from antlr_exp.results.plots import accuracy_vs_spikes_panels
+
+    row = {"method.name": "antlr", "n": 2, "test_accuracy_mean": 0.9, "test_accuracy_std": 0.01}
+    for metric in ("hidden", "output"):
+        row[f"test_{metric}_spikes_to_decision_per_sample_mean"] = 10.0
+        row[f"test_{metric}_spikes_to_decision_per_sample_std"] = 1.0
+    figure = accuracy_vs_spikes_panels([("(a)", [row]), ("(b)", [])], "title")
+    (a_hidden, a_output), (b_hidden, b_output) = figure.axes[:2], figure.axes[2:]
+    assert a_hidden.get_legend() is not None and a_output.get_legend() is not None
+    assert b_hidden.get_legend() is None and b_output.get_legend() is None
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [str(w.message) for w in recwarn]
+
+
 def test_without_matplotlib_one_line_and_exit_2(sweep):
     code = (
         "import sys; sys.modules['matplotlib'] = None; from antlr_exp.plot import main; "

@@ -72,7 +72,7 @@ def _accuracy_against(grouped: dict, x_of, xlabel: str):
     axes.set_xlabel(xlabel)
     axes.set_ylabel(metric.replace("_", " "))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=8)
+    legend(axes, fontsize=8)
     figure.tight_layout()
     return figure
 
@@ -125,8 +125,7 @@ def loss_curves(grouped: dict):
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("loss")
-    if axes[0].get_legend_handles_labels()[0]:  # runs without a metrics.csv draw no curve
-        axes[0].legend(fontsize=8)
+    legend(axes[0], fontsize=8)  # runs without a metrics.csv draw no curve
     figure.tight_layout()
     return figure
 
@@ -144,6 +143,13 @@ def by_method(items, key=lambda item: item) -> list:
     """``items`` sorted by rule in the paper's order (others after them)."""
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
     return sorted(items, key=lambda item: order.get(key(item), len(order)))
+
+
+def legend(ax, **options) -> None:
+    """The legend of ``ax`` where something on it has a label; none (and no matplotlib warning)
+    on a panel with nothing to show, e.g. a sweep with no finished run yet."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
 
 
 def save(figure, path: Path, dpi: int = 110) -> None:
@@ -186,7 +192,7 @@ def accuracy_vs_spikes_panels(panels: list, suptitle: str, label_of=None):
             ax.set_ylabel("test accuracy (%)")
             ax.set_title(f"{title}: {what} spikes")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="best")
+            legend(ax, fontsize=7, loc="best")
     figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
@@ -216,7 +222,7 @@ def loss_panels(panels: list, suptitle: str, key: str = "train_loss"):
         ax.set_ylabel("training loss (spike-train loss, mean over trials)")
         ax.set_title(title)
         ax.grid(alpha=0.3, which="both")
-        ax.legend()
+        legend(ax)
     figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
@@ -257,7 +263,7 @@ def weight_sweep(series: list, suptitle: str):
             ax.set_xscale("symlog", linthresh=0.1) if symlog else ax.set_xscale("log")
             ax.set_xlabel(label)
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=8)
+            legend(ax, fontsize=8)
     figure.suptitle(suptitle)
     figure.tight_layout()
     return figure
