@@ -141,6 +141,25 @@ def test_shell_completion_installs_and_lists_our_groups_and_keys(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
+def test_shell_completion_offers_the_presets_of_the_folder_on_the_line(tmp_path):
+    user_folder(tmp_path)
+    assert complete("antlr-train -cd myconf experiment=mi", tmp_path) == ["experiment=mine"]
+    assert complete("antlr-train --config-dir=myconf experiment=mi", tmp_path) == ["experiment=mine"]
+    assert complete("antlr-train experiment=mi", tmp_path) == []  # not ours: only with the folder
+    assert "experiment=fig7a_mnist" in complete("antlr-train -cd myconf experiment=fig7a", tmp_path)
+
+
+def test_completion_flags_are_read_from_the_line_being_completed():
+    from antlr_exp.cli.configs import with_completion_flags
+
+    query = ["-sc", "query=bash"]
+    line = "antlr-train -cd my\\ conf --config-name=run -cp other method=antlr"
+    assert with_completion_flags(query, line) == [*query, "-cd", "my conf", "--config-name=run", "-cp", "other"]
+    assert with_completion_flags(["-sc", "install=bash"], line) == ["-sc", "install=bash"]  # not a query
+    assert with_completion_flags(["method=antlr"], line) == ["method=antlr"]  # not completing
+    assert with_completion_flags(query, "antlr-train -cd 'unclosed") == query  # typed half-way: left out
+
+
 def test_printing_flags_keep_working_with_a_users_folder(tmp_path):
     folder = user_folder(tmp_path)
     result = run_cli(["-cd", "myconf", "--help"], cwd=tmp_path)

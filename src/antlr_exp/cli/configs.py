@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 from pathlib import Path
 from typing import Iterator, Optional
 
@@ -69,6 +70,34 @@ def with_absolute_config_path(argv: list) -> list:
         elif equals and flag in _PATH_FLAGS:
             argv[i] = f"{flag}={absolute(value)}"
     return argv
+
+
+#: the flags that choose where the configs come from, each taking a value
+_CONFIG_FLAGS = ("-cp", "--config-path", "-cn", "--config-name", "-cd", "--config-dir")
+
+
+def with_completion_flags(argv: list, line: Optional[str] = None) -> list:
+    """For a shell-completion query (``-sc query=SHELL``), ``argv`` plus the config flags of the
+    line being completed (the shell passes it in ``COMP_LINE``), so that the completion offers
+    the presets of a ``-cd`` folder or of a ``-cp``/``-cn`` primary config too."""
+    completing = any(a.startswith("query=") for a in argv) and any(
+        a in ("-sc", "--shell-completion") or a.startswith("--shell-completion=") for a in argv
+    )
+    line = os.environ.get("COMP_LINE", "") if line is None else line
+    if not completing or not line:
+        return argv
+    try:
+        words = shlex.split(line)
+    except ValueError:  # an unclosed quote while typing: complete without them
+        return argv
+    flags = []
+    for i, word in enumerate(words[1:], start=1):
+        name, equals, _ = word.partition("=")
+        if word in _CONFIG_FLAGS and i + 1 < len(words):
+            flags += [word, words[i + 1]]
+        elif equals and name in _CONFIG_FLAGS:
+            flags.append(word)
+    return [*argv, *flags]
 
 
 def parse(argv: list):

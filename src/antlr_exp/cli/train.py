@@ -268,7 +268,7 @@ def main() -> None:
         return
     tune_malloc()  # keep large buffers in the heap between steps (see antlr_exp.cli.runtime)
     configs.register()  # the package's configs stay on the search path under -cp (see antlr_exp.cli.configs)
-    sys.argv[1:] = configs.with_absolute_config_path(sys.argv[1:])
+    sys.argv[1:] = configs.with_absolute_config_path(configs.with_completion_flags(sys.argv[1:]))
     args = configs.parse(sys.argv[1:])
     try:
         if args is None or not args.shell_completion:  # -sc takes install=, query=: no overrides
