@@ -80,9 +80,8 @@ def with_completion_flags(argv: list, line: Optional[str] = None) -> list:
     """For a shell-completion query (``-sc query=SHELL``), ``argv`` plus the config flags of the
     line being completed (the shell passes it in ``COMP_LINE``), so that the completion offers
     the presets of a ``-cd`` folder or of a ``-cp``/``-cn`` primary config too."""
-    completing = any(a.startswith("query=") for a in argv) and any(
-        a in ("-sc", "--shell-completion") or a.startswith("--shell-completion=") for a in argv
-    )
+    args = parse(argv)
+    completing = args is not None and args.shell_completion and any(o.startswith("query=") for o in args.overrides)
     line = os.environ.get("COMP_LINE", "") if line is None else line
     if not completing or not line:
         return argv

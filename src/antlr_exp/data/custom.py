@@ -113,7 +113,7 @@ def _item(dataset, position: int) -> int:
     return position
 
 
-def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: TaskData, item=int) -> None:
+def _check_items(split: str, inputs: torch.Tensor, targets: torch.Tensor, data: TaskData, item) -> None:
     """Inputs ``[n, T, *input_shape]`` and targets ``[n]`` (labels) or ``[n, T, outputs]``; ``item``
     maps a position among them to the index the loader gave it (named in the error)."""
     where = f"{_KEY} returned a {split} split whose item {item(0)}"
@@ -226,11 +226,10 @@ def load_custom(
     data = check_task_data(
         function(**loader_arguments(function, loader, dict(kwargs or {}), passed)), target_kind, num_steps
     )
-    sources = {"train": "train", "val": "val", "test": "test"}
+    held_out = data.val is None
     if data.val is None and data.train is not None and _sized(data.train):
         train_ids, val_ids = split_train_val(len(data.train), seed, "custom/split")
         data.train, data.val = Subset(data.train, train_ids.tolist()), Subset(data.train, val_ids.tolist())
-        sources["val"] = "train"  # held out of it
     for split, limit in (("train", limit_train), ("val", limit_test), ("test", limit_test)):
         dataset = getattr(data, split)
         if not _sized(dataset):
@@ -242,7 +241,7 @@ def load_custom(
             kept = seeded_subset(len(dataset), limit, seed, f"custom/{split}-subset")
             dataset = Subset(dataset, kept.tolist())
             setattr(data, split, dataset)
-        check_split(split, dataset, data, sources[split])
+        check_split(split, dataset, data, "train" if split == "val" and held_out else split)
     return data
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import validate, with_legacy_values
-from ..errors import ConfigError
+from ..errors import USER_ERRORS, ConfigError  # noqa: F401  (USER_ERRORS: older imports name it here)
 from ..results.layout import EVALUATED_CONFIG, TRIALS_FILE
 from . import checkpoint as ckpt
 from .build import build_network, load_data, load_trials, resolve_device
@@ -30,7 +30,6 @@ from .trainer import Trainer
 #: the run's log lines carry the name they always had
 log = logging.getLogger("antlr_exp.train")
 
-from ..errors import USER_ERRORS  # noqa: E402,F401  (re-exported: older imports name it here)
 from ..results.layout import SUMMARY_FILE  # noqa: E402,F401  (re-exported: older imports name it here)
 
 

@@ -324,21 +324,24 @@ def compile_all(subset: bool = False, capabilities=CAPABILITIES, log=None, jobs:
     recorded = launches()
     problems = coverage_problems(recorded)
     chosen = representative(recorded) if subset else list(recorded)
-    _TO_COMPILE[:] = [(launch, recorded[launch], c) for c in capabilities for launch in chosen]
-    if jobs > 1:  # forked workers see _TO_COMPILE (the kernels and their arguments are not pickled)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    todo = [(launch, recorded[launch], c) for c in capabilities for launch in chosen]
+    _TO_COMPILE[:] = todo
+    try:
+        if jobs > 1:  # forked workers see _TO_COMPILE (the kernels and their arguments are not pickled)
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-            outcomes = list(pool.map(_compile_one, range(len(_TO_COMPILE))))
-    else:
-        outcomes = [_compile_one(i) for i in range(len(_TO_COMPILE))]
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                outcomes = list(pool.map(_compile_one, range(len(todo))))
+        else:
+            outcomes = [_compile_one(i) for i in range(len(todo))]
+    finally:
+        _TO_COMPILE.clear()
     results = []
-    for (launch, _, capability), outcome in zip(_TO_COMPILE, outcomes):
+    for (launch, _, capability), outcome in zip(todo, outcomes):
         (problems if isinstance(outcome, str) else results).append(outcome)
         if log:
             log(f"sm_{capability} {launch.describe()}")
-    _TO_COMPILE.clear()
     return results, problems + problems_of(results)
 
 
