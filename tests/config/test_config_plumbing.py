@@ -47,6 +47,7 @@ from antlr_exp.engine.losses import (
 )
 from antlr_exp.engine.network import SpikingNetwork
 from antlr_exp.engine.neuron import NeuronParams
+from antlr_exp.engine.spikes import NetworkOutput
 from antlr_exp.training.build import build_network, load_data
 from antlr_exp.training.early_stop import train_early_stop
 from antlr_exp.training.objective import Objective
@@ -197,6 +198,30 @@ def penalty_probe(cfg, ctx):
 def penalty_direct(value, ctx):
     net, out = _silent_layer_output()
     return no_spike_weight_penalty(net, out, p=value)
+
+
+def _late_hidden_spike_output():
+    """One sample: both outputs fire at step 1, hidden neuron 0 first at step 5 (after the stop)."""
+    net = SpikingNetwork([3, 2, 2], 10).double()
+    hidden = torch.zeros(1, 10, 2, dtype=torch.float64)
+    hidden[0, 5, 0] = hidden[0, 0, 1] = 1
+    output = torch.zeros(1, 10, 2, dtype=torch.float64)
+    output[0, 1] = 1
+    return net, NetworkOutput([hidden, output], [hidden, output], 10)
+
+
+def penalty_window_probe(cfg, ctx):
+    """Whether training stops early, and the penalty's gradient in the late neuron's weights."""
+    net, out = _late_hidden_spike_output()
+    Objective(cfg, 2).penalty(net, out).backward()
+    return train_early_stop(cfg), net.layers[0].weight.grad[0]
+
+
+def penalty_window_direct(value, ctx):
+    net, out = _late_hidden_spike_output()
+    p = ctx.defaults["method"]["no_spike_penalty"]
+    no_spike_weight_penalty(net, out, p=p, until_all_fired=value == "early_stop").backward()
+    return value == "early_stop", net.layers[0].weight.grad[0]
 
 
 def optimizer_probe(cfg, ctx):
@@ -359,10 +384,8 @@ PLUMBING = {
     "method/antlr:lambda_act": Plumb(0.3, network_probe, network_direct("method", "lambda_act")),
     "method/antlr:lambda_tim": Plumb(2.5, network_probe, network_direct("method", "lambda_tim")),
     "method/timing:no_spike_penalty": Plumb(7.0, penalty_probe, penalty_direct),
-    # the penalty counted up to the early stop needs the training early stop (latency loss)
-    "method/timing:penalty_window": Plumb(
-        "early_stop", lambda cfg, ctx: train_early_stop(cfg), lambda value, ctx: value == "early_stop"
-    ),
+    # silence counted up to the batch's last first output spike; the training early stop comes with it
+    "method/timing:penalty_window": Plumb("early_stop", penalty_window_probe, penalty_window_direct),
     **{
         f"neuron/paper:{key}": Plumb(value, network_probe, network_direct("neuron", key))
         for key, value in (

@@ -153,8 +153,11 @@ def test_training_early_stop_gives_the_full_window_gradients(rule, lambdas, sing
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-15)
 
 
-def test_penalty_window_early_stop_counts_silence_up_to_the_stop():
-    """A hidden neuron whose first spike falls after the stop counts as silent (the authors' code)."""
+@pytest.mark.parametrize("chunked", [True, False])
+def test_penalty_window_early_stop_counts_silence_up_to_the_last_first_output_spike(chunked):
+    """The authors' window: a hidden neuron whose first spike falls after the step at which the
+    batch's last output first fired counts as silent, whichever steps the pass simulated (the
+    chunked early stop runs to the end of a chunk of 7 steps, the plain pass the whole window)."""
     from antlr_exp.engine.losses import no_spike_weight_penalty
 
     steps, p = 100, 100.0
@@ -163,13 +166,18 @@ def test_penalty_window_early_stop_counts_silence_up_to_the_stop():
     x = (torch.rand(6, steps, 20, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     with torch.no_grad():
         full = net(x)
-    out = net(x, early_stop=True, chunk=7)
-    stop = out.num_steps
+    output = full.spikes[-1]
+    firsts = [[int(output[b, :, j].nonzero()[0]) for j in range(4)] for b in range(6)]  # IndexError: one silent
+    stop = max(max(row) for row in firsts) + 1  # steps 0 .. the last first output spike
+    assert stop % 7 != 0, "the stop must fall inside a chunk"
     before = full.spikes[0][:, :stop].sum(dim=1) == 0  # silent up to the stop, [B, N]
-    whole = full.spikes[0].sum(dim=1) == 0
-    assert bool((before & ~whole).any()), "some neuron must first fire after the stop"
+    assert bool((before & ~(full.spikes[0][:, : (stop // 7 + 1) * 7].sum(dim=1) == 0)).any()), (
+        "some neuron must first fire between the stop and the end of its chunk"
+    )
+    out = net(x, early_stop=True, chunk=7) if chunked else net(x)
+    assert out.num_steps == ((stop // 7 + 1) * 7 if chunked else steps)
     net.zero_grad()
-    no_spike_weight_penalty(net, out, p=p).backward()
+    no_spike_weight_penalty(net, out, p=p, until_all_fired=True).backward()
     expected = -(p / 20) * before.float().mean(dim=0).unsqueeze(1).expand(30, 20)
     torch.testing.assert_close(net.layers[0].weight.grad, expected)
 

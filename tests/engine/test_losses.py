@@ -259,6 +259,27 @@ def test_no_spike_weight_penalty_gradient():
     assert net.layers[0].bias.grad is None or float(net.layers[0].bias.grad.abs().max()) == 0
 
 
+def test_no_spike_weight_penalty_until_all_fired_per_trial():
+    """Hand-worked, two stacked trials of two samples: each trial counts silence up to the step at
+    which its own batch's last output first fired (the whole window where one never fired), as
+    two runs of their own would."""
+    p, steps = 100.0, 10
+    net = SpikingNetwork([5, 4, 2], steps, trials=2).double()
+    output = torch.zeros(4, steps, 2, dtype=torch.float64)  # rows 0-1: trial 0, rows 2-3: trial 1
+    output[0, 2, 0] = output[0, 4, 1] = output[1, 3, 0] = output[1, 6, 1] = 1  # trial 0: all fired at step 6
+    output[2, 1, 0] = output[3, 1, 0] = output[3, 1, 1] = 1  # trial 1: output 1 silent on row 2
+    hidden = torch.zeros(4, steps, 4, dtype=torch.float64)
+    hidden[0, 8, 0] = hidden[2, 8, 0] = 1  # neuron 0: after trial 0's stop, inside trial 1's window
+    hidden[1, 6, 1] = hidden[3, 9, 1] = 1  # neuron 1: at trial 0's last counted step; late in trial 1
+    hidden[:, 0, 2] = 1  # neuron 2 fires on every sample; neuron 3 never
+    out = type("Out", (), {"spikes": [hidden, output], "output_spikes": output, "trials": 2})()
+    no_spike_weight_penalty(net, out, p, until_all_fired=True).backward()
+    frac_hidden = torch.tensor([[1.0, 0.5, 0.0, 1.0], [0.5, 0.5, 0.0, 1.0]], dtype=torch.float64)
+    frac_output = torch.tensor([[0.0, 0.0], [0.0, 0.5]], dtype=torch.float64)
+    torch.testing.assert_close(net.layers[0].weight.grad, (-(p / 5) * frac_hidden).unsqueeze(-1).expand(2, 4, 5))
+    torch.testing.assert_close(net.layers[1].weight.grad, (-(p / 4) * frac_output).unsqueeze(-1).expand(2, 2, 4))
+
+
 @pytest.mark.parametrize(
     "rule,loss",
     [("timing", "count"), ("activation", "latency"), ("activation_rnn", "latency")],

@@ -272,18 +272,28 @@ def no_spike_count_term(
     return _reduce(lambda_ns * (missing.pow(2) if squared else missing), reduction)
 
 
-def no_spike_weight_penalty(net, out, p: float = 100.0) -> torch.Tensor:
+def no_spike_weight_penalty(net, out, p: float = 100.0, until_all_fired: bool = False) -> torch.Tensor:
     """The timing rule's no-spike penalty as a potential to add to the objective.
 
     Its gradient in each incoming weight of neuron j is ``-(p / fan_in) * f_j``, with f_j the
     fraction of the batch on which neuron j never fired: descending it raises the weights of
     silent neurons. Its value is not a loss; do not report it. With stacked trials each trial's
     fraction is over its own block of the batch.
+
+    ``until_all_fired``: silence is counted up to and including the step at which the last output
+    neuron of the (trial's) batch first fired, the whole window if one stayed silent: the window
+    of the authors' code, which stops simulating a batch there. Each stacked trial has its own
+    step, as in a run of its own, whatever steps the pass simulated.
     """
     total = None
     trials = getattr(out, "trials", 1)
+    until = _steps_until_all_fired(out.output_spikes, trials) if until_all_fired else None
     for layer, spikes in zip(net.layers, out.spikes):
-        silent = (spikes.detach().sum(dim=1) == 0).to(layer.weight.dtype)  # [K*B, N]
+        if until is None:
+            silent = spikes.detach().sum(dim=1) == 0  # [K*B, N]
+        else:
+            silent = first_spike_times(spikes.detach()) >= until.view(-1, 1)
+        silent = silent.to(layer.weight.dtype)
         if trials > 1:
             silent_fraction = silent.view(trials, -1, silent.shape[-1]).mean(dim=1)  # [K, N]
         else:
@@ -291,3 +301,12 @@ def no_spike_weight_penalty(net, out, p: float = 100.0) -> torch.Tensor:
         term = -(p / layer.in_features) * (silent_fraction.unsqueeze(-1) * layer.weight).sum()
         total = term if total is None else total + term
     return total
+
+
+def _steps_until_all_fired(output_spikes: torch.Tensor, trials: int) -> torch.Tensor:
+    """Per sample [K*B]: the steps up to and including the one at which the last output of its
+    trial's batch first fired (the simulated steps where one never fired)."""
+    steps = output_spikes.shape[1]
+    first = first_spike_times(output_spikes.detach())  # [K*B, O], steps where never fired
+    per_trial = (first.view(trials, -1).amax(dim=1) + 1).clamp(max=steps)  # [K]
+    return per_trial.repeat_interleave(output_spikes.shape[0] // trials)

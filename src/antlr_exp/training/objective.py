@@ -29,6 +29,8 @@ class Objective:
         self.num_outputs = num_outputs
         # only the timing method has the key: the penalty is its remedy for silent neurons
         self.no_spike_penalty = cfg.method.no_spike_penalty if "no_spike_penalty" in cfg.method else None
+        # early_stop: silence up to each trial's batch's last first output spike (the authors' window)
+        self.until_all_fired = cfg.method.get("penalty_window", "full") == "early_stop"
 
     def per_sample(self, out: NetworkOutput, targets: torch.Tensor) -> torch.Tensor:
         """The loss of every sample, [B]; ``targets`` are labels [B] or target spike trains [B, T, O]."""
@@ -62,7 +64,7 @@ class Objective:
     def penalty(self, net: SpikingNetwork, out: NetworkOutput) -> Optional[torch.Tensor]:
         """The timing rule's no-spike weight penalty (only its gradient matters), or None."""
         if self.no_spike_penalty:
-            return no_spike_weight_penalty(net, out, p=self.no_spike_penalty)
+            return no_spike_weight_penalty(net, out, p=self.no_spike_penalty, until_all_fired=self.until_all_fired)
         return None
 
 
