@@ -17,6 +17,7 @@ from antlr_exp.engine.losses import (
     spike_train_loss,
 )
 from antlr_exp.engine.network import SpikingNetwork
+from antlr_exp.engine.spikes import NetworkOutput
 from antlr_exp.errors import ConfigError, InputError
 from antlr_exp.reference_losses import conv_spike_train_loss
 
@@ -272,7 +273,7 @@ def test_no_spike_weight_penalty_until_all_fired_per_trial():
     hidden[0, 8, 0] = hidden[2, 8, 0] = 1  # neuron 0: after trial 0's stop, inside trial 1's window
     hidden[1, 6, 1] = hidden[3, 9, 1] = 1  # neuron 1: at trial 0's last counted step; late in trial 1
     hidden[:, 0, 2] = 1  # neuron 2 fires on every sample; neuron 3 never
-    out = type("Out", (), {"spikes": [hidden, output], "output_spikes": output, "trials": 2})()
+    out = NetworkOutput([hidden, output], [hidden, output], steps, trials=2)
     no_spike_weight_penalty(net, out, p, until_all_fired=True).backward()
     frac_hidden = torch.tensor([[1.0, 0.5, 0.0, 1.0], [0.5, 0.5, 0.0, 1.0]], dtype=torch.float64)
     frac_output = torch.tensor([[0.0, 0.0], [0.0, 0.5]], dtype=torch.float64)

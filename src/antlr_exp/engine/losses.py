@@ -287,7 +287,7 @@ def no_spike_weight_penalty(net, out, p: float = 100.0, until_all_fired: bool = 
     """
     total = None
     trials = getattr(out, "trials", 1)
-    until = _steps_until_all_fired(out.output_spikes, trials) if until_all_fired else None
+    until = _steps_until_all_fired(out) if until_all_fired else None
     for layer, spikes in zip(net.layers, out.spikes):
         if until is None:
             silent = spikes.detach().sum(dim=1) == 0  # [K*B, N]
@@ -303,10 +303,9 @@ def no_spike_weight_penalty(net, out, p: float = 100.0, until_all_fired: bool = 
     return total
 
 
-def _steps_until_all_fired(output_spikes: torch.Tensor, trials: int) -> torch.Tensor:
+def _steps_until_all_fired(out) -> torch.Tensor:
     """Per sample [K*B]: the steps up to and including the one at which the last output of its
     trial's batch first fired (the simulated steps where one never fired)."""
-    steps = output_spikes.shape[1]
-    first = first_spike_times(output_spikes.detach())  # [K*B, O], steps where never fired
-    per_trial = (first.view(trials, -1).amax(dim=1) + 1).clamp(max=steps)  # [K]
-    return per_trial.repeat_interleave(output_spikes.shape[0] // trials)
+    first = out.output_summary()[1]  # [K*B, O], the simulated steps where never fired; kept for the metrics
+    per_trial = (first.view(out.trials, -1).amax(dim=1) + 1).clamp(max=out.output_spikes.shape[1])  # [K]
+    return per_trial.repeat_interleave(first.shape[0] // out.trials)
